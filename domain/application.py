@@ -1,0 +1,225 @@
+"""The write side's use cases: load an aggregate, run a command, save, return plain data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Mapper, Notification
+
+from domain.chained import ChainedAggregate, Stamp
+from domain.coalition import Coalition
+from domain.errors import (
+    CoalitionNotFound,
+    Conflict,
+    LedgerError,
+    PartnerNotFound,
+    Problem,
+    UnknownReference,
+    ValidationFailed,
+    VersionConflict,
+)
+from domain.partner import Partner
+from domain.serialization import TypedMapper
+from domain.values import (
+    CoalitionFormed,
+    CommitmentMade,
+    EventData,
+    MemberJoined,
+    MemberLeft,
+    PartnerRegistered,
+    ProfileUpdated,
+)
+
+__all__ = ["MAX_SAVE_ATTEMPTS", "Partnerships", "Recorded"]
+
+MAX_SAVE_ATTEMPTS = 5
+TAggregate = TypeVar("TAggregate", bound=ChainedAggregate)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a write recorded: the event's place in its stream and in the global log."""
+
+    stream_id: UUID
+    version: int
+    position: int
+    hash: str
+    type: str
+    data: dict[str, Any] = field(repr=False)
+
+
+class Partnerships(Application[UUID]):
+    """The ledger's write side: partners and coalitions, each a hash-chained event stream."""
+
+    name = "pledger"
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return TypedMapper()
+
+    # ---- partners -----------------------------------------------------------------------
+
+    def register_partner(self, data: PartnerRegistered, stamp: Stamp) -> Recorded:
+        self._check_referrer(data.referred_by)
+        partner = Partner.register(data, stamp)
+        return self._save_one(partner)
+
+    def record(
+        self,
+        partner_id: UUID,
+        data: EventData,
+        stamp: Stamp,
+        *,
+        expected_version: int | None = None,
+    ) -> Recorded:
+        """Append one event to a partner's stream, retrying when another writer got there first."""
+        self._check_references(partner_id, data)
+        return self._change(
+            lambda: self.get_partner(partner_id),
+            lambda partner: partner.execute(data, stamp),
+            expected_version,
+        )
+
+    def get_partner(self, partner_id: UUID, version: int | None = None) -> Partner:
+        return self._get(Partner, partner_id, version, PartnerNotFound)
+
+    def partner_exists(self, partner_id: UUID) -> bool:
+        return bool(self.recorder.select_events(partner_id, limit=1))
+
+    # ---- coalitions ---------------------------------------------------------------------
+
+    def form_coalition(self, data: CoalitionFormed, stamp: Stamp) -> Recorded:
+        return self._save_one(Coalition.form(data, stamp))
+
+    def join_coalition(
+        self, coalition_id: UUID, data: MemberJoined, stamp: Stamp, *, expected_version: int | None = None
+    ) -> Recorded:
+        self.get_coalition(coalition_id)  # 404 before 422
+        if not self._is_partner(data.partner_id):
+            raise UnknownReference(f"No partner with id {data.partner_id} is on record.")
+        return self._change(
+            lambda: self.get_coalition(coalition_id),
+            lambda coalition: coalition.admit(data, stamp),
+            expected_version,
+        )
+
+    def leave_coalition(
+        self, coalition_id: UUID, data: MemberLeft, stamp: Stamp, *, expected_version: int | None = None
+    ) -> Recorded:
+        return self._change(
+            lambda: self.get_coalition(coalition_id),
+            lambda coalition: coalition.release(data, stamp),
+            expected_version,
+        )
+
+    def get_coalition(self, coalition_id: UUID, version: int | None = None) -> Coalition:
+        return self._get(Coalition, coalition_id, version, CoalitionNotFound)
+
+    # ---- batches ------------------------------------------------------------------------
+
+    def save_batch(self, aggregates: Sequence[ChainedAggregate]) -> list[Recorded]:
+        """Save the pending events of many aggregates in one transaction: all or nothing."""
+        return [_recorded(r) for r in self.save(*aggregates)]
+
+    # ---- the global log -----------------------------------------------------------------
+
+    def notifications(
+        self, after: int = 0, *, upto: int | None = None, page_size: int = 1000
+    ) -> Iterator[Notification]:
+        """Stream the stored log in position order, one page in memory at a time."""
+        while True:
+            page = self.recorder.select_notifications(
+                start=after, limit=page_size, stop=upto, inclusive_of_start=False
+            )
+            yield from page
+            if len(page) < page_size:
+                return
+            after = page[-1].id
+
+    def decode(self, notification: Notification) -> ChainedAggregate.Event:
+        event: ChainedAggregate.Event = self.mapper.to_domain_event(notification)
+        return event
+
+    def last_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _get(
+        self,
+        kind: type[TAggregate],
+        aggregate_id: UUID,
+        version: int | None,
+        not_found: Callable[[UUID], LedgerError],
+    ) -> TAggregate:
+        try:
+            aggregate = self.repository.get(aggregate_id, version=version)
+        except AggregateNotFoundError:
+            raise not_found(aggregate_id) from None
+        if not isinstance(aggregate, kind):
+            raise not_found(aggregate_id)
+        return aggregate
+
+    def _is_partner(self, partner_id: UUID) -> bool:
+        try:
+            self.get_partner(partner_id)
+        except PartnerNotFound:
+            return False
+        return True
+
+    def _check_referrer(self, referred_by: UUID | None) -> None:
+        if referred_by is not None and not self._is_partner(referred_by):
+            raise ValidationFailed(
+                [Problem("referred_by", f"no partner with id {referred_by} is on record")]
+            )
+
+    def _check_references(self, partner_id: UUID, data: EventData) -> None:
+        """Rules that look beyond the partner's own stream."""
+        if isinstance(data, ProfileUpdated) and data.referred_by != partner_id:
+            self._check_referrer(data.referred_by)
+        if isinstance(data, CommitmentMade) and data.coalition_id is not None:
+            try:
+                self.get_coalition(data.coalition_id)
+            except CoalitionNotFound:
+                raise ValidationFailed(
+                    [Problem("coalition_id", f"no coalition with id {data.coalition_id} is on record")]
+                ) from None
+
+    def _save_one(self, aggregate: ChainedAggregate) -> Recorded:
+        (recording,) = self.save(aggregate)
+        return _recorded(recording)
+
+    def _change(
+        self,
+        load: Callable[[], TAggregate],
+        command: Callable[[TAggregate], None],
+        expected_version: int | None,
+    ) -> Recorded:
+        """Load, check, record and save; on a lost race, start again from a fresh load."""
+        for _ in range(MAX_SAVE_ATTEMPTS):
+            aggregate = load()
+            if expected_version is not None and aggregate.version != expected_version:
+                raise VersionConflict(expected_version, aggregate.version)
+            command(aggregate)
+            try:
+                return self._save_one(aggregate)
+            except IntegrityError:
+                if expected_version is not None:
+                    raise VersionConflict(expected_version, load().version) from None
+        msg = "Other writers kept changing this record; please try again."
+        raise Conflict(msg)
+
+
+def _recorded(recording: Any) -> Recorded:
+    event: ChainedAggregate.Event = recording.domain_event
+    return Recorded(
+        stream_id=event.originator_id,
+        version=event.originator_version,
+        position=recording.notification.id,
+        hash=event.hash,
+        type=event.data.TYPE,
+        data=event.data.model_dump(mode="json"),
+    )

@@ -1,0 +1,109 @@
+"""What partner and coalition aggregates share: common event fields and the hash chain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self, TypeVar
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.hashing import GENESIS, event_hash
+from domain.values import EventData
+
+__all__ = ["ChainedAggregate", "Stamp"]
+
+TData = TypeVar("TData", bound=EventData)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """Who records an event, and when it happened in the world."""
+
+    occurred_at: datetime
+    recorded_by: str
+
+    @classmethod
+    def now(cls, recorded_by: str) -> Self:
+        return cls(occurred_at=datetime.now(UTC), recorded_by=recorded_by)
+
+
+class ChainedAggregate(Aggregate):
+    """An aggregate whose events each carry the hash of the one before (SPEC §5)."""
+
+    STREAM_TYPE: ClassVar[str]
+
+    class Event(Aggregate.Event):
+        occurred_at: datetime
+        recorded_by: str
+        prev_hash: str
+        hash: str
+        data: EventData
+
+        @property
+        def type(self) -> str:
+            return self.data.TYPE
+
+        @property
+        def recorded_at(self) -> datetime:
+            return self.timestamp
+
+        def compute_hash(self) -> str:
+            """This event's hash recomputed from its content (verification compares it)."""
+            return event_hash(
+                stream_id=self.originator_id,
+                version=self.originator_version,
+                type=self.data.TYPE,
+                occurred_at=self.occurred_at,
+                recorded_at=self.timestamp,
+                recorded_by=self.recorded_by,
+                data=self.data.model_dump(mode="json"),
+                prev_hash=self.prev_hash,
+            )
+
+        def apply(self, aggregate: Any) -> None:
+            assert isinstance(aggregate, ChainedAggregate)
+            aggregate.last_hash = self.hash
+            self.evolve(aggregate)
+
+        def evolve(self, aggregate: Any) -> None:
+            """Change the aggregate's state; never checks a rule (rules live in commands)."""
+
+    def __init__(self) -> None:
+        self.last_hash = GENESIS
+
+    @staticmethod
+    def _sealed(
+        stream_id: UUID, version: int, data: EventData, stamp: Stamp, prev_hash: str
+    ) -> dict[str, Any]:
+        """The keyword arguments of a new event, hash included."""
+        recorded_at = datetime.now(UTC)
+        occurred_at = stamp.occurred_at.astimezone(UTC)
+        digest = event_hash(
+            stream_id=stream_id,
+            version=version,
+            type=data.TYPE,
+            occurred_at=occurred_at,
+            recorded_at=recorded_at,
+            recorded_by=stamp.recorded_by,
+            data=data.model_dump(mode="json"),
+            prev_hash=prev_hash,
+        )
+        return {
+            "timestamp": recorded_at,
+            "occurred_at": occurred_at,
+            "recorded_by": stamp.recorded_by,
+            "prev_hash": prev_hash,
+            "hash": digest,
+            "data": data,
+        }
+
+    @classmethod
+    def _start(cls, event_class: type[Any], stream_id: UUID, data: EventData, stamp: Stamp) -> Self:
+        return cls._create(event_class, id=stream_id, **cls._sealed(stream_id, 1, data, stamp, GENESIS))
+
+    def _record(self, event_class: type[Any], data: EventData, stamp: Stamp) -> None:
+        self.trigger_event(
+            event_class, **self._sealed(self.id, self.version + 1, data, stamp, self.last_hash)
+        )

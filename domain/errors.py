@@ -1,0 +1,136 @@
+"""The one tree of errors the ledger raises when a command breaks a rule.
+
+    LedgerError                      every refusal; carries a human ``detail``
+    ├── NotFound                     HTTP 404
+    │   ├── PartnerNotFound
+    │   └── CoalitionNotFound
+    ├── InvalidCommand               HTTP 422: the command can never succeed as written
+    │   ├── ValidationFailed         fields missing, unknown, malformed (carries ``problems``)
+    │   ├── UnknownReference         a commitment, breach, feedback or partner id not on record
+    │   └── InvalidRetraction        retracting a retraction, a registration, an unknown version
+    └── Conflict                     HTTP 409: the command clashes with the current state
+        ├── AlreadyClosed            a commitment already fulfilled or cancelled
+        ├── AlreadyRepaired          a breach repaired twice
+        ├── AlreadyRetracted         an event retracted twice
+        ├── StillReferenced          retracting an entry that later entries depend on
+        ├── MembershipConflict       joining twice, leaving when not a member
+        ├── DuplicateId              a caller-given id already used within the partner
+        └── VersionConflict          ``expected_version`` is not the current version
+
+The API maps each branch to its status code in one place; the CLI prints ``detail``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "AlreadyClosed",
+    "AlreadyRepaired",
+    "AlreadyRetracted",
+    "CoalitionNotFound",
+    "Conflict",
+    "DuplicateId",
+    "InvalidCommand",
+    "InvalidRetraction",
+    "LedgerError",
+    "MembershipConflict",
+    "NotFound",
+    "PartnerNotFound",
+    "Problem",
+    "StillReferenced",
+    "UnknownReference",
+    "ValidationFailed",
+    "VersionConflict",
+]
+
+
+class LedgerError(Exception):
+    """A command was refused; nothing was recorded."""
+
+    title = "The ledger refused the request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(LedgerError):
+    title = "Not found"
+
+
+class PartnerNotFound(NotFound):
+    def __init__(self, partner_id: object) -> None:
+        super().__init__(f"No partner with id {partner_id} is on record.")
+        self.partner_id = partner_id
+
+
+class CoalitionNotFound(NotFound):
+    def __init__(self, coalition_id: object) -> None:
+        super().__init__(f"No coalition with id {coalition_id} is on record.")
+        self.coalition_id = coalition_id
+
+
+class InvalidCommand(LedgerError):
+    title = "The request cannot be recorded as written"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a command: where (``field``, dotted) and what (``message``)."""
+
+    field: str
+    message: str
+
+
+class ValidationFailed(InvalidCommand):
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in self.problems))
+
+
+class UnknownReference(InvalidCommand):
+    pass
+
+
+class InvalidRetraction(InvalidCommand):
+    pass
+
+
+class Conflict(LedgerError):
+    title = "The request conflicts with what is on record"
+
+
+class AlreadyClosed(Conflict):
+    pass
+
+
+class AlreadyRepaired(Conflict):
+    pass
+
+
+class AlreadyRetracted(Conflict):
+    pass
+
+
+class StillReferenced(Conflict):
+    pass
+
+
+class MembershipConflict(Conflict):
+    pass
+
+
+class DuplicateId(Conflict):
+    pass
+
+
+class VersionConflict(Conflict):
+    def __init__(self, expected_version: int, current_version: int) -> None:
+        super().__init__(
+            f"expected_version {expected_version} is stale: the current version is "
+            f"{current_version}. Reload and try again."
+        )
+        self.expected_version = expected_version
+        self.current_version = current_version

@@ -1,0 +1,53 @@
+"""Money rules: ISO 4217 currencies, their decimal places, and amounts as ``Decimal``."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+__all__ = ["CURRENCY_DECIMALS", "money_problem", "normalize_amount"]
+
+_TWO_DECIMALS = (
+    "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD BTN BWP BYN "
+    "BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP "
+    "GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR KPW KYD KZT LAK LBP "
+    "LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR "
+    "NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN "
+    "SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD USN UYU UZS VED VES WST XCD XCG YER ZAR "
+    "ZMW ZWG"
+).split()
+_ZERO_DECIMALS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split()
+_THREE_DECIMALS = "BHD IQD JOD KWD LYD OMR TND".split()
+_FOUR_DECIMALS = "CLF UYW".split()
+
+CURRENCY_DECIMALS: dict[str, int] = {
+    **dict.fromkeys(_TWO_DECIMALS, 2),
+    **dict.fromkeys(_ZERO_DECIMALS, 0),
+    **dict.fromkeys(_THREE_DECIMALS, 3),
+    **dict.fromkeys(_FOUR_DECIMALS, 4),
+}
+
+
+def money_problem(amount: Decimal, currency: str) -> str | None:
+    """Say what is wrong with an amount in a currency, or None when it is acceptable."""
+    places = CURRENCY_DECIMALS.get(currency)
+    if places is None:
+        return f"{currency!r} is not an ISO 4217 currency code (such as USD, EUR, CAD)"
+    if not amount.is_finite():
+        return "the amount must be a finite number"
+    if amount <= 0:
+        return "the amount must be greater than zero"
+    exponent = amount.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)  # finite, so never 'n', 'N' or 'F'
+    if -exponent > places:
+        return f"{currency} amounts have at most {places} decimal places"
+    if amount.adjusted() >= 15:
+        return "the amount is too large"
+    return None
+
+
+def normalize_amount(amount: Decimal, currency: str) -> Decimal:
+    """Write an acceptable amount with exactly the currency's decimal places (10.5 USD -> 10.50)."""
+    try:
+        return amount.quantize(Decimal(1).scaleb(-CURRENCY_DECIMALS[currency]))
+    except InvalidOperation:  # pragma: no cover - money_problem() refuses what cannot quantize
+        return amount

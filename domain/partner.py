@@ -1,0 +1,476 @@
+"""The partner aggregate: one relationship, every interaction an immutable event.
+
+Command methods (verbs) check the rules of SPEC §2 and then record an event; each event's
+``evolve`` only changes state. A retraction re-folds the partner from its events, leaving the
+retracted one out, so the state always equals the fold of the entries that still count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+from uuid import UUID, uuid4
+
+from eventsourcing.domain import Aggregate
+
+from domain.chained import ChainedAggregate, Stamp
+from domain.errors import (
+    AlreadyClosed,
+    AlreadyRepaired,
+    AlreadyRetracted,
+    DuplicateId,
+    InvalidRetraction,
+    Problem,
+    StillReferenced,
+    UnknownReference,
+    ValidationFailed,
+)
+from domain.money import money_problem, normalize_amount
+from domain.values import (
+    AgreementSigned,
+    CheckinCadenceAgreed,
+    CommitmentCancelled,
+    CommitmentFulfilled,
+    CommitmentMade,
+    CommitmentRenegotiated,
+    ContactMade,
+    EntryRetracted,
+    EventData,
+    FeedbackReceived,
+    MeetingHeld,
+    OutcomeShared,
+    PartnerKind,
+    PartnerRegistered,
+    PaymentMade,
+    Preferences,
+    ProfileUpdated,
+    Side,
+    Stage,
+    StageChanged,
+    ThanksExpressed,
+    TrustBreachRecorded,
+    TrustRepaired,
+)
+
+__all__ = ["DEFAULT_CADENCE_DAYS", "FUTURE_TOLERANCE", "CommitmentRecord", "Partner"]
+
+DEFAULT_CADENCE_DAYS = 30
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+def check_not_future(stamp: Stamp) -> None:
+    if stamp.occurred_at.tzinfo is None:
+        raise ValidationFailed([Problem("occurred_at", "give a timezone, such as Z for UTC")])
+    if stamp.occurred_at > datetime.now(UTC) + FUTURE_TOLERANCE:
+        raise ValidationFailed(
+            [Problem("occurred_at", "is in the future; record events once they have happened")]
+        )
+
+
+def _money(amount: Any, currency: str | None, *, required: bool) -> Any:
+    """Check an amount with its currency and write it with the currency's decimal places."""
+    if amount is None and currency is None and not required:
+        return None
+    if amount is None or currency is None:
+        missing = "amount" if amount is None else "currency"
+        raise ValidationFailed([Problem(missing, "give both an amount and its currency")])
+    problem = money_problem(amount, currency)
+    if problem is not None:
+        field_name = "currency" if "ISO 4217" in problem else "amount"
+        raise ValidationFailed([Problem(field_name, problem)])
+    return normalize_amount(amount, currency)
+
+
+@dataclass
+class CommitmentRecord:
+    commitment_id: str
+    owed_by: Side
+    made_version: int
+    made_at: datetime
+    due_on: date
+    closed: Literal["fulfilled", "cancelled"] | None = None
+    dependents: list[int] = field(default_factory=list)
+
+
+@dataclass
+class BreachRecord:
+    breach_id: str
+    recorded_version: int
+    occurred_at: datetime
+    repaired: bool = False
+    dependents: list[int] = field(default_factory=list)
+
+
+class Partner(ChainedAggregate):
+    STREAM_TYPE = "partner"
+
+    class Event(ChainedAggregate.Event):
+        def apply(self, aggregate: Any) -> None:
+            # Every entry is kept, so that a retraction can re-fold the ones that still count.
+            aggregate.entries[self.originator_version] = self
+            super().apply(aggregate)
+
+    class Registered(Aggregate.Created, Event):
+        data: PartnerRegistered
+
+        def evolve(self, aggregate: Any) -> None:
+            partner: Partner = aggregate
+            d = self.data
+            partner.name, partner.kind, partner.region = d.name, d.kind, d.region
+            partner.roles, partner.communities = d.roles, d.communities
+            partner.referred_by, partner.preferences = d.referred_by, d.preferences
+            partner.registered_at = self.occurred_at
+
+    class ProfileUpdated(Event):
+        data: ProfileUpdated
+
+        def evolve(self, aggregate: Any) -> None:
+            partner: Partner = aggregate
+            for name in self.data.model_fields_set:
+                value = getattr(self.data, name)
+                if value is not None:
+                    setattr(partner, name, value)
+
+    class ContactMade(Event):
+        data: ContactMade
+
+    class MeetingHeld(Event):
+        data: MeetingHeld
+
+    class CheckinCadenceAgreed(Event):
+        data: CheckinCadenceAgreed
+
+        def evolve(self, aggregate: Any) -> None:
+            aggregate.cadence_days = self.data.every_days
+
+    class CommitmentMade(Event):
+        data: CommitmentMade
+
+        def evolve(self, aggregate: Any) -> None:
+            d = self.data
+            assert d.commitment_id is not None
+            aggregate.commitments[d.commitment_id] = CommitmentRecord(
+                d.commitment_id, d.owed_by, self.originator_version, self.occurred_at, d.due_on
+            )
+
+    class CommitmentFulfilled(Event):
+        data: CommitmentFulfilled
+
+        def evolve(self, aggregate: Any) -> None:
+            aggregate.close_commitment(self.data.commitment_id, "fulfilled", self)
+
+    class CommitmentRenegotiated(Event):
+        data: CommitmentRenegotiated
+
+        def evolve(self, aggregate: Any) -> None:
+            record = aggregate.depend_on_commitment(self.data.commitment_id, self)
+            if record is not None:
+                record.due_on = self.data.due_on
+
+    class CommitmentCancelled(Event):
+        data: CommitmentCancelled
+
+        def evolve(self, aggregate: Any) -> None:
+            aggregate.close_commitment(self.data.commitment_id, "cancelled", self)
+
+    class PaymentMade(Event):
+        data: PaymentMade
+
+        def evolve(self, aggregate: Any) -> None:
+            aggregate.depend_on_commitment(self.data.commitment_id, self)
+
+    class ThanksExpressed(Event):
+        data: ThanksExpressed
+
+        def evolve(self, aggregate: Any) -> None:
+            aggregate.depend_on_commitment(self.data.for_commitment_id, self)
+
+    class FeedbackReceived(Event):
+        data: FeedbackReceived
+
+        def evolve(self, aggregate: Any) -> None:
+            assert self.data.feedback_id is not None
+            aggregate.feedback[self.data.feedback_id] = [self.originator_version]
+
+    class OutcomeShared(Event):
+        data: OutcomeShared
+
+        def evolve(self, aggregate: Any) -> None:
+            if self.data.feedback_id in aggregate.feedback:
+                aggregate.feedback[self.data.feedback_id].append(self.originator_version)
+
+    class TrustBreachRecorded(Event):
+        data: TrustBreachRecorded
+
+        def evolve(self, aggregate: Any) -> None:
+            assert self.data.breach_id is not None
+            aggregate.breaches[self.data.breach_id] = BreachRecord(
+                self.data.breach_id, self.originator_version, self.occurred_at
+            )
+
+    class TrustRepaired(Event):
+        data: TrustRepaired
+
+        def evolve(self, aggregate: Any) -> None:
+            breach = aggregate.breaches.get(self.data.breach_id)
+            if breach is not None:
+                breach.repaired = True
+                breach.dependents.append(self.originator_version)
+
+    class StageChanged(Event):
+        data: StageChanged
+
+        def evolve(self, aggregate: Any) -> None:
+            aggregate.stage = self.data.stage
+
+    class AgreementSigned(Event):
+        data: AgreementSigned
+
+    class EntryRetracted(Event):
+        data: EntryRetracted
+
+        def evolve(self, aggregate: Any) -> None:
+            aggregate.retracted.add(self.data.version)
+            aggregate.refold()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[int, Partner.Event] = {}
+        self.retracted: set[int] = set()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.name = ""
+        self.kind = PartnerKind.ORGANIZATION
+        self.roles: tuple[str, ...] = ()
+        self.communities: tuple[str, ...] = ()
+        self.region: str | None = None
+        self.referred_by: UUID | None = None
+        self.preferences = Preferences()
+        self.registered_at: datetime | None = None
+        self.stage = Stage.PROSPECT
+        self.cadence_days = DEFAULT_CADENCE_DAYS
+        self.commitments: dict[str, CommitmentRecord] = {}
+        self.breaches: dict[str, BreachRecord] = {}
+        self.feedback: dict[str, list[int]] = {}
+
+    # ---- folding ------------------------------------------------------------------------
+
+    def refold(self) -> None:
+        """Recompute the state from every entry that still counts."""
+        self._reset()
+        for version in sorted(self.entries):
+            entry = self.entries[version]
+            if version not in self.retracted and not isinstance(entry, Partner.EntryRetracted):
+                entry.evolve(self)
+
+    def close_commitment(
+        self, commitment_id: str, how: Literal["fulfilled", "cancelled"], event: Partner.Event
+    ) -> None:
+        record = self.depend_on_commitment(commitment_id, event)
+        if record is not None:
+            record.closed = how
+
+    def depend_on_commitment(
+        self, commitment_id: str | None, event: Partner.Event
+    ) -> CommitmentRecord | None:
+        record = self.commitments.get(commitment_id) if commitment_id else None
+        if record is not None:
+            record.dependents.append(event.originator_version)
+        return record
+
+    # ---- commands -----------------------------------------------------------------------
+
+    @classmethod
+    def register(cls, data: PartnerRegistered, stamp: Stamp) -> Partner:
+        check_not_future(stamp)
+        return cls._start(cls.Registered, uuid4(), data, stamp)
+
+    def execute(self, data: EventData, stamp: Stamp) -> None:
+        """Check the rules for one command and record its event."""
+        check_not_future(stamp)
+        command = _COMMANDS.get(type(data))
+        if command is None:
+            msg = f"{data.TYPE} is not an event a partner records"
+            raise ValidationFailed([Problem("type", msg)])
+        command(self, data, stamp)
+
+    def update_profile(self, data: ProfileUpdated, stamp: Stamp) -> None:
+        if not data.model_fields_set or all(
+            getattr(data, name) is None for name in data.model_fields_set
+        ):
+            raise ValidationFailed([Problem("profile_updated", "name at least one field to update")])
+        if data.referred_by == self.id:
+            raise ValidationFailed([Problem("referred_by", "a partner cannot refer itself")])
+        self._record(Partner.ProfileUpdated, data, stamp)
+
+    def record_contact(self, data: ContactMade, stamp: Stamp) -> None:
+        self._record(Partner.ContactMade, data, stamp)
+
+    def hold_meeting(self, data: MeetingHeld, stamp: Stamp) -> None:
+        self._record(Partner.MeetingHeld, data, stamp)
+
+    def agree_cadence(self, data: CheckinCadenceAgreed, stamp: Stamp) -> None:
+        self._record(Partner.CheckinCadenceAgreed, data, stamp)
+
+    def make_commitment(self, data: CommitmentMade, stamp: Stamp) -> None:
+        commitment_id = data.commitment_id or str(uuid4())
+        if commitment_id in self._all_commitment_ids():
+            raise DuplicateId(f"commitment_id {commitment_id} is already used for this partner.")
+        made_on = stamp.occurred_at.astimezone(UTC).date()
+        if data.due_on < made_on:
+            raise ValidationFailed(
+                [Problem("due_on", f"{data.due_on} is before the day the commitment was made ({made_on})")]
+            )
+        amount = _money(data.amount, data.currency, required=False)
+        data = data.model_copy(update={"commitment_id": commitment_id, "amount": amount})
+        self._record(Partner.CommitmentMade, data, stamp)
+
+    def fulfil_commitment(self, data: CommitmentFulfilled, stamp: Stamp) -> None:
+        self._open_commitment(data.commitment_id, stamp, "fulfilled")
+        self._record(Partner.CommitmentFulfilled, data, stamp)
+
+    def renegotiate_commitment(self, data: CommitmentRenegotiated, stamp: Stamp) -> None:
+        record = self._open_commitment(data.commitment_id, stamp, "renegotiated")
+        if data.due_on < record.made_at.date():
+            raise ValidationFailed(
+                [Problem("due_on", f"{data.due_on} is before the day the commitment was made")]
+            )
+        self._record(Partner.CommitmentRenegotiated, data, stamp)
+
+    def cancel_commitment(self, data: CommitmentCancelled, stamp: Stamp) -> None:
+        self._open_commitment(data.commitment_id, stamp, "cancelled")
+        self._record(Partner.CommitmentCancelled, data, stamp)
+
+    def make_payment(self, data: PaymentMade, stamp: Stamp) -> None:
+        self._known_commitment(data.commitment_id, "commitment_id")
+        amount = _money(data.amount, data.currency, required=True)
+        self._record(Partner.PaymentMade, data.model_copy(update={"amount": amount}), stamp)
+
+    def express_thanks(self, data: ThanksExpressed, stamp: Stamp) -> None:
+        self._known_commitment(data.for_commitment_id, "for_commitment_id")
+        self._record(Partner.ThanksExpressed, data, stamp)
+
+    def receive_feedback(self, data: FeedbackReceived, stamp: Stamp) -> None:
+        feedback_id = data.feedback_id or str(uuid4())
+        if feedback_id in self._all_ids(Partner.FeedbackReceived, "feedback_id"):
+            raise DuplicateId(f"feedback_id {feedback_id} is already used for this partner.")
+        data = data.model_copy(update={"feedback_id": feedback_id})
+        self._record(Partner.FeedbackReceived, data, stamp)
+
+    def share_outcome(self, data: OutcomeShared, stamp: Stamp) -> None:
+        if data.feedback_id is not None and data.feedback_id not in self.feedback:
+            raise UnknownReference(f"No feedback with feedback_id {data.feedback_id} is on record.")
+        self._record(Partner.OutcomeShared, data, stamp)
+
+    def record_breach(self, data: TrustBreachRecorded, stamp: Stamp) -> None:
+        breach_id = data.breach_id or str(uuid4())
+        if breach_id in self._all_ids(Partner.TrustBreachRecorded, "breach_id"):
+            raise DuplicateId(f"breach_id {breach_id} is already used for this partner.")
+        self._record(Partner.TrustBreachRecorded, data.model_copy(update={"breach_id": breach_id}), stamp)
+
+    def repair_trust(self, data: TrustRepaired, stamp: Stamp) -> None:
+        breach = self.breaches.get(data.breach_id)
+        if breach is None:
+            raise UnknownReference(f"No breach with breach_id {data.breach_id} is on record.")
+        if breach.repaired:
+            raise AlreadyRepaired(f"Breach {data.breach_id} has already been repaired.")
+        if stamp.occurred_at < breach.occurred_at:
+            raise ValidationFailed([Problem("occurred_at", "is before the breach was recorded as happening")])
+        self._record(Partner.TrustRepaired, data, stamp)
+
+    def change_stage(self, data: StageChanged, stamp: Stamp) -> None:
+        self._record(Partner.StageChanged, data, stamp)
+
+    def sign_agreement(self, data: AgreementSigned, stamp: Stamp) -> None:
+        if data.ends_on is not None and data.ends_on < data.effective_on:
+            raise ValidationFailed([Problem("ends_on", "is before effective_on")])
+        self._record(Partner.AgreementSigned, data, stamp)
+
+    def retract_entry(self, data: EntryRetracted, stamp: Stamp) -> None:
+        target = self.entries.get(data.version)
+        if target is None:
+            raise InvalidRetraction(f"This partner has no event with version {data.version}.")
+        if isinstance(target, Partner.EntryRetracted):
+            raise InvalidRetraction("A retraction cannot be retracted; record the entry again instead.")
+        if isinstance(target, Partner.Registered):
+            raise InvalidRetraction(
+                "A registration cannot be retracted; correct it with profile_updated instead."
+            )
+        if data.version in self.retracted:
+            raise AlreadyRetracted(f"Version {data.version} has already been retracted.")
+        dependents = self._dependents_of(target)
+        if dependents:
+            later = ", ".join(str(v) for v in dependents)
+            raise StillReferenced(
+                f"Version {data.version} is referred to by later entries (versions {later}); "
+                "retract those first."
+            )
+        self._record(Partner.EntryRetracted, data, stamp)
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _all_ids(self, event_class: type[Partner.Event], attribute: str) -> set[str]:
+        """Ids used by any entry, retracted or not: an id is never reused within a partner."""
+        return {
+            getattr(entry.data, attribute)
+            for entry in self.entries.values()
+            if isinstance(entry, event_class)
+        }
+
+    def _all_commitment_ids(self) -> set[str]:
+        return self._all_ids(Partner.CommitmentMade, "commitment_id")
+
+    def _known_commitment(self, commitment_id: str | None, field_name: str) -> None:
+        if commitment_id is not None and commitment_id not in self.commitments:
+            raise UnknownReference(f"{field_name} {commitment_id} is not a commitment on record.")
+
+    def _open_commitment(self, commitment_id: str, stamp: Stamp, verb: str) -> CommitmentRecord:
+        record = self.commitments.get(commitment_id)
+        if record is None:
+            raise UnknownReference(f"No commitment with commitment_id {commitment_id} is on record.")
+        if record.closed is not None:
+            raise AlreadyClosed(
+                f"Commitment {commitment_id} is already {record.closed}, so it cannot be {verb}."
+            )
+        if stamp.occurred_at < record.made_at:
+            raise ValidationFailed(
+                [Problem("occurred_at", "is before the commitment was made")]
+            )
+        return record
+
+    def _dependents_of(self, target: Partner.Event) -> list[int]:
+        if isinstance(target, Partner.CommitmentMade):
+            assert target.data.commitment_id is not None
+            record = self.commitments.get(target.data.commitment_id)
+            return record.dependents if record else []
+        if isinstance(target, Partner.TrustBreachRecorded):
+            assert target.data.breach_id is not None
+            breach = self.breaches.get(target.data.breach_id)
+            return breach.dependents if breach else []
+        if isinstance(target, Partner.FeedbackReceived):
+            assert target.data.feedback_id is not None
+            return self.feedback.get(target.data.feedback_id, [])[1:]
+        return []
+
+
+_COMMANDS: dict[type[EventData], Any] = {
+    ProfileUpdated: Partner.update_profile,
+    ContactMade: Partner.record_contact,
+    MeetingHeld: Partner.hold_meeting,
+    CheckinCadenceAgreed: Partner.agree_cadence,
+    CommitmentMade: Partner.make_commitment,
+    CommitmentFulfilled: Partner.fulfil_commitment,
+    CommitmentRenegotiated: Partner.renegotiate_commitment,
+    CommitmentCancelled: Partner.cancel_commitment,
+    PaymentMade: Partner.make_payment,
+    ThanksExpressed: Partner.express_thanks,
+    FeedbackReceived: Partner.receive_feedback,
+    OutcomeShared: Partner.share_outcome,
+    TrustBreachRecorded: Partner.record_breach,
+    TrustRepaired: Partner.repair_trust,
+    StageChanged: Partner.change_stage,
+    AgreementSigned: Partner.sign_agreement,
+    EntryRetracted: Partner.retract_entry,
+}
