@@ -1,0 +1,83 @@
+"""Configuration, read from the environment (and CLI flags) in this one place.
+
+| variable               | default        | meaning                                                   |
+| ---------------------- | -------------- | --------------------------------------------------------- |
+| PLEDGER_DB             | ./pledger.db   | the SQLite event log; read models sit beside it           |
+| PLEDGER_DATABASE_URL   | (unset)        | postgresql://user:pass@host:port/db — use PostgreSQL      |
+| PLEDGER_HOST           | 127.0.0.1      | address `pledger serve` listens on                        |
+| PLEDGER_PORT           | 8000           | port `pledger serve` listens on                           |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_path: Path
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, db: str | None = None
+    ) -> Settings:
+        env = os.environ if environ is None else environ
+        url = env.get("PLEDGER_DATABASE_URL") or None
+        if db is not None:
+            url = None  # an explicit --db always means that SQLite file
+        return cls(
+            db_path=Path(db or env.get("PLEDGER_DB") or "pledger.db").expanduser().resolve(),
+            database_url=url,
+            host=env.get("PLEDGER_HOST", "127.0.0.1"),
+            port=int(env.get("PLEDGER_PORT", "8000")),
+        )
+
+    @property
+    def store(self) -> str:
+        return "postgres" if self.database_url else "sqlite"
+
+    @property
+    def views_path(self) -> Path:
+        """The SQLite file holding read models, beside the event log."""
+        return self.db_path.with_name(self.db_path.stem + ".views" + self.db_path.suffix)
+
+    def describe(self) -> str:
+        if self.database_url:
+            parts = urlsplit(self.database_url)
+            return f"PostgreSQL database {parts.path.lstrip('/')} on {parts.hostname}"
+        return f"SQLite file {self.db_path}"
+
+    def event_store_env(self) -> dict[str, str]:
+        """The eventsourcing library's persistence settings for the event log."""
+        if not self.database_url:
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.db_path),
+                "SQLITE_LOCK_TIMEOUT": "30",
+            }
+        return {"PERSISTENCE_MODULE": "eventsourcing.postgres", **postgres_env(self.database_url)}
+
+
+def postgres_env(url: str) -> dict[str, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+        msg = f"PLEDGER_DATABASE_URL must start with postgresql://, not {parts.scheme}://"
+        raise ValueError(msg)
+    return {
+        "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
+        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_POOL_SIZE": "10",
+        "POSTGRES_MAX_OVERFLOW": "10",
+    }
