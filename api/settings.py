@@ -66,6 +66,12 @@ class Settings:
             }
         return {"PERSISTENCE_MODULE": "eventsourcing.postgres", **postgres_env(self.database_url)}
 
+    def views_env(self) -> dict[str, str]:
+        """Persistence settings for the read models: a sibling SQLite file, or the same database."""
+        if not self.database_url:
+            return {**self.event_store_env(), "SQLITE_DBNAME": str(self.views_path)}
+        return self.event_store_env()
+
 
 def postgres_env(url: str) -> dict[str, str]:
     parts = urlsplit(url)

@@ -1,0 +1,599 @@
+"""Questions the ledger answers, each at a reference (``as_of``, ``position``).
+
+Every answer states the ``as_of`` and ``position`` it was computed at; the same pair always
+gives the same answer, byte for byte, however many events are recorded afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+import orjson
+
+from domain.errors import CoalitionNotFound, PartnerNotFound, Problem, ValidationFailed
+from domain.hashing import format_instant
+from projections.folds import (
+    CommitmentView,
+    Entry,
+    Figures,
+    PartnerSnapshot,
+    figures_of,
+    fold_partner,
+    health_of,
+)
+from projections.store import LedgerView
+
+__all__ = ["GENERATED_BY", "At", "LedgerQueries", "end_of_day"]
+
+GENERATED_BY = "Partnership Ledger 0.1.0"
+OVER_ENGAGED_ASKS = 4
+OVER_ENGAGED_DAYS = 90
+MAX_PAGE = 1000
+
+_CONTACT_TYPES = ("meeting_held", "contact_made")
+_PROFILE_TYPES = ("partner_registered", "profile_updated", "stage_changed", "checkin_cadence_agreed")
+_COMMITMENT_TYPES = (
+    "commitment_made",
+    "commitment_fulfilled",
+    "commitment_renegotiated",
+    "commitment_cancelled",
+)
+
+
+def end_of_day(day: date) -> datetime:
+    """The last instant of a UTC day: an ``as_of`` given as a date includes that whole day."""
+    return datetime.combine(day, time.max, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class At:
+    """The reference of a question: the world up to ``as_of``, the log up to ``position``."""
+
+    as_of: datetime
+    position: int
+
+    @property
+    def today(self) -> date:
+        return self.as_of.astimezone(UTC).date()
+
+    def stamp(self) -> dict[str, Any]:
+        return {"as_of": format_instant(self.as_of), "position": self.position}
+
+
+def _encode_cursor(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> list[Any]:
+    try:
+        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        raise ValidationFailed([Problem("cursor", "is not a cursor this ledger gave out")]) from None
+    if not isinstance(values, list):
+        raise ValidationFailed([Problem("cursor", "is not a cursor this ledger gave out")])
+    return values
+
+
+class LedgerQueries:
+    """Read-side use cases over the views; returns plain data ready for JSON."""
+
+    def __init__(self, view: LedgerView) -> None:
+        self.view = view
+
+    # ---- the reference ------------------------------------------------------------------
+
+    def at(self, as_of: datetime | None = None, position: int | None = None) -> At:
+        """Resolve a query's reference: ``as_of`` defaults to now, ``position`` to the end."""
+        end = self.view.processed_position()
+        if position is None:
+            position = end
+        elif position < 0:
+            raise ValidationFailed([Problem("position", "must be 0 or more")])
+        elif position > end:
+            raise ValidationFailed(
+                [Problem("position", f"{position} is beyond the end of the log ({end})")]
+            )
+        if as_of is None:
+            as_of = datetime.now(UTC)
+        elif as_of.tzinfo is None:
+            raise ValidationFailed([Problem("as_of", "give a timezone, such as Z for UTC")])
+        return At(as_of.astimezone(UTC), position)
+
+    # ---- one partner --------------------------------------------------------------------
+
+    def snapshot(self, partner_id: str, at: At) -> PartnerSnapshot:
+        entries = self.view.counting_entries(at.as_of, at.position, stream_ids=[partner_id])
+        found = entries.get(partner_id, [])
+        if not found or found[0].type != "partner_registered":
+            raise PartnerNotFound(partner_id)
+        return fold_partner(partner_id, found)
+
+    def partner(self, partner_id: str, at: At) -> dict[str, Any]:
+        snap = self.snapshot(partner_id, at)
+        return {"id": partner_id, **_profile(snap), **at.stamp()}
+
+    def health(self, partner_id: str, at: At) -> dict[str, Any]:
+        snap = self.snapshot(partner_id, at)
+        return {
+            "partner_id": partner_id,
+            "name": snap.name,
+            **at.stamp(),
+            **health_of(snap, at.as_of).as_dict(),
+        }
+
+    def health_history(
+        self,
+        partner_id: str,
+        at: At,
+        *,
+        start: date | None,
+        end: date | None,
+        interval: Literal["month", "week"] = "month",
+    ) -> dict[str, Any]:
+        """The score at each month-end (or each Sunday) from ``start`` to ``end``, inclusive."""
+        snap = self.snapshot(partner_id, at)
+        assert snap.registered_at is not None
+        end = min(end or at.today, at.today)
+        start = start or snap.registered_at.astimezone(UTC).date()
+        if start > end:
+            raise ValidationFailed([Problem("from", "is after to")])
+        entries = self.view.counting_entries(at.as_of, at.position, stream_ids=[partner_id])[partner_id]
+        points = []
+        for day in _period_ends(start, end, interval):
+            moment = end_of_day(day)
+            upto = [e for e in entries if e.occurred_at <= moment]
+            if not upto or upto[0].type != "partner_registered":
+                continue
+            health = health_of(fold_partner(partner_id, upto), moment)
+            points.append({"as_of": day.isoformat(), "score": health.score, "band": health.band})
+        return {
+            "partner_id": partner_id,
+            "interval": interval,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            **at.stamp(),
+            "points": points,
+        }
+
+    def commitments(self, partner_id: str, at: At) -> dict[str, Any]:
+        snap = self.snapshot(partner_id, at)
+        items = sorted(snap.commitments.values(), key=lambda c: (c.made_at, c.version))
+        return {
+            "partner_id": partner_id,
+            **at.stamp(),
+            "figures": {side: f.as_dict() for side, f in figures_of(items, at.today).items()},
+            "commitments": [c.as_dict(at.today) for c in items],
+        }
+
+    def timeline(
+        self,
+        partner_id: str,
+        at: At,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        types: Sequence[str] | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        self.snapshot(partner_id, at)  # 404 for a partner not on record at this reference
+        after = None
+        if cursor:
+            values = _decode_cursor(cursor)
+            if len(values) != 2 or not isinstance(values[0], str) or not isinstance(values[1], int):
+                raise ValidationFailed([Problem("cursor", "is not a cursor this ledger gave out")])
+            after = (values[0], values[1])
+        limit = _check_limit(limit)
+        entries = self.view.stream_entries(
+            partner_id,
+            at.position,
+            as_of=at.as_of,
+            occurred_from=start,
+            occurred_to=end,
+            types=types,
+            after=after,
+            limit=limit + 1,
+        )
+        more = len(entries) > limit
+        entries = entries[:limit]
+        last = entries[-1] if entries else None
+        return {
+            "partner_id": partner_id,
+            **at.stamp(),
+            "events": [_timeline_item(e) for e in entries],
+            "next_cursor": (
+                _encode_cursor([format_instant(last.occurred_at), last.version])
+                if more and last
+                else None
+            ),
+        }
+
+    # ---- many partners ------------------------------------------------------------------
+
+    def _snapshots(
+        self, at: At, *, partner_ids: Sequence[str] | None = None, types: Sequence[str] | None = None
+    ) -> dict[str, PartnerSnapshot]:
+        wanted = None if types is None else ("partner_registered", *types)
+        grouped = self.view.counting_entries(
+            at.as_of, at.position, stream_ids=partner_ids, types=wanted
+        )
+        return {
+            sid: fold_partner(sid, entries)
+            for sid, entries in grouped.items()
+            if entries and entries[0].type == "partner_registered"
+        }
+
+    def accountability(
+        self, at: At, *, coalition_id: str | None = None, owed_by: str | None = None
+    ) -> dict[str, Any]:
+        if coalition_id is not None:
+            self._coalition_entries(coalition_id, at)  # 404 for an unknown coalition
+        snaps = self._snapshots(at, types=("profile_updated", *_COMMITMENT_TYPES))
+        sides = {"us": Figures(), "partner": Figures()}
+        overdue = []
+        for snap in snaps.values():
+            for commitment in snap.commitments.values():
+                if coalition_id is not None and commitment.coalition_id != coalition_id:
+                    continue
+                if owed_by is not None and commitment.owed_by != owed_by:
+                    continue
+                sides[commitment.owed_by].add(commitment, at.today)
+                if commitment.status(at.today) == "overdue":
+                    overdue.append(_agenda_commitment(snap, commitment, at.today))
+        overdue.sort(key=lambda c: (c["due_on"], c["name"], c["partner_id"], c["commitment_id"]))
+        return {
+            **at.stamp(),
+            "coalition_id": coalition_id,
+            "owed_by": owed_by,
+            **{side: f.as_dict() for side, f in sides.items() if owed_by in (None, side)},
+            "overdue": overdue,
+        }
+
+    def partners(
+        self,
+        at: At,
+        *,
+        stage: str | None = None,
+        community: str | None = None,
+        role: str | None = None,
+        q: str | None = None,
+        sort: Literal["health", "name", "last_touch"] = "name",
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> dict[str, Any]:
+        limit = _check_limit(limit)
+        snaps = self._snapshots(at)
+        rows = []
+        for snap in snaps.values():
+            profile = _profile(snap)
+            if stage and snap.stage != stage:
+                continue
+            if community and community not in (profile["communities"] or ()):
+                continue
+            if role and role not in (profile["roles"] or ()):
+                continue
+            if q and q.casefold() not in snap.name.casefold():
+                continue
+            health = health_of(snap, at.as_of)
+            rows.append(
+                {
+                    "id": snap.partner_id,
+                    **profile,
+                    "health": {"score": health.score, "band": health.band},
+                }
+            )
+        rows.sort(key=lambda r: _sort_key(r, sort))
+        if cursor:
+            after = _decode_cursor(cursor)
+            rows = [r for r in rows if _sort_key(r, sort) > tuple(after)]
+        page = rows[:limit]
+        more = len(rows) > limit
+        return {
+            **at.stamp(),
+            "sort": sort,
+            "partners": page,
+            "next_cursor": _encode_cursor(_sort_key(page[-1], sort)) if more and page else None,
+        }
+
+    # ---- coalitions ---------------------------------------------------------------------
+
+    def _coalition_entries(self, coalition_id: str, at: At) -> list[Entry]:
+        found = self.view.counting_entries(at.as_of, at.position, stream_ids=[coalition_id])
+        entries = found.get(coalition_id, [])
+        if not entries or entries[0].type != "coalition_formed":
+            raise CoalitionNotFound(coalition_id)
+        return entries
+
+    def coalition(self, coalition_id: str, at: At) -> dict[str, Any]:
+        entries = self._coalition_entries(coalition_id, at)
+        formed = entries[0]
+        members: dict[str, Entry] = {}
+        for entry in entries[1:]:
+            partner_id = entry.data["partner_id"]
+            if entry.type == "member_joined":
+                members[partner_id] = entry
+            else:
+                members.pop(partner_id, None)
+        names = {
+            sid: snap.name for sid, snap in self._snapshots(at, partner_ids=list(members), types=("profile_updated",)).items()
+        }
+        return {
+            "id": coalition_id,
+            "name": formed.data["name"],
+            "shared_vision": formed.data["shared_vision"],
+            "agreed_measures": formed.data["agreed_measures"],
+            "formed_at": format_instant(formed.occurred_at),
+            "version": max(e.version for e in entries),
+            **at.stamp(),
+            "members": sorted(
+                (
+                    {
+                        "partner_id": pid,
+                        "name": names.get(pid, ""),
+                        "joined_at": format_instant(entry.occurred_at),
+                    }
+                    for pid, entry in members.items()
+                ),
+                key=lambda m: (m["name"], m["partner_id"]),
+            ),
+        }
+
+    def coalitions(self, at: At) -> dict[str, Any]:
+        rows = self.view.select(
+            "SELECT coalition_id FROM {p}coalitions ORDER BY name, coalition_id"
+        )
+        listed = []
+        for row in rows:
+            try:
+                listed.append(self.coalition(row["coalition_id"], at))
+            except CoalitionNotFound:
+                continue  # formed after this reference
+        return {**at.stamp(), "coalitions": listed}
+
+    def report(
+        self,
+        coalition_id: str,
+        at: At,
+        *,
+        start: date | None = None,
+        end: date | None = None,
+    ) -> dict[str, Any]:
+        """The accountability report to a coalition (SPEC §4), reproducible to the byte."""
+        if start is not None and end is not None and start > end:
+            raise ValidationFailed([Problem("from", "is after to")])
+        coalition = self.coalition(coalition_id, at)
+        member_ids = [m["partner_id"] for m in coalition["members"]]
+        snaps = self._snapshots(at, partner_ids=member_ids)
+
+        def in_period(moment: datetime) -> bool:
+            day = moment.astimezone(UTC).date()
+            return (start is None or day >= start) and (end is None or day <= end)
+
+        members = []
+        totals: dict[str, Any] = {
+            "us": Figures(),
+            "partner": Figures(),
+            "payments": defaultdict(Decimal),
+            "thanks": 0,
+            "breaches": Counter({"open": 0, "repaired": 0}),
+        }
+        for member in coalition["members"]:
+            snap = snaps[member["partner_id"]]
+            made = [c for c in snap.commitments.values() if in_period(c.made_at)]
+            sides = figures_of(made, at.today)
+            payments: dict[str, Decimal] = defaultdict(Decimal)
+            for moment, amount, currency, _ in snap.payments:
+                if in_period(moment):
+                    payments[currency] += amount
+            thanks = sum(1 for moment in snap.thanks if in_period(moment))
+            breaches = Counter({"open": 0, "repaired": 0})
+            for breach in snap.breaches.values():
+                if in_period(breach.occurred_at):
+                    breaches["repaired" if breach.repaired_at else "open"] += 1
+            health = health_of(snap, at.as_of)
+            members.append(
+                {
+                    "partner_id": snap.partner_id,
+                    "name": snap.name,
+                    "health": {"score": health.score, "band": health.band},
+                    "us": sides["us"].as_dict(),
+                    "partner": sides["partner"].as_dict(),
+                    "payments": _money(payments),
+                    "thanks": thanks,
+                    "breaches": dict(breaches),
+                }
+            )
+            totals["us"] += sides["us"]
+            totals["partner"] += sides["partner"]
+            for currency, amount in payments.items():
+                totals["payments"][currency] += amount
+            totals["thanks"] += thanks
+            totals["breaches"].update(breaches)
+        digest, _ = self.view.digest_at(at.position)
+        return {
+            "coalition": {"id": coalition_id, "name": coalition["name"]},
+            "period": {
+                "from": start.isoformat() if start else None,
+                "to": end.isoformat() if end else None,
+            },
+            **at.stamp(),
+            "digest": digest,
+            "generated_by": GENERATED_BY,
+            "members": members,
+            "totals": {
+                "us": totals["us"].as_dict(),
+                "partner": totals["partner"].as_dict(),
+                "payments": _money(totals["payments"]),
+                "thanks": totals["thanks"],
+                "breaches": dict(totals["breaches"]),
+            },
+        }
+
+    # ---- the portfolio ------------------------------------------------------------------
+
+    def agenda(self, at: At, *, within_days: int = 14) -> dict[str, Any]:
+        if within_days < 0 or within_days > 3660:
+            raise ValidationFailed([Problem("within_days", "must be between 0 and 3660")])
+        horizon = at.today + timedelta(days=within_days)
+        snaps = self._snapshots(at, types=(*_PROFILE_TYPES[1:], *_CONTACT_TYPES, *_COMMITMENT_TYPES))
+        checkins, commitments = [], []
+        for snap in snaps.values():
+            if snap.stage == "ended":
+                continue
+            due = _checkin_due(snap)
+            if due <= horizon:
+                checkins.append(
+                    {
+                        "partner_id": snap.partner_id,
+                        "name": snap.name,
+                        "due_on": due.isoformat(),
+                        "overdue_days": (at.today - due).days,
+                    }
+                )
+            for commitment in snap.commitments.values():
+                if commitment.status(at.today) in ("open", "overdue") and commitment.due_on <= horizon:
+                    commitments.append(_agenda_commitment(snap, commitment, at.today))
+        checkins.sort(key=lambda c: (c["due_on"], c["name"], c["partner_id"]))
+        commitments.sort(key=lambda c: (c["due_on"], c["name"], c["partner_id"], c["commitment_id"]))
+        return {"as_of": format_instant(at.as_of), "position": at.position, "within_days": within_days,
+                "checkins": checkins, "commitments": commitments}
+
+    def review(self, at: At) -> dict[str, Any]:
+        snaps = self._snapshots(at)
+        by: dict[str, Counter[str]] = {k: Counter() for k in ("community", "role", "region", "stage")}
+        over_engaged, neglected = [], []
+        window_start = at.as_of - timedelta(days=OVER_ENGAGED_DAYS)
+        for snap in sorted(snaps.values(), key=lambda s: (s.name, s.partner_id)):
+            profile = _profile(snap)
+            by["community"].update(profile["communities"] or [])
+            by["role"].update(profile["roles"] or [])
+            by["region"][profile["region"] or "(none)"] += 1
+            by["stage"][snap.stage] += 1
+            asks = sum(
+                1 for c in snap.commitments.values() if c.owed_by == "partner" and c.made_at > window_start
+            ) + sum(1 for moment in snap.feedback if moment > window_start)
+            if asks >= OVER_ENGAGED_ASKS:
+                over_engaged.append({"partner_id": snap.partner_id, "name": snap.name, "asks_90_days": asks})
+            touched = snap.last_touch_at or snap.registered_at
+            assert touched is not None
+            days = (at.today - touched.astimezone(UTC).date()).days
+            if days > 2 * snap.cadence_days:
+                neglected.append(
+                    {
+                        "partner_id": snap.partner_id,
+                        "name": snap.name,
+                        "last_touch_on": (
+                            snap.last_touch_at.astimezone(UTC).date().isoformat() if snap.last_touch_at else None
+                        ),
+                        "days_since": days,
+                        "cadence_days": snap.cadence_days,
+                    }
+                )
+        return {
+            **at.stamp(),
+            "partners": len(snaps),
+            "by_community": _counts(by["community"]),
+            "by_role": _counts(by["role"]),
+            "by_region": _counts(by["region"]),
+            "by_stage": _counts(by["stage"]),
+            "over_engaged": over_engaged,
+            "neglected": neglected,
+        }
+
+    def digest(self, at: At) -> dict[str, Any]:
+        digest, events = self.view.digest_at(at.position)
+        return {"position": at.position, "events": events, "digest": digest}
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+
+def _check_limit(limit: int) -> int:
+    if limit < 1 or limit > MAX_PAGE:
+        raise ValidationFailed([Problem("limit", f"must be between 1 and {MAX_PAGE}")])
+    return limit
+
+
+def _profile(snap: PartnerSnapshot) -> dict[str, Any]:
+    return {
+        **snap.profile,
+        "stage": snap.stage,
+        "cadence_days": snap.cadence_days,
+        "registered_at": format_instant(snap.registered_at) if snap.registered_at else None,
+        "last_touch_at": format_instant(snap.last_touch_at) if snap.last_touch_at else None,
+        "version": snap.version,
+    }
+
+
+def _timeline_item(entry: Entry) -> dict[str, Any]:
+    return {
+        "position": entry.position,
+        "version": entry.version,
+        "type": entry.type,
+        "occurred_at": format_instant(entry.occurred_at),
+        "recorded_at": entry.recorded_at,
+        "recorded_by": entry.recorded_by,
+        "data": entry.data,
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+        "retracted": entry.retracted,
+    }
+
+
+def _sort_key(row: dict[str, Any], sort: str) -> tuple[Any, ...]:
+    if sort == "health":
+        return (-row["health"]["score"], row["name"], row["id"])
+    if sort == "last_touch":
+        # Longest without a two-way touch first: they need attention.
+        return (row["last_touch_at"] or "", row["name"], row["id"])
+    return (row["name"].casefold(), row["name"], row["id"])
+
+
+def _checkin_due(snap: PartnerSnapshot) -> date:
+    base = snap.last_touch_at or snap.registered_at
+    assert base is not None
+    return base.astimezone(UTC).date() + timedelta(days=snap.cadence_days)
+
+
+def _agenda_commitment(snap: PartnerSnapshot, commitment: CommitmentView, today: date) -> dict[str, Any]:
+    return {
+        "partner_id": snap.partner_id,
+        "name": snap.name,
+        "commitment_id": commitment.commitment_id,
+        "owed_by": commitment.owed_by,
+        "description": commitment.description,
+        "due_on": commitment.due_on.isoformat(),
+        "overdue_days": commitment.overdue_days(today),
+    }
+
+
+def _money(totals: dict[str, Decimal]) -> dict[str, str]:
+    return {currency: str(totals[currency]) for currency in sorted(totals)}
+
+
+def _counts(counter: Counter[str]) -> dict[str, int]:
+    return {key: counter[key] for key in sorted(counter)}
+
+
+def _period_ends(start: date, end: date, interval: str) -> Iterable[date]:
+    if interval == "week":
+        day = start + timedelta(days=(6 - start.weekday()) % 7)  # the first Sunday on or after
+        while day <= end:
+            yield day
+            day += timedelta(days=7)
+        return
+    year, month = start.year, start.month
+    while True:
+        day = date(year, month, calendar.monthrange(year, month)[1])
+        if day > end:
+            return
+        yield day
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
