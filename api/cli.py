@@ -8,11 +8,16 @@ from typing import Annotated
 
 import orjson
 import typer
+from eventsourcing.persistence import MapperDeserialisationError
 
+from api.importing import import_app
 from api.progress import progress_bar
 from api.settings import Settings
-from api.wiring import open_ledger
+from api.wiring import Services, open_ledger, open_services
+from domain.errors import CoalitionNotFound, LedgerError
 from projections.audit import export_events, verify_log
+from projections.queries import At
+from api.params import parse_as_of, parse_day, parse_uuid
 
 __all__ = ["app", "main"]
 
@@ -23,6 +28,9 @@ app = typer.Typer(
 )
 export_app = typer.Typer(help="Write the ledger out.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
+token_app = typer.Typer(help="Credentials for the HTTP API.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+app.add_typer(import_app, name="import")
 
 DbOption = Annotated[
     str | None,
@@ -54,6 +62,10 @@ def export_events_command(
             for document in export_events(ledger):
                 out.write(orjson.dumps(document) + b"\n")
                 advance(1)
+    except MapperDeserialisationError as error:
+        # A damaged stored event: say which, instead of a traceback; verify lists them all.
+        typer.echo(f"error: {error}; run `pledger verify` to list every damaged event", err=True)
+        raise typer.Exit(1) from None
     finally:
         if output:
             out.close()
@@ -80,6 +92,167 @@ def verify_command(db: DbOption = None) -> None:
         typer.echo(f"FAILED: {len(report.problems)} problem(s) found.", err=True)
         raise typer.Exit(1)
     typer.echo("OK: every event matches its hash and its chain.")
+
+
+AsOfOption = Annotated[
+    str | None,
+    typer.Option("--as-of", help="Reference moment: a date (end of that UTC day) or an RFC 3339 time."),
+]
+PositionOption = Annotated[
+    int | None, typer.Option("--position", help="Count only events up to this log position.")
+]
+
+
+def _fail(error: LedgerError) -> typer.Exit:
+    typer.echo(f"error: {error.detail}", err=True)
+    return typer.Exit(1)
+
+
+def _reference(services: Services, as_of: str | None, position: int | None) -> At:
+    services.keeper.catch_up()
+    return services.queries.at(parse_as_of(as_of), position)
+
+
+@app.command("rebuild")
+def rebuild_command(db: DbOption = None) -> None:
+    """Recompute every read model from event 1 (the log itself is never touched)."""
+    services = open_services(_settings(db))
+    with progress_bar("Rebuilding views", services.ledger.last_position()) as advance:
+        processed = services.keeper.rebuild(advance=advance)
+    digest, events = services.view.digest_at(services.view.processed_position())
+    typer.echo(f"rebuilt views from {processed} events; digest {digest}")
+
+
+@app.command("report")
+def report_command(
+    coalition: Annotated[str, typer.Argument(help="The coalition's id.")],
+    fmt: Annotated[str, typer.Option("--format", help="json, csv, md or html.")] = "json",
+    as_of: AsOfOption = None,
+    position: PositionOption = None,
+    start: Annotated[str | None, typer.Option("--from", help="First day of the period.")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day of the period.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
+    db: DbOption = None,
+) -> None:
+    """The accountability report to a coalition, reproducible to the byte."""
+    from api.formats import REPORT_FORMATS
+
+    if fmt not in REPORT_FORMATS:
+        typer.echo(f"error: --format must be one of {', '.join(REPORT_FORMATS)}", err=True)
+        raise typer.Exit(2)
+    services = open_services(_settings(db))
+    try:
+        at = _reference(services, as_of, position)
+        report = services.queries.report(
+            coalition, at, start=parse_day(start, "--from"), end=parse_day(end, "--to")
+        )
+    except LedgerError as error:
+        raise _fail(error) from None
+    _write(REPORT_FORMATS[fmt](report), output)
+
+
+@app.command("agenda")
+def agenda_command(
+    within_days: Annotated[int, typer.Option("--within-days", help="How far ahead to look.")] = 14,
+    fmt: Annotated[str, typer.Option("--format", help="text, json or ics.")] = "text",
+    as_of: AsOfOption = None,
+    position: PositionOption = None,
+    db: DbOption = None,
+) -> None:
+    """Check-ins and commitments due soon or overdue, both sides."""
+    from api.formats import agenda_ics
+
+    services = open_services(_settings(db))
+    try:
+        agenda = services.queries.agenda(_reference(services, as_of, position), within_days=within_days)
+    except LedgerError as error:
+        raise _fail(error) from None
+    if fmt == "json":
+        _write(orjson.dumps(agenda, option=orjson.OPT_INDENT_2) + b"\n", None)
+    elif fmt == "ics":
+        _write(agenda_ics(agenda), None)
+    elif fmt == "text":
+        typer.echo(f"Agenda as of {agenda['as_of']} (position {agenda['position']}), next {within_days} days")
+        typer.echo("\nCheck-ins:")
+        for item in agenda["checkins"] or [{"name": "(none)"}]:
+            typer.echo(f"  {_when(item)}  {item['name']}")
+        typer.echo("\nCommitments:")
+        for item in agenda["commitments"] or [{"name": "(none)"}]:
+            who = "we owe" if item.get("owed_by") == "us" else "owed to us by"
+            what = f"{who} {item['name']}: {item['description']}" if "description" in item else item["name"]
+            typer.echo(f"  {_when(item)}  {what}")
+    else:
+        typer.echo("error: --format must be text, json or ics", err=True)
+        raise typer.Exit(2)
+
+
+def _when(item: dict[str, object]) -> str:
+    if "due_on" not in item:
+        return " " * 24
+    days = int(str(item["overdue_days"]))
+    status = f"{days} days overdue" if days > 0 else ("due today" if days == 0 else f"in {-days} days")
+    return f"{item['due_on']} {status:<13}"
+
+
+def _write(content: bytes, output: Path | None) -> None:
+    if output is not None:
+        output.write_bytes(content)
+    else:
+        sys.stdout.buffer.write(content)
+        sys.stdout.buffer.flush()
+
+
+@token_app.command("create")
+def token_create_command(
+    role: Annotated[str, typer.Option("--role", help="steward, viewer or coalition.")],
+    name: Annotated[str, typer.Option("--name", help="Who holds it; becomes recorded_by.")],
+    coalition: Annotated[
+        str | None, typer.Option("--coalition", help="The coalition a coalition token may read.")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Create an API token; it is printed once, on stdout, and only its hash is kept."""
+    services = open_services(_settings(db))
+    try:
+        if coalition is not None:
+            services.ledger.get_coalition(parse_uuid(coalition, CoalitionNotFound))
+        token = services.tokens.issue(role, name, coalition)  # type: ignore[arg-type]
+    except (LedgerError, ValueError) as error:
+        typer.echo(f"error: {getattr(error, 'detail', error)}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(token)
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Run the HTTP API (uvicorn) on the SQLite file or on $PLEDGER_DATABASE_URL."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(db)
+    services = open_services(settings)
+    if not services.tokens.has_any():
+        token = services.tokens.issue("steward", "first-steward")
+        typer.echo("No API token existed, so a steward token was created. Keep it; it is shown once:")
+        typer.echo(f"\n    {token}\n")
+        typer.echo(
+            f"Try: curl -H 'Authorization: Bearer {token}' "
+            f"http://{host or settings.host}:{port or settings.port}/v1/partners"
+        )
+        typer.echo("More tokens: pledger token create --role viewer --name NAME\n")
+    services.close()
+    typer.echo(f"Serving the ledger in {settings.describe()}", err=True)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="info",
+    )
 
 
 def main() -> None:

@@ -63,14 +63,19 @@ class Settings:
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
                 "SQLITE_DBNAME": str(self.db_path),
                 "SQLITE_LOCK_TIMEOUT": "30",
+                "APPLICATION_RECORDER_TOPIC": "api.recorders:LedgerSQLiteRecorder",
             }
-        return {"PERSISTENCE_MODULE": "eventsourcing.postgres", **postgres_env(self.database_url)}
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "APPLICATION_RECORDER_TOPIC": "api.recorders:LedgerPostgresRecorder",
+            **postgres_env(self.database_url),
+        }
 
     def views_env(self) -> dict[str, str]:
         """Persistence settings for the read models: a sibling SQLite file, or the same database."""
         if not self.database_url:
             return {**self.event_store_env(), "SQLITE_DBNAME": str(self.views_path)}
-        return self.event_store_env()
+        return {"PERSISTENCE_MODULE": "eventsourcing.postgres", **postgres_env(self.database_url)}
 
 
 def postgres_env(url: str) -> dict[str, str]:

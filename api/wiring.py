@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import getpass
+from dataclasses import dataclass
 
-from domain.application import Partnerships
+from api.auth import TokenBook
 from api.settings import Settings
+from domain.application import Partnerships
+from projections.queries import LedgerQueries
+from projections.runner import ViewKeeper, open_view
+from projections.store import LedgerView
 
-__all__ = ["cli_user", "open_ledger"]
+__all__ = ["Services", "cli_user", "open_ledger", "open_services"]
 
 
 def open_ledger(settings: Settings) -> Partnerships:
@@ -15,6 +20,29 @@ def open_ledger(settings: Settings) -> Partnerships:
     if settings.store == "sqlite":
         settings.db_path.parent.mkdir(parents=True, exist_ok=True)
     return Partnerships(env=settings.event_store_env())
+
+
+@dataclass
+class Services:
+    """Everything a request or a command needs: the write side, the views, the queries."""
+
+    settings: Settings
+    ledger: Partnerships
+    view: LedgerView
+    keeper: ViewKeeper
+    queries: LedgerQueries
+    tokens: TokenBook
+
+    def close(self) -> None:
+        self.keeper.stop()
+        self.ledger.close()
+
+
+def open_services(settings: Settings) -> Services:
+    ledger = open_ledger(settings)
+    view = open_view(settings.views_env())
+    keeper = ViewKeeper(ledger, view, settings.views_env())
+    return Services(settings, ledger, view, keeper, LedgerQueries(view), TokenBook(ledger.recorder))
 
 
 def cli_user() -> str:

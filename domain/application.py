@@ -34,10 +34,20 @@ from domain.values import (
     ProfileUpdated,
 )
 
-__all__ = ["MAX_SAVE_ATTEMPTS", "Partnerships", "Recorded"]
+__all__ = ["MAX_SAVE_ATTEMPTS", "Partnerships", "Recorded", "SaveOptions"]
 
 MAX_SAVE_ATTEMPTS = 5
 TAggregate = TypeVar("TAggregate", bound=ChainedAggregate)
+
+
+@dataclass(frozen=True)
+class SaveOptions:
+    """What a caller adds to a save: keyword arguments for the recorder (saved in the same
+    transaction as the events), and what to do first when the save conflicts (for instance
+    raise because the same request was already recorded, instead of retrying)."""
+
+    recorder_kwargs: dict[str, Any] = field(default_factory=dict)
+    on_conflict: Callable[[], None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -62,10 +72,12 @@ class Partnerships(Application[UUID]):
 
     # ---- partners -----------------------------------------------------------------------
 
-    def register_partner(self, data: PartnerRegistered, stamp: Stamp) -> Recorded:
+    def register_partner(
+        self, data: PartnerRegistered, stamp: Stamp, *, with_save: SaveOptions | None = None
+    ) -> Recorded:
         self._check_referrer(data.referred_by)
         partner = Partner.register(data, stamp)
-        return self._save_one(partner)
+        return self._save_one(partner, with_save)
 
     def record(
         self,
@@ -74,6 +86,7 @@ class Partnerships(Application[UUID]):
         stamp: Stamp,
         *,
         expected_version: int | None = None,
+        with_save: SaveOptions | None = None,
     ) -> Recorded:
         """Append one event to a partner's stream, retrying when another writer got there first."""
         self._check_references(partner_id, data)
@@ -81,6 +94,7 @@ class Partnerships(Application[UUID]):
             lambda: self.get_partner(partner_id),
             lambda partner: partner.execute(data, stamp),
             expected_version,
+            with_save,
         )
 
     def get_partner(self, partner_id: UUID, version: int | None = None) -> Partner:
@@ -91,11 +105,19 @@ class Partnerships(Application[UUID]):
 
     # ---- coalitions ---------------------------------------------------------------------
 
-    def form_coalition(self, data: CoalitionFormed, stamp: Stamp) -> Recorded:
-        return self._save_one(Coalition.form(data, stamp))
+    def form_coalition(
+        self, data: CoalitionFormed, stamp: Stamp, *, with_save: SaveOptions | None = None
+    ) -> Recorded:
+        return self._save_one(Coalition.form(data, stamp), with_save)
 
     def join_coalition(
-        self, coalition_id: UUID, data: MemberJoined, stamp: Stamp, *, expected_version: int | None = None
+        self,
+        coalition_id: UUID,
+        data: MemberJoined,
+        stamp: Stamp,
+        *,
+        expected_version: int | None = None,
+        with_save: SaveOptions | None = None,
     ) -> Recorded:
         self.get_coalition(coalition_id)  # 404 before 422
         if not self._is_partner(data.partner_id):
@@ -104,15 +126,23 @@ class Partnerships(Application[UUID]):
             lambda: self.get_coalition(coalition_id),
             lambda coalition: coalition.admit(data, stamp),
             expected_version,
+            with_save,
         )
 
     def leave_coalition(
-        self, coalition_id: UUID, data: MemberLeft, stamp: Stamp, *, expected_version: int | None = None
+        self,
+        coalition_id: UUID,
+        data: MemberLeft,
+        stamp: Stamp,
+        *,
+        expected_version: int | None = None,
+        with_save: SaveOptions | None = None,
     ) -> Recorded:
         return self._change(
             lambda: self.get_coalition(coalition_id),
             lambda coalition: coalition.release(data, stamp),
             expected_version,
+            with_save,
         )
 
     def get_coalition(self, coalition_id: UUID, version: int | None = None) -> Coalition:
@@ -188,8 +218,13 @@ class Partnerships(Application[UUID]):
                     [Problem("coalition_id", f"no coalition with id {data.coalition_id} is on record")]
                 ) from None
 
-    def _save_one(self, aggregate: ChainedAggregate) -> Recorded:
-        (recording,) = self.save(aggregate)
+    def _save_one(self, aggregate: ChainedAggregate, with_save: SaveOptions | None) -> Recorded:
+        options = with_save or SaveOptions()
+        try:
+            (recording,) = self.save(aggregate, **options.recorder_kwargs)
+        except IntegrityError:
+            options.on_conflict()
+            raise
         return _recorded(recording)
 
     def _change(
@@ -197,6 +232,7 @@ class Partnerships(Application[UUID]):
         load: Callable[[], TAggregate],
         command: Callable[[TAggregate], None],
         expected_version: int | None,
+        with_save: SaveOptions | None,
     ) -> Recorded:
         """Load, check, record and save; on a lost race, start again from a fresh load."""
         for _ in range(MAX_SAVE_ATTEMPTS):
@@ -205,7 +241,7 @@ class Partnerships(Application[UUID]):
                 raise VersionConflict(expected_version, aggregate.version)
             command(aggregate)
             try:
-                return self._save_one(aggregate)
+                return self._save_one(aggregate, with_save)
             except IntegrityError:
                 if expected_version is not None:
                     raise VersionConflict(expected_version, load().version) from None

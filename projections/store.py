@@ -445,6 +445,13 @@ class LedgerView:
             statement += f" LIMIT {int(limit)}"
         return [entry_from_row(row, position) for row in self.select(statement, params)]
 
+    def entry(self, stream_id: str, version: int) -> Entry | None:
+        rows = self.select(
+            f"SELECT {_ENTRY_COLUMNS} FROM {{p}}entries WHERE stream_id = ? AND version = ?",
+            (stream_id, version),
+        )
+        return entry_from_row(rows[0]) if rows else None
+
     def digest_at(self, position: int) -> tuple[str, int]:
         """The ledger digest after every event up to ``position``, and how many events."""
         rows = self.select(

@@ -1,0 +1,99 @@
+"""Every refusal as ``application/problem+json`` (RFC 9457), mapped in this one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.auth import Forbidden, Unauthorized
+from domain.serialization import DATA_MODELS
+from domain.errors import Conflict, InvalidCommand, LedgerError, NotFound, ValidationFailed, VersionConflict
+
+__all__ = ["install_problem_handlers", "problem"]
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    422: "Unprocessable request",
+    500: "Internal error",
+}
+
+
+def problem(status: int, detail: str, **extra: Any) -> Response:
+    body = {
+        "type": "about:blank",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        **{k: v for k, v in extra.items() if v is not None},
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/problem+json", headers=headers
+    )
+
+
+def _status_of(error: LedgerError) -> int:
+    if isinstance(error, NotFound):
+        return 404
+    if isinstance(error, Conflict):
+        return 409
+    if isinstance(error, InvalidCommand):
+        return 422
+    return 422
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    if len(parts) > 1 and parts[0] in DATA_MODELS:
+        parts = parts[1:]  # a tagged union names its tag first: contact_made.summary -> summary
+    return ".".join(parts) or "body"
+
+
+def _pydantic_problems(errors: Any) -> list[dict[str, str]]:
+    found = []
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        message = str(error.get("msg", "is not valid"))
+        if error.get("type") == "json_invalid":
+            message = "the body is not valid JSON"
+        found.append({"field": _location(loc), "message": message})
+    return found
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LedgerError)
+    async def ledger_error(_: Request, error: LedgerError) -> Response:
+        extra: dict[str, Any] = {}
+        if isinstance(error, ValidationFailed):
+            extra["errors"] = [{"field": p.field, "message": p.message} for p in error.problems]
+        if isinstance(error, VersionConflict):
+            extra["current_version"] = error.current_version
+        return problem(_status_of(error), error.detail, **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> Response:
+        problems = _pydantic_problems(error.errors())
+        detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        return problem(422, detail or "The request is not valid.", errors=problems)
+
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(_: Request, error: Unauthorized) -> Response:
+        return problem(401, error.detail)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_: Request, error: Forbidden) -> Response:
+        return problem(403, error.detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> Response:
+        return problem(error.status_code, str(error.detail))

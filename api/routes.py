@@ -1,0 +1,613 @@
+"""The /v1 routes (SPEC §4). Handlers parse, call the ledger or its queries, and map; no rules."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.responses import Response
+
+from api.auth import Forbidden, Principal
+from api.params import parse_as_of, parse_day, parse_moment, parse_uuid
+from api.recorders import RequestMark
+from api.schemas import (
+    AccountabilityPublic,
+    AgendaPublic,
+    CoalitionCreate,
+    CoalitionPublic,
+    CoalitionsPublic,
+    CommitmentsPublic,
+    EventBody,
+    EventRecordedPublic,
+    EventsPublic,
+    HealthHistoryPublic,
+    HealthPublic,
+    MemberCreate,
+    PartnerCreate,
+    PartnerPublic,
+    PartnersPublic,
+    ProblemPublic,
+    RecordedPublic,
+    ReportPublic,
+    ReviewPublic,
+    TimelinePublic,
+    VerifyPublic,
+)
+from api.wiring import Services
+from domain.application import Recorded, SaveOptions
+from domain.chained import Stamp
+from domain.errors import CoalitionNotFound, PartnerNotFound, Problem, ValidationFailed
+from domain.serialization import DATA_MODELS, public_event
+from domain.values import CoalitionFormed, MemberJoined, MemberLeft, PartnerRegistered, Side, Stage
+from projections.audit import verify_log
+from projections.queries import At
+from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics
+
+__all__ = ["router"]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProblemPublic, "content": {"application/problem+json": {}}}
+    for status in (401, 403, 404, 409, 422)
+}
+router = APIRouter(prefix="/v1", responses=_ERRORS)
+_COMMON_WRITE_FIELDS = {"type", "occurred_at", "expected_version"}
+
+
+def _json(content: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+# ---- dependencies -------------------------------------------------------------------------
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_principal(
+    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    principal: Principal = services.tokens.authenticate(authorization)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_steward(who: PrincipalDep) -> Principal:
+    if who.role != "steward":
+        raise Forbidden("Only a steward token can record events.")
+    return who
+
+
+def get_reader(who: PrincipalDep) -> Principal:
+    if who.role not in ("steward", "viewer"):
+        raise Forbidden("A coalition token can read its coalition's report and its members' figures only.")
+    return who
+
+
+StewardDep = Annotated[Principal, Depends(get_steward)]
+ReaderDep = Annotated[Principal, Depends(get_reader)]
+AsOf = Annotated[
+    str | None,
+    Query(description="Reference moment: a date (that whole UTC day) or an RFC 3339 time; default now."),
+]
+Position = Annotated[
+    int | None, Query(ge=0, description="Count only events up to this log position; default the end.")
+]
+
+
+def _at(services: Services, as_of: str | None, position: int | None) -> At:
+    return services.queries.at(parse_as_of(as_of), position)
+
+
+def _member_or_forbidden(services: Services, who: Principal, partner_id: str, at: At) -> None:
+    """A coalition token reads only the figures of partners in its coalition."""
+    if who.role != "coalition":
+        return
+    assert who.coalition_id is not None
+    members = services.queries.coalition(who.coalition_id, at)["members"]
+    if partner_id not in {m["partner_id"] for m in members}:
+        raise Forbidden("This coalition token can read only its coalition members' figures.")
+
+
+# ---- writes -------------------------------------------------------------------------------
+
+
+class _Replayed(Exception):
+    def __init__(self, response: Response) -> None:
+        super().__init__("replayed")
+        self.response = response
+
+
+def _stamp(who: Principal, occurred_at: Any) -> Stamp:
+    stamp = Stamp.now(who.name)
+    return Stamp(occurred_at, who.name) if occurred_at is not None else stamp
+
+
+def _write(
+    services: Services,
+    request: Request,
+    who: Principal,
+    body: Any,
+    route: str,
+    do: Callable[[SaveOptions | None], Recorded],
+    respond: Callable[[Recorded], dict[str, Any]],
+) -> Response:
+    """Run a write once per Idempotency-Key, then wait until the views show it."""
+    key = request.headers.get("idempotency-key")
+    options = None
+    if key is not None:
+        if not 1 <= len(key) <= 255:
+            raise ValidationFailed([Problem("Idempotency-Key", "must be 1 to 255 characters")])
+        key_hash = hashlib.sha256(f"{who.name}\n{key}".encode()).hexdigest()
+        canonical = orjson.dumps(
+            body.model_dump(mode="json", exclude_unset=True), option=orjson.OPT_SORT_KEYS
+        )
+        fingerprint = hashlib.sha256(f"{route}\n".encode() + canonical).hexdigest()
+        replay = _replay(services, key_hash, fingerprint, respond)
+        if replay is not None:
+            return replay
+
+        def on_conflict() -> None:
+            again = _replay(services, key_hash, fingerprint, respond)
+            if again is not None:
+                raise _Replayed(again)
+
+        options = SaveOptions({"request": RequestMark(key_hash, fingerprint, route)}, on_conflict)
+    try:
+        recorded = do(options)
+    except _Replayed as replayed:
+        return replayed.response
+    services.keeper.wait_for(recorded.position)
+    return _json(respond(recorded), 201)
+
+
+def _replay(
+    services: Services,
+    key_hash: str,
+    fingerprint: str,
+    respond: Callable[[Recorded], dict[str, Any]],
+) -> Response | None:
+    stored = services.ledger.recorder.find_request(key_hash)  # type: ignore[attr-defined]
+    if stored is None:
+        return None
+    if stored.fingerprint != fingerprint:
+        raise ValidationFailed(
+            [Problem("Idempotency-Key", "was already used with a different request; use a new key")]
+        )
+    services.keeper.catch_up()
+    entry = services.view.entry(stored.stream_id, stored.version)
+    assert entry is not None, "a recorded request's event is in the views once caught up"
+    recorded = Recorded(
+        stream_id=UUID(entry.stream_id),
+        version=entry.version,
+        position=entry.position,
+        hash=entry.hash,
+        type=entry.type,
+        data=entry.data,
+    )
+    return _json(respond(recorded), 201)
+
+
+def _created(recorded: Recorded) -> dict[str, Any]:
+    return {
+        "id": str(recorded.stream_id),
+        "version": recorded.version,
+        "position": recorded.position,
+        "hash": recorded.hash,
+        "type": recorded.type,
+        "data": recorded.data,
+    }
+
+
+def _appended(stream_key: str) -> Callable[[Recorded], dict[str, Any]]:
+    def respond(recorded: Recorded) -> dict[str, Any]:
+        made = {k: recorded.data[k] for k in ("commitment_id", "breach_id", "feedback_id") if recorded.data.get(k)}
+        return {
+            stream_key: str(recorded.stream_id),
+            "version": recorded.version,
+            "position": recorded.position,
+            "hash": recorded.hash,
+            "type": recorded.type,
+            "data": recorded.data,
+            **made,
+        }
+
+    return respond
+
+
+@router.post("/partners", status_code=201, response_model=RecordedPublic, tags=["partners"])
+def register_partner(
+    body: PartnerCreate, request: Request, services: ServicesDep, who: StewardDep
+) -> Response:
+    """Register a partner (an organization or an individual)."""
+    data = PartnerRegistered.model_validate(
+        body.model_dump(exclude=_COMMON_WRITE_FIELDS, exclude_unset=True)
+    )
+    return _write(
+        services,
+        request,
+        who,
+        body,
+        "register_partner",
+        lambda options: services.ledger.register_partner(
+            data, _stamp(who, body.occurred_at), with_save=options
+        ),
+        _created,
+    )
+
+
+@router.post(
+    "/partners/{partner_id}/events",
+    status_code=201,
+    response_model=EventRecordedPublic,
+    tags=["partners"],
+)
+def append_event(
+    partner_id: str,
+    body: Annotated[EventBody, Body()],
+    request: Request,
+    services: ServicesDep,
+    who: StewardDep,
+) -> Response:
+    """Append one event to a partner's history."""
+    pid = parse_uuid(partner_id, PartnerNotFound)
+    model = DATA_MODELS[body.type]
+    data = model.model_validate(body.model_dump(exclude=_COMMON_WRITE_FIELDS, exclude_unset=True))
+    return _write(
+        services,
+        request,
+        who,
+        body,
+        f"append_event:{pid}",
+        lambda options: services.ledger.record(
+            pid,
+            data,
+            _stamp(who, body.occurred_at),
+            expected_version=body.expected_version,
+            with_save=options,
+        ),
+        _appended("partner_id"),
+    )
+
+
+@router.post("/coalitions", status_code=201, response_model=RecordedPublic, tags=["coalitions"])
+def form_coalition(
+    body: CoalitionCreate, request: Request, services: ServicesDep, who: StewardDep
+) -> Response:
+    """Form a coalition with a shared vision and agreed measures."""
+    data = CoalitionFormed.model_validate(body.model_dump(exclude=_COMMON_WRITE_FIELDS, exclude_unset=True))
+    return _write(
+        services,
+        request,
+        who,
+        body,
+        "form_coalition",
+        lambda options: services.ledger.form_coalition(
+            data, _stamp(who, body.occurred_at), with_save=options
+        ),
+        _created,
+    )
+
+
+@router.post(
+    "/coalitions/{coalition_id}/members",
+    status_code=201,
+    response_model=EventRecordedPublic,
+    tags=["coalitions"],
+)
+def join_coalition(
+    coalition_id: str, body: MemberCreate, request: Request, services: ServicesDep, who: StewardDep
+) -> Response:
+    """A partner joins the coalition."""
+    cid = parse_uuid(coalition_id, CoalitionNotFound)
+    data = MemberJoined(partner_id=body.partner_id)
+    return _write(
+        services,
+        request,
+        who,
+        body,
+        f"join_coalition:{cid}",
+        lambda options: services.ledger.join_coalition(
+            cid,
+            data,
+            _stamp(who, body.occurred_at),
+            expected_version=body.expected_version,
+            with_save=options,
+        ),
+        _appended("coalition_id"),
+    )
+
+
+@router.delete(
+    "/coalitions/{coalition_id}/members/{partner_id}",
+    status_code=201,
+    response_model=EventRecordedPublic,
+    tags=["coalitions"],
+)
+def leave_coalition(
+    coalition_id: str,
+    partner_id: str,
+    request: Request,
+    services: ServicesDep,
+    who: StewardDep,
+    reason: Annotated[str, Query(max_length=10_000)] = "",
+    occurred_at: Annotated[str | None, Query(description="When they left; default now.")] = None,
+    expected_version: Annotated[int | None, Query(ge=0)] = None,
+) -> Response:
+    """A partner leaves the coalition (recorded as `member_left`)."""
+    cid = parse_uuid(coalition_id, CoalitionNotFound)
+    try:
+        pid = UUID(partner_id)
+    except ValueError:
+        raise ValidationFailed([Problem("partner_id", "is not a partner id (a UUID)")]) from None
+    data = MemberLeft(partner_id=pid, reason=reason)
+    moment = parse_moment(occurred_at, "occurred_at", day_end=False)
+    return _write(
+        services,
+        request,
+        who,
+        data,
+        f"leave_coalition:{cid}",
+        lambda options: services.ledger.leave_coalition(
+            cid, data, _stamp(who, moment), expected_version=expected_version, with_save=options
+        ),
+        _appended("coalition_id"),
+    )
+
+
+# ---- reads: partners ----------------------------------------------------------------------
+
+
+@router.get("/partners", response_model=PartnersPublic, tags=["partners"])
+def list_partners(
+    services: ServicesDep,
+    who: ReaderDep,
+    stage: Stage | None = None,
+    community: str | None = None,
+    role: str | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    sort: Literal["health", "name", "last_touch"] = "name",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+    as_of: AsOf = None,
+    position: Position = None,
+) -> Response:
+    """Partners with their health; filter by stage, community, role or name; cursor pagination."""
+    at = _at(services, as_of, position)
+    return _json(
+        services.queries.partners(
+            at,
+            stage=stage.value if stage else None,
+            community=community,
+            role=role,
+            q=q,
+            sort=sort,
+            cursor=cursor,
+            limit=limit,
+        )
+    )
+
+
+@router.get("/partners/{partner_id}", response_model=PartnerPublic, tags=["partners"])
+def show_partner(
+    partner_id: str, services: ServicesDep, who: ReaderDep, as_of: AsOf = None, position: Position = None
+) -> Response:
+    """A partner's profile, stage and cadence, now or as it stood at as_of/position."""
+    parse_uuid(partner_id, PartnerNotFound)
+    return _json(services.queries.partner(partner_id, _at(services, as_of, position)))
+
+
+@router.get("/partners/{partner_id}/timeline", response_model=TimelinePublic, tags=["partners"])
+def partner_timeline(
+    partner_id: str,
+    services: ServicesDep,
+    who: ReaderDep,
+    start: Annotated[str | None, Query(alias="from", description="Date or time; inclusive.")] = None,
+    end: Annotated[str | None, Query(alias="to", description="Date or time; inclusive.")] = None,
+    types: Annotated[list[str] | None, Query(description="Event types, comma-separated or repeated.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+    as_of: AsOf = None,
+    position: Position = None,
+) -> Response:
+    """The partner's events in world order, retracted ones flagged."""
+    parse_uuid(partner_id, PartnerNotFound)
+    wanted = [t.strip() for item in types or [] for t in item.split(",") if t.strip()]
+    unknown = [t for t in wanted if t not in DATA_MODELS]
+    if unknown:
+        raise ValidationFailed([Problem("types", f"unknown event type {t!r}") for t in unknown])
+    return _json(
+        services.queries.timeline(
+            partner_id,
+            _at(services, as_of, position),
+            start=parse_moment(start, "from", day_end=False),
+            end=parse_moment(end, "to", day_end=True),
+            types=wanted or None,
+            cursor=cursor,
+            limit=limit,
+        )
+    )
+
+
+@router.get("/partners/{partner_id}/health", response_model=HealthPublic, tags=["partners"])
+def partner_health(
+    partner_id: str, services: ServicesDep, who: PrincipalDep, as_of: AsOf = None, position: Position = None
+) -> Response:
+    """Relationship health: score, band, and each component explained."""
+    parse_uuid(partner_id, PartnerNotFound)
+    at = _at(services, as_of, position)
+    _member_or_forbidden(services, who, partner_id, at)
+    return _json(services.queries.health(partner_id, at))
+
+
+@router.get(
+    "/partners/{partner_id}/health/history", response_model=HealthHistoryPublic, tags=["partners"]
+)
+def partner_health_history(
+    partner_id: str,
+    services: ServicesDep,
+    who: PrincipalDep,
+    start: Annotated[str | None, Query(alias="from")] = None,
+    end: Annotated[str | None, Query(alias="to")] = None,
+    interval: Literal["month", "week"] = "month",
+    as_of: AsOf = None,
+    position: Position = None,
+) -> Response:
+    """The health score at each month-end (or each Sunday) between from and to."""
+    parse_uuid(partner_id, PartnerNotFound)
+    at = _at(services, as_of, position)
+    _member_or_forbidden(services, who, partner_id, at)
+    return _json(
+        services.queries.health_history(
+            partner_id, at, start=parse_day(start, "from"), end=parse_day(end, "to"), interval=interval
+        )
+    )
+
+
+@router.get("/partners/{partner_id}/commitments", response_model=CommitmentsPublic, tags=["partners"])
+def partner_commitments(
+    partner_id: str, services: ServicesDep, who: PrincipalDep, as_of: AsOf = None, position: Position = None
+) -> Response:
+    """Every commitment between us and this partner, with its status."""
+    parse_uuid(partner_id, PartnerNotFound)
+    at = _at(services, as_of, position)
+    _member_or_forbidden(services, who, partner_id, at)
+    return _json(services.queries.commitments(partner_id, at))
+
+
+# ---- reads: the portfolio -----------------------------------------------------------------
+
+
+@router.get("/accountability", response_model=AccountabilityPublic, tags=["accountability"])
+def accountability(
+    services: ServicesDep,
+    who: ReaderDep,
+    coalition_id: UUID | None = None,
+    owed_by: Side | None = None,
+    as_of: AsOf = None,
+    position: Position = None,
+) -> Response:
+    """Fulfilment figures for both sides, and what is overdue."""
+    return _json(
+        services.queries.accountability(
+            _at(services, as_of, position),
+            coalition_id=str(coalition_id) if coalition_id else None,
+            owed_by=owed_by.value if owed_by else None,
+        )
+    )
+
+
+@router.get("/coalitions", response_model=CoalitionsPublic, tags=["coalitions"])
+def list_coalitions(
+    services: ServicesDep, who: ReaderDep, as_of: AsOf = None, position: Position = None
+) -> Response:
+    """Every coalition with its members."""
+    return _json(services.queries.coalitions(_at(services, as_of, position)))
+
+
+@router.get("/coalitions/{coalition_id}", response_model=CoalitionPublic, tags=["coalitions"])
+def show_coalition(
+    coalition_id: str, services: ServicesDep, who: ReaderDep, as_of: AsOf = None, position: Position = None
+) -> Response:
+    """A coalition: vision, measures and members."""
+    parse_uuid(coalition_id, CoalitionNotFound)
+    return _json(services.queries.coalition(coalition_id, _at(services, as_of, position)))
+
+
+@router.get(
+    "/coalitions/{coalition_id}/report",
+    response_model=ReportPublic,
+    tags=["coalitions"],
+    responses={200: {"content": {t: {} for t in ("text/csv", "text/markdown", "text/html")}}},
+)
+def coalition_report(
+    coalition_id: str,
+    services: ServicesDep,
+    who: PrincipalDep,
+    start: Annotated[str | None, Query(alias="from")] = None,
+    end: Annotated[str | None, Query(alias="to")] = None,
+    fmt: Annotated[Literal["json", "csv", "md", "html"], Query(alias="format")] = "json",
+    as_of: AsOf = None,
+    position: Position = None,
+) -> Response:
+    """The accountability report to a coalition, with its position and digest."""
+    parse_uuid(coalition_id, CoalitionNotFound)
+    if who.role == "coalition" and who.coalition_id != coalition_id:
+        raise Forbidden("This coalition token can read only its own coalition's report.")
+    report = services.queries.report(
+        coalition_id,
+        _at(services, as_of, position),
+        start=parse_day(start, "from"),
+        end=parse_day(end, "to"),
+    )
+    return Response(REPORT_FORMATS[fmt](report), media_type=REPORT_MEDIA_TYPES[fmt])
+
+
+@router.get("/agenda", response_model=AgendaPublic, tags=["agenda"])
+def agenda(
+    services: ServicesDep,
+    who: ReaderDep,
+    within_days: Annotated[int, Query(ge=0, le=3660)] = 14,
+    as_of: AsOf = None,
+    position: Position = None,
+) -> Response:
+    """Check-ins and commitments due within N days or overdue, both sides."""
+    return _json(services.queries.agenda(_at(services, as_of, position), within_days=within_days))
+
+
+@router.get(
+    "/agenda.ics",
+    tags=["agenda"],
+    response_class=Response,
+    responses={200: {"content": {"text/calendar": {}}, "description": "iCalendar"}},
+)
+def agenda_calendar(
+    services: ServicesDep,
+    who: ReaderDep,
+    within_days: Annotated[int, Query(ge=0, le=3660)] = 14,
+    as_of: AsOf = None,
+    position: Position = None,
+) -> Response:
+    """The agenda as an iCalendar feed."""
+    items = services.queries.agenda(_at(services, as_of, position), within_days=within_days)
+    return Response(agenda_ics(items), media_type="text/calendar; charset=utf-8")
+
+
+@router.get("/review", response_model=ReviewPublic, tags=["review"])
+def review(services: ServicesDep, who: ReaderDep, as_of: AsOf = None, position: Position = None) -> Response:
+    """The portfolio review: coverage, over-engaged and neglected partners."""
+    return _json(services.queries.review(_at(services, as_of, position)))
+
+
+# ---- the audit trail ----------------------------------------------------------------------
+
+
+@router.get("/events", response_model=EventsPublic, tags=["audit"])
+def events(
+    services: ServicesDep,
+    who: ReaderDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """The global log in position order, each event with its hash (SPEC §5)."""
+    page = services.ledger.recorder.select_notifications(
+        start=after, limit=limit, inclusive_of_start=False
+    )
+    items = [public_event(services.ledger.decode(n), n.id) for n in page]
+    return _json({"events": items, "next_after": items[-1]["position"] if len(items) == limit else None})
+
+
+@router.get("/audit/verify", response_model=VerifyPublic, tags=["audit"])
+def audit_verify(services: ServicesDep, who: ReaderDep) -> Response:
+    """Recompute every hash, chain link and the digest over the whole log."""
+    return _json(verify_log(services.ledger).as_dict())

@@ -1,0 +1,436 @@
+"""HTTP schemas: write bodies built from the domain's payload models, and response shapes.
+
+Write bodies are the payload model of their event type plus the common fields every write may
+carry (``occurred_at``, ``expected_version``); unknown fields are refused. Responses are
+documented here for OpenAPI; handlers return the query results as they are, through orjson.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from domain.serialization import DATA_MODELS
+from domain.values import CoalitionFormed, EventData, MemberJoined, PartnerRegistered
+
+__all__ = [
+    "EVENT_BODIES",
+    "EXAMPLES",
+    "AccountabilityPublic",
+    "AgendaPublic",
+    "CoalitionCreate",
+    "CoalitionPublic",
+    "CoalitionsPublic",
+    "CommitmentsPublic",
+    "EventBody",
+    "EventRecordedPublic",
+    "EventsPublic",
+    "HealthHistoryPublic",
+    "HealthPublic",
+    "MemberCreate",
+    "PartnerCreate",
+    "PartnerPublic",
+    "PartnersPublic",
+    "ProblemPublic",
+    "RecordedPublic",
+    "ReportPublic",
+    "ReviewPublic",
+    "TimelinePublic",
+    "VerifyPublic",
+]
+
+_PARTNER_EVENT_TYPES = [
+    t
+    for t in DATA_MODELS
+    if t not in ("partner_registered", "coalition_formed", "member_joined", "member_left")
+]
+
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "profile_updated": {"region": "North Valley", "communities": ["tenants", "youth"]},
+    "contact_made": {"channel": "phone", "direction": "inbound", "summary": "Asked about the stipend."},
+    "meeting_held": {
+        "kind": "listening_session",
+        "location": "theirs",
+        "summary": "Listening session at their community hall.",
+        "attendees": ["Rosa", "Dev"],
+    },
+    "checkin_cadence_agreed": {"every_days": 60},
+    "commitment_made": {
+        "commitment_id": "C-2026-001",
+        "owed_by": "us",
+        "description": "Stipend for the advisory panel",
+        "due_on": "2026-03-01",
+        "resource": "financial",
+        "amount": "150.00",
+        "currency": "USD",
+        "coalition_id": None,
+    },
+    "commitment_fulfilled": {"commitment_id": "C-2026-001", "note": "Paid by cheque."},
+    "commitment_renegotiated": {
+        "commitment_id": "C-2026-001",
+        "due_on": "2026-03-15",
+        "note": "Finance needed two more weeks; agreed with them.",
+    },
+    "commitment_cancelled": {"commitment_id": "C-2026-001", "reason": "Event called off together."},
+    "payment_made": {
+        "amount": "150.00",
+        "currency": "USD",
+        "purpose": "stipend",
+        "commitment_id": "C-2026-001",
+    },
+    "thanks_expressed": {"form": "note", "for_commitment_id": None, "note": "Handwritten card."},
+    "feedback_received": {"feedback_id": "F-7", "summary": "Meetings should be in the evening."},
+    "outcome_shared": {"summary": "We moved meetings to 6pm.", "feedback_id": "F-7"},
+    "trust_breach_recorded": {
+        "breach_id": "B-1",
+        "severity": "moderate",
+        "caused_by": "us",
+        "description": "Stipend paid six weeks late.",
+    },
+    "trust_repaired": {"breach_id": "B-1", "summary": "Apologised in person; paid a late fee."},
+    "stage_changed": {"stage": "partnership", "reason": "Signed the MOU."},
+    "agreement_signed": {
+        "title": "Memorandum of understanding",
+        "kind": "mou",
+        "effective_on": "2026-02-01",
+        "ends_on": None,
+    },
+    "entry_retracted": {"version": 4, "reason": "Recorded on the wrong partner."},
+}
+
+
+class _CommonWrite(BaseModel):
+    occurred_at: datetime | None = Field(
+        default=None, description="When it happened in the world (RFC 3339 with zone); default now."
+    )
+    expected_version: int | None = Field(
+        default=None, ge=0, description="Refuse with 409 unless this is the stream's current version."
+    )
+
+
+def _body(type_name: str, model: type[EventData]) -> type[BaseModel]:
+    title = "".join(part.title() for part in type_name.split("_")) + "Body"
+    return create_model(
+        title,
+        __base__=(model, _CommonWrite),
+        type=(Literal[type_name], ...),  # type: ignore[valid-type]
+        __doc__=f"Append a `{type_name}` event.",
+    )
+
+
+def _with_example(model: type[BaseModel], example: dict[str, Any]) -> type[BaseModel]:
+    model.model_config["json_schema_extra"] = {"examples": [example]}
+    model.model_rebuild(force=True)
+    return model
+
+
+EVENT_BODIES: dict[str, type[BaseModel]] = {
+    t: _with_example(_body(t, DATA_MODELS[t]), {"type": t, **EXAMPLES[t]}) for t in _PARTNER_EVENT_TYPES
+}
+EventBody = Annotated[Union[tuple(EVENT_BODIES.values())], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
+
+
+class PartnerCreate(PartnerRegistered, _CommonWrite):
+    """Register a partner (the fields of `partner_registered`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Eastside Tenants Union",
+                    "kind": "organization",
+                    "roles": ["advisory_member"],
+                    "communities": ["tenants"],
+                    "region": "East",
+                    "referred_by": None,
+                    "preferences": {
+                        "channels": ["phone", "in_person"],
+                        "language": "es",
+                        "accessibility": ["evening meetings"],
+                        "gratitude": ["public_acknowledgment"],
+                    },
+                }
+            ]
+        },
+    )
+
+
+class CoalitionCreate(CoalitionFormed, _CommonWrite):
+    """Form a coalition (the fields of `coalition_formed`)."""
+
+
+class MemberCreate(MemberJoined, _CommonWrite):
+    """A partner joins the coalition."""
+
+
+# ---- responses ----------------------------------------------------------------------------
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ProblemPublic(_Open):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+    current_version: int | None = None
+
+
+class RecordedPublic(_Open):
+    """A new stream (partner or coalition) and its first event."""
+
+    id: UUID
+    version: int
+    position: int
+    hash: str
+    type: str
+    data: dict[str, Any]
+
+
+class EventRecordedPublic(_Open):
+    partner_id: UUID | None = None
+    coalition_id: UUID | None = None
+    version: int
+    position: int
+    hash: str
+    type: str
+    data: dict[str, Any]
+
+
+class _Reference(_Open):
+    as_of: str
+    position: int
+
+
+class PartnerPublic(_Reference):
+    id: str
+    name: str
+    kind: str
+    roles: list[str]
+    communities: list[str]
+    region: str | None
+    referred_by: str | None
+    preferences: dict[str, Any]
+    stage: str
+    cadence_days: int
+    registered_at: str | None
+    last_touch_at: str | None
+    version: int
+
+
+class HealthBrief(BaseModel):
+    score: int
+    band: Literal["thriving", "steady", "at_risk", "critical"]
+
+
+class PartnerListItem(_Open):
+    id: str
+    name: str
+    stage: str
+    health: HealthBrief
+
+
+class PartnersPublic(_Reference):
+    sort: str
+    partners: list[PartnerListItem]
+    next_cursor: str | None
+
+
+class TimelineItem(BaseModel):
+    position: int
+    version: int
+    type: str
+    occurred_at: str
+    recorded_at: str
+    recorded_by: str
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+    retracted: bool
+
+
+class TimelinePublic(_Reference):
+    partner_id: str
+    events: list[TimelineItem]
+    next_cursor: str | None
+
+
+class ComponentPublic(BaseModel):
+    name: Literal["cadence", "our_reliability", "reciprocity", "acknowledgment", "trust"]
+    score: float
+    weight: int
+    explanation: str
+
+
+class HealthPublic(_Reference):
+    partner_id: str
+    name: str
+    score: int
+    band: Literal["thriving", "steady", "at_risk", "critical"]
+    components: list[ComponentPublic]
+
+
+class HealthPoint(BaseModel):
+    as_of: str
+    score: int
+    band: str
+
+
+class HealthHistoryPublic(_Reference):
+    partner_id: str
+    interval: Literal["month", "week"]
+    points: list[HealthPoint]
+
+
+class FiguresPublic(BaseModel):
+    made: int
+    open: int
+    overdue: int
+    fulfilled_on_time: int
+    fulfilled_late: int
+    cancelled: int
+    renegotiated_after_due: int
+    fulfilled: int
+    fulfilment_rate: float | None
+    on_time_rate: float | None
+
+
+class CommitmentPublic(_Open):
+    commitment_id: str
+    owed_by: Literal["us", "partner"]
+    description: str
+    status: Literal["open", "overdue", "fulfilled_on_time", "fulfilled_late", "cancelled"]
+    due_on: str
+    fulfilled_on: str | None
+    days_late: int | None
+    renegotiated_after_due: bool
+
+
+class CommitmentsPublic(_Reference):
+    partner_id: str
+    figures: dict[str, FiguresPublic]
+    commitments: list[CommitmentPublic]
+
+
+class AgendaCommitment(BaseModel):
+    partner_id: str
+    name: str
+    commitment_id: str
+    owed_by: Literal["us", "partner"]
+    description: str
+    due_on: str
+    overdue_days: int
+
+
+class AgendaCheckin(BaseModel):
+    partner_id: str
+    name: str
+    due_on: str
+    overdue_days: int
+
+
+class AccountabilityPublic(_Reference):
+    coalition_id: str | None
+    owed_by: str | None
+    us: FiguresPublic | None = None
+    partner: FiguresPublic | None = None
+    overdue: list[AgendaCommitment]
+
+
+class CoalitionMember(BaseModel):
+    partner_id: str
+    name: str
+    joined_at: str
+
+
+class CoalitionPublic(_Reference):
+    id: str
+    name: str
+    shared_vision: str
+    agreed_measures: list[str]
+    formed_at: str
+    version: int
+    members: list[CoalitionMember]
+
+
+class CoalitionsPublic(_Reference):
+    coalitions: list[CoalitionPublic]
+
+
+class ReportMember(BaseModel):
+    partner_id: str
+    name: str
+    health: HealthBrief
+    us: FiguresPublic
+    partner: FiguresPublic
+    payments: dict[str, str]
+    thanks: int
+    breaches: dict[str, int]
+
+
+class ReportTotals(BaseModel):
+    us: FiguresPublic
+    partner: FiguresPublic
+    payments: dict[str, str]
+    thanks: int
+    breaches: dict[str, int]
+
+
+class ReportPublic(_Reference):
+    coalition: dict[str, str]
+    period: dict[str, str | None]
+    digest: str
+    generated_by: str
+    members: list[ReportMember]
+    totals: ReportTotals
+
+
+class AgendaPublic(_Reference):
+    within_days: int
+    checkins: list[AgendaCheckin]
+    commitments: list[AgendaCommitment]
+
+
+class ReviewPublic(_Reference):
+    partners: int
+    by_community: dict[str, int]
+    by_role: dict[str, int]
+    by_region: dict[str, int]
+    by_stage: dict[str, int]
+    over_engaged: list[dict[str, Any]]
+    neglected: list[dict[str, Any]]
+
+
+class LogEvent(BaseModel):
+    position: int
+    stream_id: str
+    stream_type: Literal["partner", "coalition"]
+    version: int
+    type: str
+    occurred_at: str
+    recorded_at: str
+    recorded_by: str
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class EventsPublic(BaseModel):
+    events: list[LogEvent]
+    next_after: int | None
+
+
+class VerifyPublic(BaseModel):
+    ok: bool
+    events_checked: int
+    position: int
+    digest: str
+    problems: list[dict[str, Any]]
