@@ -16,7 +16,7 @@ __all__ = ["ROLES", "Forbidden", "Principal", "Role", "TokenBook", "Unauthorized
 
 Role = Literal["steward", "viewer", "coalition"]
 ROLES: tuple[Role, ...] = ("steward", "viewer", "coalition")
-TOKEN_PREFIX = "pl_"
+TOKEN_PREFIX = "pl_"  # noqa: S105 - a prefix that makes tokens recognisable, not a secret
 
 
 class Unauthorized(Exception):

@@ -11,13 +11,13 @@ import typer
 from eventsourcing.persistence import MapperDeserialisationError
 
 from api.importing import import_app
+from api.params import parse_as_of, parse_day, parse_uuid
 from api.progress import progress_bar
 from api.settings import Settings
 from api.wiring import Services, open_ledger, open_services
 from domain.errors import CoalitionNotFound, LedgerError
 from projections.audit import export_events, verify_log
 from projections.queries import At
-from api.params import parse_as_of, parse_day, parse_uuid
 
 __all__ = ["app", "main"]
 
@@ -96,7 +96,9 @@ def verify_command(db: DbOption = None) -> None:
 
 AsOfOption = Annotated[
     str | None,
-    typer.Option("--as-of", help="Reference moment: a date (end of that UTC day) or an RFC 3339 time."),
+    typer.Option(
+        "--as-of", help="Reference moment: a date (end of that UTC day) or an RFC 3339 time."
+    ),
 ]
 PositionOption = Annotated[
     int | None, typer.Option("--position", help="Count only events up to this log position.")
@@ -119,7 +121,7 @@ def rebuild_command(db: DbOption = None) -> None:
     services = open_services(_settings(db))
     with progress_bar("Rebuilding views", services.ledger.last_position()) as advance:
         processed = services.keeper.rebuild(advance=advance)
-    digest, events = services.view.digest_at(services.view.processed_position())
+    digest, _ = services.view.digest_at(services.view.processed_position())
     typer.echo(f"rebuilt views from {processed} events; digest {digest}")
 
 
@@ -164,7 +166,9 @@ def agenda_command(
 
     services = open_services(_settings(db))
     try:
-        agenda = services.queries.agenda(_reference(services, as_of, position), within_days=within_days)
+        agenda = services.queries.agenda(
+            _reference(services, as_of, position), within_days=within_days
+        )
     except LedgerError as error:
         raise _fail(error) from None
     if fmt == "json":
@@ -172,14 +176,21 @@ def agenda_command(
     elif fmt == "ics":
         _write(agenda_ics(agenda), None)
     elif fmt == "text":
-        typer.echo(f"Agenda as of {agenda['as_of']} (position {agenda['position']}), next {within_days} days")
+        typer.echo(
+            f"Agenda as of {agenda['as_of']} (position {agenda['position']}), "
+            f"next {within_days} days"
+        )
         typer.echo("\nCheck-ins:")
         for item in agenda["checkins"] or [{"name": "(none)"}]:
             typer.echo(f"  {_when(item)}  {item['name']}")
         typer.echo("\nCommitments:")
         for item in agenda["commitments"] or [{"name": "(none)"}]:
             who = "we owe" if item.get("owed_by") == "us" else "owed to us by"
-            what = f"{who} {item['name']}: {item['description']}" if "description" in item else item["name"]
+            what = (
+                f"{who} {item['name']}: {item['description']}"
+                if "description" in item
+                else item["name"]
+            )
             typer.echo(f"  {_when(item)}  {what}")
     else:
         typer.echo("error: --format must be text, json or ics", err=True)
@@ -190,7 +201,9 @@ def _when(item: dict[str, object]) -> str:
     if "due_on" not in item:
         return " " * 24
     days = int(str(item["overdue_days"]))
-    status = f"{days} days overdue" if days > 0 else ("due today" if days == 0 else f"in {-days} days")
+    status = (
+        f"{days} days overdue" if days > 0 else ("due today" if days == 0 else f"in {-days} days")
+    )
     return f"{item['due_on']} {status:<13}"
 
 
@@ -223,10 +236,51 @@ def token_create_command(
     typer.echo(token)
 
 
+@app.command("demo")
+def demo_command(
+    partners: Annotated[int, typer.Option("--partners", min=1, help="How many partners.")] = 60,
+    months: Annotated[
+        int, typer.Option("--months", min=1, help="How many months of history.")
+    ] = 18,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same ledger.")] = 7,
+    if_empty: Annotated[
+        bool,
+        typer.Option("--if-empty", help="Do nothing (and succeed) when the ledger has events."),
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Record a realistic example ledger (partners, coalitions, months of history)."""
+    services = open_services(_settings(db))
+    if not _load_demo(services, partners, months, seed, if_empty=if_empty):
+        typer.echo(
+            "error: this ledger already has events; the demo goes into an empty ledger", err=True
+        )
+        raise typer.Exit(1)
+
+
+def _load_demo(
+    services: Services, partners: int, months: int, seed: int, *, if_empty: bool
+) -> bool:
+    from api.demo import DemoPlan, load_demo
+
+    if services.ledger.last_position() > 0:
+        return if_empty
+    plan = DemoPlan(partners=partners, months=months, seed=seed)
+    with progress_bar("Recording the demo ledger", partners) as advance:
+        recorded = load_demo(services.ledger, plan, advance=advance)
+    with progress_bar("Building views", recorded) as advance:
+        services.keeper.catch_up(advance=advance)
+    typer.echo(f"recorded a demo ledger: {partners} partners, {months} months, {recorded} events")
+    return True
+
+
 @app.command("serve")
 def serve_command(
     host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Load the demo ledger first if the ledger is empty.")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Run the HTTP API (uvicorn) on the SQLite file or on $PLEDGER_DATABASE_URL."""
@@ -236,9 +290,13 @@ def serve_command(
 
     settings = _settings(db)
     services = open_services(settings)
+    if demo:
+        _load_demo(services, 60, 18, 7, if_empty=True)
     if not services.tokens.has_any():
         token = services.tokens.issue("steward", "first-steward")
-        typer.echo("No API token existed, so a steward token was created. Keep it; it is shown once:")
+        typer.echo(
+            "No API token existed, so a steward token was created. Keep it; it is shown once:"
+        )
         typer.echo(f"\n    {token}\n")
         typer.echo(
             f"Try: curl -H 'Authorization: Bearer {token}' "

@@ -23,16 +23,33 @@ def parse_moment(text: str | None, field: str, *, day_end: bool) -> datetime | N
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValidationFailed(
-            [Problem(field, f"{text!r} is neither a date (2026-03-31) nor a time (2026-03-31T17:00:00Z)")]
+            [
+                Problem(
+                    field,
+                    f"{text!r} is neither a date (2026-03-31) nor a time (2026-03-31T17:00:00Z)",
+                )
+            ]
         ) from None
     if moment.tzinfo is None:
         raise ValidationFailed([Problem(field, f"{text!r} has no timezone; add Z for UTC")])
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is past the last moment a datetime holds
+        raise ValidationFailed([Problem(field, f"{text!r} is out of range in UTC")]) from None
+
+
+# Queries look a few years either side of as_of (agenda horizons, review windows); keep that
+# arithmetic inside the calendar a datetime can hold.
+EARLIEST_AS_OF = datetime(1000, 1, 1, tzinfo=UTC)
+LATEST_AS_OF = end_of_day(date(9000, 12, 31))
 
 
 def parse_as_of(text: str | None) -> datetime | None:
     """An ``as_of``: a date means the whole of that UTC day."""
-    return parse_moment(text, "as_of", day_end=True)
+    moment = parse_moment(text, "as_of", day_end=True)
+    if moment is not None and not EARLIEST_AS_OF <= moment <= LATEST_AS_OF:
+        raise ValidationFailed([Problem("as_of", "must be between the years 1000 and 9000")])
+    return moment
 
 
 def parse_day(text: str | None, field: str) -> date | None:
@@ -41,7 +58,9 @@ def parse_day(text: str | None, field: str) -> date | None:
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise ValidationFailed([Problem(field, f"{text!r} is not a date such as 2026-03-31")]) from None
+        raise ValidationFailed(
+            [Problem(field, f"{text!r} is not a date such as 2026-03-31")]
+        ) from None
 
 
 def parse_uuid(text: str, not_found: type[NotFound]) -> UUID:
@@ -49,4 +68,4 @@ def parse_uuid(text: str, not_found: type[NotFound]) -> UUID:
     try:
         return UUID(text)
     except ValueError:
-        raise not_found(text) from None  # type: ignore[call-arg]
+        raise not_found(text) from None

@@ -11,8 +11,15 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import Forbidden, Unauthorized
+from domain.errors import (
+    Conflict,
+    InvalidCommand,
+    LedgerError,
+    NotFound,
+    ValidationFailed,
+    VersionConflict,
+)
 from domain.serialization import DATA_MODELS
-from domain.errors import Conflict, InvalidCommand, LedgerError, NotFound, ValidationFailed, VersionConflict
 
 __all__ = ["install_problem_handlers", "problem"]
 
@@ -38,7 +45,10 @@ def problem(status: int, detail: str, **extra: Any) -> Response:
     }
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(
-        orjson.dumps(body), status_code=status, media_type="application/problem+json", headers=headers
+        orjson.dumps(body),
+        status_code=status,
+        media_type="application/problem+json",
+        headers=headers,
     )
 
 

@@ -93,7 +93,13 @@ class _ApiTables:
                 "INSERT INTO {p}api_requests (key_hash, fingerprint, route, stream_id, version) "
                 "VALUES (?, ?, ?, ?, ?)"
             ),
-            (mark.key_hash, mark.fingerprint, mark.route, str(last.originator_id), last.originator_version),
+            (
+                mark.key_hash,
+                mark.fingerprint,
+                mark.route,
+                str(last.originator_id),
+                last.originator_version,
+            ),
         )
 
     def _one(self, statement: str, params: Sequence[Any]) -> Any:
@@ -150,11 +156,13 @@ class LedgerPostgresRecorder(_ApiTables, PostgresApplicationRecorder):
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
-        self.sql_create_statements.extend(SQL(self._q(t)) for t in _TABLES)  # type: ignore[arg-type]
+        self.sql_create_statements.extend(SQL(self._q(t)) for t in _TABLES)  # type: ignore[misc]
 
     def _q(self, statement: str) -> str:
         return statement.replace("{p}", self.prefix).replace("?", "%s")
 
-    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+    def _insert_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
         self._mark(curs, stored_events, kwargs.get("request"))
         super()._insert_events(curs, stored_events, **kwargs)

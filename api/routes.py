@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from api.auth import Forbidden, Principal
+from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics
 from api.params import parse_as_of, parse_day, parse_moment, parse_uuid
 from api.recorders import RequestMark
 from api.schemas import (
@@ -45,13 +46,13 @@ from domain.serialization import DATA_MODELS, public_event
 from domain.values import CoalitionFormed, MemberJoined, MemberLeft, PartnerRegistered, Side, Stage
 from projections.audit import verify_log
 from projections.queries import At
-from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics
 
 __all__ = ["router"]
 
+# 400: a body that is not even text (FastAPI refuses it before validation); the rest from SPEC §4.
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ProblemPublic, "content": {"application/problem+json": {}}}
-    for status in (401, 403, 404, 409, 422)
+    for status in (400, 401, 403, 404, 409, 422)
 }
 router = APIRouter(prefix="/v1", responses=_ERRORS)
 _COMMON_WRITE_FIELDS = {"type", "occurred_at", "expected_version"}
@@ -90,7 +91,9 @@ def get_steward(who: PrincipalDep) -> Principal:
 
 def get_reader(who: PrincipalDep) -> Principal:
     if who.role not in ("steward", "viewer"):
-        raise Forbidden("A coalition token can read its coalition's report and its members' figures only.")
+        raise Forbidden(
+            "A coalition token can read its coalition's report and its members' figures only."
+        )
     return who
 
 
@@ -98,10 +101,15 @@ StewardDep = Annotated[Principal, Depends(get_steward)]
 ReaderDep = Annotated[Principal, Depends(get_reader)]
 AsOf = Annotated[
     str | None,
-    Query(description="Reference moment: a date (that whole UTC day) or an RFC 3339 time; default now."),
+    Query(
+        description=(
+            "Reference moment: a date (that whole UTC day) or an RFC 3339 time; default now."
+        )
+    ),
 ]
 Position = Annotated[
-    int | None, Query(ge=0, description="Count only events up to this log position; default the end.")
+    int | None,
+    Query(ge=0, description="Count only events up to this log position; default the end."),
 ]
 
 
@@ -211,7 +219,11 @@ def _created(recorded: Recorded) -> dict[str, Any]:
 
 def _appended(stream_key: str) -> Callable[[Recorded], dict[str, Any]]:
     def respond(recorded: Recorded) -> dict[str, Any]:
-        made = {k: recorded.data[k] for k in ("commitment_id", "breach_id", "feedback_id") if recorded.data.get(k)}
+        made = {
+            k: recorded.data[k]
+            for k in ("commitment_id", "breach_id", "feedback_id")
+            if recorded.data.get(k)
+        }
         return {
             stream_key: str(recorded.stream_id),
             "version": recorded.version,
@@ -285,7 +297,9 @@ def form_coalition(
     body: CoalitionCreate, request: Request, services: ServicesDep, who: StewardDep
 ) -> Response:
     """Form a coalition with a shared vision and agreed measures."""
-    data = CoalitionFormed.model_validate(body.model_dump(exclude=_COMMON_WRITE_FIELDS, exclude_unset=True))
+    data = CoalitionFormed.model_validate(
+        body.model_dump(exclude=_COMMON_WRITE_FIELDS, exclude_unset=True)
+    )
     return _write(
         services,
         request,
@@ -400,7 +414,11 @@ def list_partners(
 
 @router.get("/partners/{partner_id}", response_model=PartnerPublic, tags=["partners"])
 def show_partner(
-    partner_id: str, services: ServicesDep, who: ReaderDep, as_of: AsOf = None, position: Position = None
+    partner_id: str,
+    services: ServicesDep,
+    who: ReaderDep,
+    as_of: AsOf = None,
+    position: Position = None,
 ) -> Response:
     """A partner's profile, stage and cadence, now or as it stood at as_of/position."""
     parse_uuid(partner_id, PartnerNotFound)
@@ -412,9 +430,13 @@ def partner_timeline(
     partner_id: str,
     services: ServicesDep,
     who: ReaderDep,
-    start: Annotated[str | None, Query(alias="from", description="Date or time; inclusive.")] = None,
+    start: Annotated[
+        str | None, Query(alias="from", description="Date or time; inclusive.")
+    ] = None,
     end: Annotated[str | None, Query(alias="to", description="Date or time; inclusive.")] = None,
-    types: Annotated[list[str] | None, Query(description="Event types, comma-separated or repeated.")] = None,
+    types: Annotated[
+        list[str] | None, Query(description="Event types, comma-separated or repeated.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
     as_of: AsOf = None,
@@ -441,7 +463,11 @@ def partner_timeline(
 
 @router.get("/partners/{partner_id}/health", response_model=HealthPublic, tags=["partners"])
 def partner_health(
-    partner_id: str, services: ServicesDep, who: PrincipalDep, as_of: AsOf = None, position: Position = None
+    partner_id: str,
+    services: ServicesDep,
+    who: PrincipalDep,
+    as_of: AsOf = None,
+    position: Position = None,
 ) -> Response:
     """Relationship health: score, band, and each component explained."""
     parse_uuid(partner_id, PartnerNotFound)
@@ -469,14 +495,24 @@ def partner_health_history(
     _member_or_forbidden(services, who, partner_id, at)
     return _json(
         services.queries.health_history(
-            partner_id, at, start=parse_day(start, "from"), end=parse_day(end, "to"), interval=interval
+            partner_id,
+            at,
+            start=parse_day(start, "from"),
+            end=parse_day(end, "to"),
+            interval=interval,
         )
     )
 
 
-@router.get("/partners/{partner_id}/commitments", response_model=CommitmentsPublic, tags=["partners"])
+@router.get(
+    "/partners/{partner_id}/commitments", response_model=CommitmentsPublic, tags=["partners"]
+)
 def partner_commitments(
-    partner_id: str, services: ServicesDep, who: PrincipalDep, as_of: AsOf = None, position: Position = None
+    partner_id: str,
+    services: ServicesDep,
+    who: PrincipalDep,
+    as_of: AsOf = None,
+    position: Position = None,
 ) -> Response:
     """Every commitment between us and this partner, with its status."""
     parse_uuid(partner_id, PartnerNotFound)
@@ -517,7 +553,11 @@ def list_coalitions(
 
 @router.get("/coalitions/{coalition_id}", response_model=CoalitionPublic, tags=["coalitions"])
 def show_coalition(
-    coalition_id: str, services: ServicesDep, who: ReaderDep, as_of: AsOf = None, position: Position = None
+    coalition_id: str,
+    services: ServicesDep,
+    who: ReaderDep,
+    as_of: AsOf = None,
+    position: Position = None,
 ) -> Response:
     """A coalition: vision, measures and members."""
     parse_uuid(coalition_id, CoalitionNotFound)
@@ -584,7 +624,9 @@ def agenda_calendar(
 
 
 @router.get("/review", response_model=ReviewPublic, tags=["review"])
-def review(services: ServicesDep, who: ReaderDep, as_of: AsOf = None, position: Position = None) -> Response:
+def review(
+    services: ServicesDep, who: ReaderDep, as_of: AsOf = None, position: Position = None
+) -> Response:
     """The portfolio review: coverage, over-engaged and neglected partners."""
     return _json(services.queries.review(_at(services, as_of, position)))
 
@@ -604,7 +646,9 @@ def events(
         start=after, limit=limit, inclusive_of_start=False
     )
     items = [public_event(services.ledger.decode(n), n.id) for n in page]
-    return _json({"events": items, "next_after": items[-1]["position"] if len(items) == limit else None})
+    return _json(
+        {"events": items, "next_after": items[-1]["position"] if len(items) == limit else None}
+    )
 
 
 @router.get("/audit/verify", response_model=VerifyPublic, tags=["audit"])

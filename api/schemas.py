@@ -8,10 +8,10 @@ documented here for OpenAPI; handlers return the query results as they are, thro
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from domain.serialization import DATA_MODELS
 from domain.values import CoalitionFormed, EventData, MemberJoined, PartnerRegistered
@@ -50,7 +50,11 @@ _PARTNER_EVENT_TYPES = [
 
 EXAMPLES: dict[str, dict[str, Any]] = {
     "profile_updated": {"region": "North Valley", "communities": ["tenants", "youth"]},
-    "contact_made": {"channel": "phone", "direction": "inbound", "summary": "Asked about the stipend."},
+    "contact_made": {
+        "channel": "phone",
+        "direction": "inbound",
+        "summary": "Asked about the stipend.",
+    },
     "meeting_held": {
         "kind": "listening_session",
         "location": "theirs",
@@ -102,12 +106,24 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
+def _refuse_number(value: Any) -> Any:
+    # pydantic would read a JSON number as Unix seconds; the API speaks RFC 3339 only.
+    if isinstance(value, int | float):
+        msg = "give an RFC 3339 time such as 2026-01-05T15:00:00Z, not a number"
+        raise ValueError(msg)  # noqa: TRY004 - pydantic turns ValueError into a field error
+    return value
+
+
 class _CommonWrite(BaseModel):
-    occurred_at: datetime | None = Field(
+    occurred_at: Annotated[datetime | None, BeforeValidator(_refuse_number)] = Field(
         default=None, description="When it happened in the world (RFC 3339 with zone); default now."
     )
+    # strict: JSON true/false or "3" is not a version (pydantic's lax mode would take them).
     expected_version: int | None = Field(
-        default=None, ge=0, description="Refuse with 409 unless this is the stream's current version."
+        default=None,
+        ge=0,
+        strict=True,
+        description="Refuse with 409 unless this is the stream's current version.",
     )
 
 
@@ -116,7 +132,7 @@ def _body(type_name: str, model: type[EventData]) -> type[BaseModel]:
     return create_model(
         title,
         __base__=(model, _CommonWrite),
-        type=(Literal[type_name], ...),  # type: ignore[valid-type]
+        type=(Literal[type_name], ...),
         __doc__=f"Append a `{type_name}` event.",
     )
 
@@ -128,9 +144,18 @@ def _with_example(model: type[BaseModel], example: dict[str, Any]) -> type[BaseM
 
 
 EVENT_BODIES: dict[str, type[BaseModel]] = {
-    t: _with_example(_body(t, DATA_MODELS[t]), {"type": t, **EXAMPLES[t]}) for t in _PARTNER_EVENT_TYPES
+    t: _with_example(_body(t, DATA_MODELS[t]), {"type": t, **EXAMPLES[t]})
+    for t in _PARTNER_EVENT_TYPES
 }
-EventBody = Annotated[Union[tuple(EVENT_BODIES.values())], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
+if TYPE_CHECKING:
+
+    class EventBody(_CommonWrite):
+        """What type checkers see: any of the bodies below, each with its ``type`` tag."""
+
+        type: str
+
+else:
+    EventBody = Annotated[Union[tuple(EVENT_BODIES.values())], Field(discriminator="type")]  # noqa: UP007
 
 
 class PartnerCreate(PartnerRegistered, _CommonWrite):

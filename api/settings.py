@@ -1,11 +1,11 @@
 """Configuration, read from the environment (and CLI flags) in this one place.
 
-| variable               | default        | meaning                                                   |
-| ---------------------- | -------------- | --------------------------------------------------------- |
-| PLEDGER_DB             | ./pledger.db   | the SQLite event log; read models sit beside it           |
-| PLEDGER_DATABASE_URL   | (unset)        | postgresql://user:pass@host:port/db — use PostgreSQL      |
-| PLEDGER_HOST           | 127.0.0.1      | address `pledger serve` listens on                        |
-| PLEDGER_PORT           | 8000           | port `pledger serve` listens on                           |
+| variable             | default      | meaning                                              |
+| -------------------- | ------------ | ---------------------------------------------------- |
+| PLEDGER_DB           | ./pledger.db | the SQLite event log; read models sit beside it      |
+| PLEDGER_DATABASE_URL | (unset)      | postgresql://user:pass@host:port/db: use PostgreSQL  |
+| PLEDGER_HOST         | 127.0.0.1    | address `pledger serve` listens on                   |
+| PLEDGER_PORT         | 8000         | port `pledger serve` listens on                      |
 """
 
 from __future__ import annotations

@@ -170,7 +170,8 @@ class Partnerships(Application[UUID]):
             after = page[-1].id
 
     def decode(self, notification: Notification) -> ChainedAggregate.Event:
-        event: ChainedAggregate.Event = self.mapper.to_domain_event(notification)
+        event = self.mapper.to_domain_event(notification)
+        assert isinstance(event, ChainedAggregate.Event)
         return event
 
     def last_position(self) -> int:
@@ -186,7 +187,7 @@ class Partnerships(Application[UUID]):
         not_found: Callable[[UUID], LedgerError],
     ) -> TAggregate:
         try:
-            aggregate = self.repository.get(aggregate_id, version=version)
+            aggregate: object = self.repository.get(aggregate_id, version=version)
         except AggregateNotFoundError:
             raise not_found(aggregate_id) from None
         if not isinstance(aggregate, kind):
@@ -215,7 +216,11 @@ class Partnerships(Application[UUID]):
                 self.get_coalition(data.coalition_id)
             except CoalitionNotFound:
                 raise ValidationFailed(
-                    [Problem("coalition_id", f"no coalition with id {data.coalition_id} is on record")]
+                    [
+                        Problem(
+                            "coalition_id", f"no coalition with id {data.coalition_id} is on record"
+                        )
+                    ]
                 ) from None
 
     def _save_one(self, aggregate: ChainedAggregate, with_save: SaveOptions | None) -> Recorded:

@@ -101,7 +101,9 @@ class ChainedAggregate(Aggregate):
 
     @classmethod
     def _start(cls, event_class: type[Any], stream_id: UUID, data: EventData, stamp: Stamp) -> Self:
-        return cls._create(event_class, id=stream_id, **cls._sealed(stream_id, 1, data, stamp, GENESIS))
+        return cls._create(
+            event_class, id=stream_id, **cls._sealed(stream_id, 1, data, stamp, GENESIS)
+        )
 
     def _record(self, event_class: type[Any], data: EventData, stamp: Stamp) -> None:
         self.trigger_event(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate
 
+from domain import values
 from domain.chained import ChainedAggregate, Stamp
-from domain.errors import MembershipConflict
+from domain.errors import MembershipConflict, Problem, ValidationFailed
 from domain.partner import check_not_future
 from domain.values import CoalitionFormed, MemberJoined, MemberLeft
 
@@ -19,7 +21,9 @@ class Coalition(ChainedAggregate):
     STREAM_TYPE = "coalition"
 
     class Event(ChainedAggregate.Event):
-        pass
+        def apply(self, aggregate: Any) -> None:
+            aggregate.last_occurred_at = self.occurred_at
+            super().apply(aggregate)
 
     class Formed(Aggregate.Created, Event):
         data: CoalitionFormed
@@ -48,21 +52,42 @@ class Coalition(ChainedAggregate):
         self.shared_vision = ""
         self.agreed_measures: tuple[str, ...] = ()
         self.members: set[UUID] = set()
+        self.last_occurred_at: datetime | None = None
 
     @classmethod
-    def form(cls, data: CoalitionFormed, stamp: Stamp) -> Coalition:
+    def form(cls, data: CoalitionFormed, stamp: Stamp, stream_id: UUID | None = None) -> Coalition:
         check_not_future(stamp)
-        return cls._start(cls.Formed, uuid4(), data, stamp)
+        return cls._start(cls.Formed, stream_id or uuid4(), data, stamp)
 
-    def admit(self, data: MemberJoined, stamp: Stamp) -> None:
+    # Commands name payloads through ``values.``: inside this class body the bare names would
+    # mean the nested event classes of the same name.
+    def admit(self, data: values.MemberJoined, stamp: Stamp) -> None:
         """Record a partner joining; the application has checked that the partner exists."""
         check_not_future(stamp)
+        self._check_in_order(stamp)
         if data.partner_id in self.members:
-            raise MembershipConflict(f"Partner {data.partner_id} is already a member of {self.name}.")
+            raise MembershipConflict(
+                f"Partner {data.partner_id} is already a member of {self.name}."
+            )
         self._record(Coalition.MemberJoined, data, stamp)
 
-    def release(self, data: MemberLeft, stamp: Stamp) -> None:
+    def release(self, data: values.MemberLeft, stamp: Stamp) -> None:
         check_not_future(stamp)
+        self._check_in_order(stamp)
         if data.partner_id not in self.members:
             raise MembershipConflict(f"Partner {data.partner_id} is not a member of {self.name}.")
         self._record(Coalition.MemberLeft, data, stamp)
+
+    def _check_in_order(self, stamp: Stamp) -> None:
+        """Membership is recorded in the order it changed: the views fold it by occurred_at,
+        so a leave dated before its join would leave the member listed there."""
+        if self.last_occurred_at is not None and stamp.occurred_at < self.last_occurred_at:
+            raise ValidationFailed(
+                [
+                    Problem(
+                        "occurred_at",
+                        f"is before this coalition's last recorded change "
+                        f"({self.last_occurred_at:%Y-%m-%d %H:%M} UTC); record changes in order",
+                    )
+                ]
+            )

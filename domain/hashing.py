@@ -29,7 +29,9 @@ def format_instant(moment: datetime) -> str:
     if moment.tzinfo is None:
         msg = "instants must be timezone-aware"
         raise ValueError(msg)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: strftime("%Y") writes years before 1000 with fewer than four
+    # digits, which fromisoformat() cannot read back (the stream would no longer load).
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_instant(text: str) -> datetime:
@@ -41,7 +43,7 @@ def event_hash(
     *,
     stream_id: UUID,
     version: int,
-    type: str,  # noqa: A002 - the SPEC's name for it
+    type: str,
     occurred_at: datetime,
     recorded_at: datetime,
     recorded_by: str,

@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate
 
+from domain import values
 from domain.chained import ChainedAggregate, Stamp
 from domain.errors import (
     AlreadyClosed,
@@ -62,6 +63,12 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 def check_not_future(stamp: Stamp) -> None:
     if stamp.occurred_at.tzinfo is None:
         raise ValidationFailed([Problem("occurred_at", "give a timezone, such as Z for UTC")])
+    try:
+        stamp.occurred_at.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 has no UTC moment a datetime can hold
+        raise ValidationFailed(
+            [Problem("occurred_at", "is out of range once converted to UTC")]
+        ) from None
     if stamp.occurred_at > datetime.now(UTC) + FUTURE_TOLERANCE:
         raise ValidationFailed(
             [Problem("occurred_at", "is in the future; record events once they have happened")]
@@ -283,55 +290,78 @@ class Partner(ChainedAggregate):
     # ---- commands -----------------------------------------------------------------------
 
     @classmethod
-    def register(cls, data: PartnerRegistered, stamp: Stamp) -> Partner:
+    def register(
+        cls, data: PartnerRegistered, stamp: Stamp, stream_id: UUID | None = None
+    ) -> Partner:
         check_not_future(stamp)
-        return cls._start(cls.Registered, uuid4(), data, stamp)
+        return cls._start(cls.Registered, stream_id or uuid4(), data, stamp)
 
+    # Commands name payloads through ``values.``: inside this class body the bare names would
+    # mean the nested event classes of the same name.
     def execute(self, data: EventData, stamp: Stamp) -> None:
         """Check the rules for one command and record its event."""
         check_not_future(stamp)
+        if self.registered_at is not None and stamp.occurred_at < self.registered_at:
+            # The views fold a partner's events by occurred_at from its registration on: an
+            # event dated earlier would hide the partner from every read.
+            raise ValidationFailed(
+                [
+                    Problem(
+                        "occurred_at",
+                        f"is before the partner was registered ({self.registered_at:%Y-%m-%d %H:%M}"
+                        " UTC); record the registration with an earlier occurred_at instead",
+                    )
+                ]
+            )
         command = _COMMANDS.get(type(data))
         if command is None:
             msg = f"{data.TYPE} is not an event a partner records"
             raise ValidationFailed([Problem("type", msg)])
         command(self, data, stamp)
 
-    def update_profile(self, data: ProfileUpdated, stamp: Stamp) -> None:
+    def update_profile(self, data: values.ProfileUpdated, stamp: Stamp) -> None:
         if not data.model_fields_set or all(
             getattr(data, name) is None for name in data.model_fields_set
         ):
-            raise ValidationFailed([Problem("profile_updated", "name at least one field to update")])
+            raise ValidationFailed(
+                [Problem("profile_updated", "name at least one field to update")]
+            )
         if data.referred_by == self.id:
             raise ValidationFailed([Problem("referred_by", "a partner cannot refer itself")])
         self._record(Partner.ProfileUpdated, data, stamp)
 
-    def record_contact(self, data: ContactMade, stamp: Stamp) -> None:
+    def record_contact(self, data: values.ContactMade, stamp: Stamp) -> None:
         self._record(Partner.ContactMade, data, stamp)
 
-    def hold_meeting(self, data: MeetingHeld, stamp: Stamp) -> None:
+    def hold_meeting(self, data: values.MeetingHeld, stamp: Stamp) -> None:
         self._record(Partner.MeetingHeld, data, stamp)
 
-    def agree_cadence(self, data: CheckinCadenceAgreed, stamp: Stamp) -> None:
+    def agree_cadence(self, data: values.CheckinCadenceAgreed, stamp: Stamp) -> None:
         self._record(Partner.CheckinCadenceAgreed, data, stamp)
 
-    def make_commitment(self, data: CommitmentMade, stamp: Stamp) -> None:
+    def make_commitment(self, data: values.CommitmentMade, stamp: Stamp) -> None:
         commitment_id = data.commitment_id or str(uuid4())
         if commitment_id in self._all_commitment_ids():
             raise DuplicateId(f"commitment_id {commitment_id} is already used for this partner.")
         made_on = stamp.occurred_at.astimezone(UTC).date()
         if data.due_on < made_on:
             raise ValidationFailed(
-                [Problem("due_on", f"{data.due_on} is before the day the commitment was made ({made_on})")]
+                [
+                    Problem(
+                        "due_on",
+                        f"{data.due_on} is before the day the commitment was made ({made_on})",
+                    )
+                ]
             )
         amount = _money(data.amount, data.currency, required=False)
         data = data.model_copy(update={"commitment_id": commitment_id, "amount": amount})
         self._record(Partner.CommitmentMade, data, stamp)
 
-    def fulfil_commitment(self, data: CommitmentFulfilled, stamp: Stamp) -> None:
+    def fulfil_commitment(self, data: values.CommitmentFulfilled, stamp: Stamp) -> None:
         self._open_commitment(data.commitment_id, stamp, "fulfilled")
         self._record(Partner.CommitmentFulfilled, data, stamp)
 
-    def renegotiate_commitment(self, data: CommitmentRenegotiated, stamp: Stamp) -> None:
+    def renegotiate_commitment(self, data: values.CommitmentRenegotiated, stamp: Stamp) -> None:
         record = self._open_commitment(data.commitment_id, stamp, "renegotiated")
         if data.due_on < record.made_at.date():
             raise ValidationFailed(
@@ -339,61 +369,67 @@ class Partner(ChainedAggregate):
             )
         self._record(Partner.CommitmentRenegotiated, data, stamp)
 
-    def cancel_commitment(self, data: CommitmentCancelled, stamp: Stamp) -> None:
+    def cancel_commitment(self, data: values.CommitmentCancelled, stamp: Stamp) -> None:
         self._open_commitment(data.commitment_id, stamp, "cancelled")
         self._record(Partner.CommitmentCancelled, data, stamp)
 
-    def make_payment(self, data: PaymentMade, stamp: Stamp) -> None:
+    def make_payment(self, data: values.PaymentMade, stamp: Stamp) -> None:
         self._known_commitment(data.commitment_id, "commitment_id")
         amount = _money(data.amount, data.currency, required=True)
         self._record(Partner.PaymentMade, data.model_copy(update={"amount": amount}), stamp)
 
-    def express_thanks(self, data: ThanksExpressed, stamp: Stamp) -> None:
+    def express_thanks(self, data: values.ThanksExpressed, stamp: Stamp) -> None:
         self._known_commitment(data.for_commitment_id, "for_commitment_id")
         self._record(Partner.ThanksExpressed, data, stamp)
 
-    def receive_feedback(self, data: FeedbackReceived, stamp: Stamp) -> None:
+    def receive_feedback(self, data: values.FeedbackReceived, stamp: Stamp) -> None:
         feedback_id = data.feedback_id or str(uuid4())
         if feedback_id in self._all_ids(Partner.FeedbackReceived, "feedback_id"):
             raise DuplicateId(f"feedback_id {feedback_id} is already used for this partner.")
         data = data.model_copy(update={"feedback_id": feedback_id})
         self._record(Partner.FeedbackReceived, data, stamp)
 
-    def share_outcome(self, data: OutcomeShared, stamp: Stamp) -> None:
+    def share_outcome(self, data: values.OutcomeShared, stamp: Stamp) -> None:
         if data.feedback_id is not None and data.feedback_id not in self.feedback:
             raise UnknownReference(f"No feedback with feedback_id {data.feedback_id} is on record.")
         self._record(Partner.OutcomeShared, data, stamp)
 
-    def record_breach(self, data: TrustBreachRecorded, stamp: Stamp) -> None:
+    def record_breach(self, data: values.TrustBreachRecorded, stamp: Stamp) -> None:
         breach_id = data.breach_id or str(uuid4())
         if breach_id in self._all_ids(Partner.TrustBreachRecorded, "breach_id"):
             raise DuplicateId(f"breach_id {breach_id} is already used for this partner.")
-        self._record(Partner.TrustBreachRecorded, data.model_copy(update={"breach_id": breach_id}), stamp)
+        self._record(
+            Partner.TrustBreachRecorded, data.model_copy(update={"breach_id": breach_id}), stamp
+        )
 
-    def repair_trust(self, data: TrustRepaired, stamp: Stamp) -> None:
+    def repair_trust(self, data: values.TrustRepaired, stamp: Stamp) -> None:
         breach = self.breaches.get(data.breach_id)
         if breach is None:
             raise UnknownReference(f"No breach with breach_id {data.breach_id} is on record.")
         if breach.repaired:
             raise AlreadyRepaired(f"Breach {data.breach_id} has already been repaired.")
         if stamp.occurred_at < breach.occurred_at:
-            raise ValidationFailed([Problem("occurred_at", "is before the breach was recorded as happening")])
+            raise ValidationFailed(
+                [Problem("occurred_at", "is before the breach was recorded as happening")]
+            )
         self._record(Partner.TrustRepaired, data, stamp)
 
-    def change_stage(self, data: StageChanged, stamp: Stamp) -> None:
+    def change_stage(self, data: values.StageChanged, stamp: Stamp) -> None:
         self._record(Partner.StageChanged, data, stamp)
 
-    def sign_agreement(self, data: AgreementSigned, stamp: Stamp) -> None:
+    def sign_agreement(self, data: values.AgreementSigned, stamp: Stamp) -> None:
         if data.ends_on is not None and data.ends_on < data.effective_on:
             raise ValidationFailed([Problem("ends_on", "is before effective_on")])
         self._record(Partner.AgreementSigned, data, stamp)
 
-    def retract_entry(self, data: EntryRetracted, stamp: Stamp) -> None:
+    def retract_entry(self, data: values.EntryRetracted, stamp: Stamp) -> None:
         target = self.entries.get(data.version)
         if target is None:
             raise InvalidRetraction(f"This partner has no event with version {data.version}.")
         if isinstance(target, Partner.EntryRetracted):
-            raise InvalidRetraction("A retraction cannot be retracted; record the entry again instead.")
+            raise InvalidRetraction(
+                "A retraction cannot be retracted; record the entry again instead."
+            )
         if isinstance(target, Partner.Registered):
             raise InvalidRetraction(
                 "A registration cannot be retracted; correct it with profile_updated instead."
@@ -429,15 +465,15 @@ class Partner(ChainedAggregate):
     def _open_commitment(self, commitment_id: str, stamp: Stamp, verb: str) -> CommitmentRecord:
         record = self.commitments.get(commitment_id)
         if record is None:
-            raise UnknownReference(f"No commitment with commitment_id {commitment_id} is on record.")
+            raise UnknownReference(
+                f"No commitment with commitment_id {commitment_id} is on record."
+            )
         if record.closed is not None:
             raise AlreadyClosed(
                 f"Commitment {commitment_id} is already {record.closed}, so it cannot be {verb}."
             )
         if stamp.occurred_at < record.made_at:
-            raise ValidationFailed(
-                [Problem("occurred_at", "is before the commitment was made")]
-            )
+            raise ValidationFailed([Problem("occurred_at", "is before the commitment was made")])
         return record
 
     def _dependents_of(self, target: Partner.Event) -> list[int]:

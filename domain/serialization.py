@@ -33,8 +33,8 @@ from domain.partner import Partner
 from domain.values import EventData
 
 __all__ = [
-    "EVENT_CLASSES",
     "DATA_MODELS",
+    "EVENT_CLASSES",
     "TypedMapper",
     "data_model_of",
     "public_event",
@@ -54,7 +54,7 @@ def _event_classes(aggregate: type[ChainedAggregate]) -> list[type[ChainedAggreg
 
 @cache
 def data_model_of(event_class: type[ChainedAggregate.Event]) -> type[EventData]:
-    model = get_type_hints(event_class)["data"]
+    model: type[EventData] = get_type_hints(event_class)["data"]
     assert issubclass(model, EventData)
     return model
 
@@ -74,7 +74,7 @@ def stream_type_of(event: ChainedAggregate.Event) -> str:
 
 @cache
 def _resolve(topic: str) -> type[ChainedAggregate.Event]:
-    cls = resolve_topic(topic)
+    cls: type[ChainedAggregate.Event] = resolve_topic(topic)
     assert issubclass(cls, ChainedAggregate.Event), topic
     return cls
 

@@ -153,7 +153,7 @@ def _refuse_float(value: Any) -> Any:
     # A binary float cannot hold 0.10 exactly: money must arrive as a decimal string.
     if isinstance(value, float):
         msg = 'send money as a decimal string, such as "150.00", not as a JSON number'
-        raise ValueError(msg)  # noqa: TRY004 - pydantic turns ValueError into a field error
+        raise ValueError(msg)
     return value
 
 

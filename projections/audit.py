@@ -79,7 +79,9 @@ def verify_log(
         try:
             event = ledger.decode(notification)
         except MapperDeserialisationError as error:
-            report.problems.append(AuditProblem(*where, f"stored content no longer decodes: {error}"))
+            report.problems.append(
+                AuditProblem(*where, f"stored content no longer decodes: {error}")
+            )
         else:
             if event.compute_hash() != event.hash:
                 report.problems.append(
@@ -87,7 +89,9 @@ def verify_log(
                 )
             if event.prev_hash != previous_hash:
                 report.problems.append(
-                    AuditProblem(*where, f"prev_hash does not match the hash of version {previous_version}")
+                    AuditProblem(
+                        *where, f"prev_hash does not match the hash of version {previous_version}"
+                    )
                 )
         if version != previous_version + 1:
             report.problems.append(

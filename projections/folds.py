@@ -68,7 +68,11 @@ class Entry:
 
 def round_half_up(value: Fraction | Decimal | int, places: int = 0) -> Decimal:
     """Round exactly, halves away from zero for our non-negative figures (x.5 -> x+1)."""
-    exact = Decimal(value.numerator) / Decimal(value.denominator) if isinstance(value, Fraction) else Decimal(value)
+    exact = (
+        Decimal(value.numerator) / Decimal(value.denominator)
+        if isinstance(value, Fraction)
+        else Decimal(value)
+    )
     return exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
@@ -183,7 +187,7 @@ def fold_partner(partner_id: str, entries: Iterable[Entry]) -> PartnerSnapshot:
     return snap
 
 
-def _evolve(snap: PartnerSnapshot, entry: Entry) -> None:  # noqa: C901, PLR0912 - one branch per type
+def _evolve(snap: PartnerSnapshot, entry: Entry) -> None:
     data, kind = entry.data, entry.type
     if kind == "partner_registered":
         snap.profile = {name: data.get(name) for name in _PROFILE_FIELDS}
@@ -218,7 +222,12 @@ def _evolve(snap: PartnerSnapshot, entry: Entry) -> None:  # noqa: C901, PLR0912
             _change_commitment(snap, commitment, entry)
     elif kind == "payment_made":
         snap.payments.append(
-            (entry.occurred_at, Decimal(data["amount"]), data["currency"], data.get("commitment_id"))
+            (
+                entry.occurred_at,
+                Decimal(data["amount"]),
+                data["currency"],
+                data.get("commitment_id"),
+            )
         )
     elif kind == "thanks_expressed":
         snap.thanks.append(entry.occurred_at)
@@ -376,7 +385,9 @@ def _cadence(snap: PartnerSnapshot, today: date) -> Component:
     agreed = f"agreed cadence is every {_plural(c, 'day')}"
     if snap.last_touch_at is None:
         return Component(
-            "cadence", Fraction(0), f"No two-way contact (a meeting or an inbound contact) yet; {agreed}."
+            "cadence",
+            Fraction(0),
+            f"No two-way contact (a meeting or an inbound contact) yet; {agreed}.",
         )
     d = (today - snap.last_touch_at.astimezone(UTC).date()).days
     if d <= c:
@@ -392,13 +403,15 @@ def _our_reliability(snap: PartnerSnapshot, today: date) -> Component:
     ours = figures_of(snap.commitments.values(), today)["us"]
     count = ours.fulfilled_on_time + ours.fulfilled_late + ours.overdue
     if count == 0:
-        return Component("our_reliability", Fraction(100), "None of our commitments has come due yet.")
+        return Component(
+            "our_reliability", Fraction(100), "None of our commitments has come due yet."
+        )
     score = Fraction(100) * (ours.fulfilled_on_time + Fraction(ours.fulfilled_late, 2)) / count
     return Component(
         "our_reliability",
         score,
-        f"Of {_plural(count, 'commitment')} of ours that came due, {ours.fulfilled_on_time} kept on "
-        f"time, {ours.fulfilled_late} kept late, {ours.overdue} overdue.",
+        f"Of {_plural(count, 'commitment')} of ours that came due, "
+        f"{ours.fulfilled_on_time} kept on time, {ours.fulfilled_late} kept late, {ours.overdue} overdue.",
     )
 
 
@@ -415,8 +428,12 @@ def _reciprocity(snap: PartnerSnapshot, today: date) -> Component:
         f"{len(snap.feedback)} feedback received)"
     )
     if asks == 0:
-        return Component("reciprocity", Fraction(100), f"Nothing asked of this partner yet; {detail}.")
-    return Component("reciprocity", min(Fraction(1), Fraction(gives, asks)) * 100, _sentence(detail))
+        return Component(
+            "reciprocity", Fraction(100), f"Nothing asked of this partner yet; {detail}."
+        )
+    return Component(
+        "reciprocity", min(Fraction(1), Fraction(gives, asks)) * 100, _sentence(detail)
+    )
 
 
 def _acknowledgment(snap: PartnerSnapshot, today: date) -> Component:
@@ -424,7 +441,10 @@ def _acknowledgment(snap: PartnerSnapshot, today: date) -> Component:
     counted = acknowledged = waiting = 0
     for contribution in snap.contributions:
         day = contribution.astimezone(UTC).date()
-        if any(a >= contribution and (a.astimezone(UTC).date() - day).days <= ACK_WINDOW_DAYS for a in acks):
+        if any(
+            a >= contribution and (a.astimezone(UTC).date() - day).days <= ACK_WINDOW_DAYS
+            for a in acks
+        ):
             counted += 1
             acknowledged += 1
         elif (today - day).days < ACK_WINDOW_DAYS:
@@ -434,13 +454,15 @@ def _acknowledgment(snap: PartnerSnapshot, today: date) -> Component:
     later = f" ({_plural(waiting, 'newer contribution')} still within 30 days)" if waiting else ""
     if counted == 0:
         return Component(
-            "acknowledgment", Fraction(100), f"No contributions of theirs to acknowledge yet{later}."
+            "acknowledgment",
+            Fraction(100),
+            f"No contributions of theirs to acknowledge yet{later}.",
         )
     return Component(
         "acknowledgment",
         Fraction(100 * acknowledged, counted),
-        f"{acknowledged} of {_plural(counted, 'contribution')} of theirs (commitments kept, feedback) "
-        f"thanked or followed by an outcome within 30 days{later}.",
+        f"{acknowledged} of {_plural(counted, 'contribution')} of theirs "
+        f"(commitments kept, feedback) thanked or followed by an outcome within 30 days{later}.",
     )
 
 
@@ -451,10 +473,10 @@ def _trust(snap: PartnerSnapshot, today: date) -> Component:
         cost = Fraction(BREACH_PENALTY[breach.severity])
         if breach.repaired_at is None:
             penalty += cost
-            open_.append(f"{breach.severity} −{cost}")
+            open_.append(f"{breach.severity} -{cost}")
         elif (today - breach.repaired_at.astimezone(UTC).date()).days < REPAIR_DECAY_DAYS:
             penalty += cost / 4
-            weighing.append(f"{breach.severity} −{float(cost / 4):g}")
+            weighing.append(f"{breach.severity} -{float(cost / 4):g}")
     score = max(Fraction(0), 100 - penalty)
     if not snap.breaches:
         return Component("trust", score, "No breach of trust recorded.")
@@ -468,5 +490,7 @@ def _trust(snap: PartnerSnapshot, today: date) -> Component:
         )
     settled = len(snap.breaches) - len(open_) - len(weighing)
     if settled:
-        parts.append(f"{_plural(settled, 'breach', 'breaches')} repaired over 180 days ago (no cost)")
+        parts.append(
+            f"{_plural(settled, 'breach', 'breaches')} repaired over 180 days ago (no cost)"
+        )
     return Component("trust", score, _sentence("; ".join(parts)))

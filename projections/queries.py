@@ -38,7 +38,12 @@ OVER_ENGAGED_DAYS = 90
 MAX_PAGE = 1000
 
 _CONTACT_TYPES = ("meeting_held", "contact_made")
-_PROFILE_TYPES = ("partner_registered", "profile_updated", "stage_changed", "checkin_cadence_agreed")
+_PROFILE_TYPES = (
+    "partner_registered",
+    "profile_updated",
+    "stage_changed",
+    "checkin_cadence_agreed",
+)
 _COMMITMENT_TYPES = (
     "commitment_made",
     "commitment_fulfilled",
@@ -75,7 +80,9 @@ def _decode_cursor(cursor: str) -> list[Any]:
     try:
         values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, orjson.JSONDecodeError):
-        raise ValidationFailed([Problem("cursor", "is not a cursor this ledger gave out")]) from None
+        raise ValidationFailed(
+            [Problem("cursor", "is not a cursor this ledger gave out")]
+        ) from None
     if not isinstance(values, list):
         raise ValidationFailed([Problem("cursor", "is not a cursor this ledger gave out")])
     return values
@@ -144,7 +151,9 @@ class LedgerQueries:
         start = start or snap.registered_at.astimezone(UTC).date()
         if start > end:
             raise ValidationFailed([Problem("from", "is after to")])
-        entries = self.view.counting_entries(at.as_of, at.position, stream_ids=[partner_id])[partner_id]
+        entries = self.view.counting_entries(at.as_of, at.position, stream_ids=[partner_id])[
+            partner_id
+        ]
         points = []
         for day in _period_ends(start, end, interval):
             moment = end_of_day(day)
@@ -218,7 +227,11 @@ class LedgerQueries:
     # ---- many partners ------------------------------------------------------------------
 
     def _snapshots(
-        self, at: At, *, partner_ids: Sequence[str] | None = None, types: Sequence[str] | None = None
+        self,
+        at: At,
+        *,
+        partner_ids: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
     ) -> dict[str, PartnerSnapshot]:
         wanted = None if types is None else ("partner_registered", *types)
         grouped = self.view.counting_entries(
@@ -322,7 +335,10 @@ class LedgerQueries:
             else:
                 members.pop(partner_id, None)
         names = {
-            sid: snap.name for sid, snap in self._snapshots(at, partner_ids=list(members), types=("profile_updated",)).items()
+            sid: snap.name
+            for sid, snap in self._snapshots(
+                at, partner_ids=list(members), types=("profile_updated",)
+            ).items()
         }
         return {
             "id": coalition_id,
@@ -442,7 +458,9 @@ class LedgerQueries:
         if within_days < 0 or within_days > 3660:
             raise ValidationFailed([Problem("within_days", "must be between 0 and 3660")])
         horizon = at.today + timedelta(days=within_days)
-        snaps = self._snapshots(at, types=(*_PROFILE_TYPES[1:], *_CONTACT_TYPES, *_COMMITMENT_TYPES))
+        snaps = self._snapshots(
+            at, types=(*_PROFILE_TYPES[1:], *_CONTACT_TYPES, *_COMMITMENT_TYPES)
+        )
         checkins, commitments = [], []
         for snap in snaps.values():
             if snap.stage == "ended":
@@ -458,16 +476,28 @@ class LedgerQueries:
                     }
                 )
             for commitment in snap.commitments.values():
-                if commitment.status(at.today) in ("open", "overdue") and commitment.due_on <= horizon:
+                if (
+                    commitment.status(at.today) in ("open", "overdue")
+                    and commitment.due_on <= horizon
+                ):
                     commitments.append(_agenda_commitment(snap, commitment, at.today))
         checkins.sort(key=lambda c: (c["due_on"], c["name"], c["partner_id"]))
-        commitments.sort(key=lambda c: (c["due_on"], c["name"], c["partner_id"], c["commitment_id"]))
-        return {"as_of": format_instant(at.as_of), "position": at.position, "within_days": within_days,
-                "checkins": checkins, "commitments": commitments}
+        commitments.sort(
+            key=lambda c: (c["due_on"], c["name"], c["partner_id"], c["commitment_id"])
+        )
+        return {
+            "as_of": format_instant(at.as_of),
+            "position": at.position,
+            "within_days": within_days,
+            "checkins": checkins,
+            "commitments": commitments,
+        }
 
     def review(self, at: At) -> dict[str, Any]:
         snaps = self._snapshots(at)
-        by: dict[str, Counter[str]] = {k: Counter() for k in ("community", "role", "region", "stage")}
+        by: dict[str, Counter[str]] = {
+            k: Counter() for k in ("community", "role", "region", "stage")
+        }
         over_engaged, neglected = [], []
         window_start = at.as_of - timedelta(days=OVER_ENGAGED_DAYS)
         for snap in sorted(snaps.values(), key=lambda s: (s.name, s.partner_id)):
@@ -477,10 +507,14 @@ class LedgerQueries:
             by["region"][profile["region"] or "(none)"] += 1
             by["stage"][snap.stage] += 1
             asks = sum(
-                1 for c in snap.commitments.values() if c.owed_by == "partner" and c.made_at > window_start
+                1
+                for c in snap.commitments.values()
+                if c.owed_by == "partner" and c.made_at > window_start
             ) + sum(1 for moment in snap.feedback if moment > window_start)
             if asks >= OVER_ENGAGED_ASKS:
-                over_engaged.append({"partner_id": snap.partner_id, "name": snap.name, "asks_90_days": asks})
+                over_engaged.append(
+                    {"partner_id": snap.partner_id, "name": snap.name, "asks_90_days": asks}
+                )
             touched = snap.last_touch_at or snap.registered_at
             assert touched is not None
             days = (at.today - touched.astimezone(UTC).date()).days
@@ -490,7 +524,9 @@ class LedgerQueries:
                         "partner_id": snap.partner_id,
                         "name": snap.name,
                         "last_touch_on": (
-                            snap.last_touch_at.astimezone(UTC).date().isoformat() if snap.last_touch_at else None
+                            snap.last_touch_at.astimezone(UTC).date().isoformat()
+                            if snap.last_touch_at
+                            else None
                         ),
                         "days_since": days,
                         "cadence_days": snap.cadence_days,
@@ -562,7 +598,9 @@ def _checkin_due(snap: PartnerSnapshot) -> date:
     return base.astimezone(UTC).date() + timedelta(days=snap.cadence_days)
 
 
-def _agenda_commitment(snap: PartnerSnapshot, commitment: CommitmentView, today: date) -> dict[str, Any]:
+def _agenda_commitment(
+    snap: PartnerSnapshot, commitment: CommitmentView, today: date
+) -> dict[str, Any]:
     return {
         "partner_id": snap.partner_id,
         "name": snap.name,
@@ -596,4 +634,3 @@ def _period_ends(start: date, end: date, interval: str) -> Iterable[date]:
             return
         yield day
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-

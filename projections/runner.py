@@ -37,8 +37,8 @@ class LedgerProjection(Projection[LedgerView]):
     name = PROJECTION_NAME
 
     @singledispatchmethod
-    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        self.view.insert_tracking(tracking)  # type: ignore[attr-defined]
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:  # noqa: ARG002
+        self.view.insert_tracking(tracking)
 
     @process_event.register
     def _(self, domain_event: ChainedAggregate.Event, tracking: Tracking) -> None:
@@ -51,7 +51,8 @@ def open_view(env: dict[str, str]) -> LedgerView:
         PostgresLedgerView if env["PERSISTENCE_MODULE"].endswith("postgres") else SQLiteLedgerView
     )
     factory = InfrastructureFactory.construct(Environment(PROJECTION_NAME, env))
-    view: LedgerView = factory.tracking_recorder(view_class)
+    view = factory.tracking_recorder(view_class)
+    assert isinstance(view, LedgerView)
     return view
 
 
@@ -126,7 +127,7 @@ class ViewKeeper:
         while not self._stop.wait(POLL_SECONDS):
             try:
                 self.catch_up()
-            except Exception as error:  # noqa: BLE001 - kept and shown by /healthz, retried next tick
+            except Exception as error:
                 self.error = error
             else:
                 self.error = None

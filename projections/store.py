@@ -23,10 +23,10 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import orjson
-from eventsourcing.persistence import Tracking
-from psycopg.sql import SQL
+from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
+from psycopg.sql import SQL
 
 from domain.chained import ChainedAggregate
 from domain.hashing import GENESIS, digest_step, format_instant, parse_instant
@@ -153,7 +153,7 @@ def entry_from_row(row: Any, position: int | None = None) -> Entry:
     )
 
 
-class LedgerView:
+class LedgerView(TrackingRecorder):
     """Dialect-neutral logic of the views; the two subclasses below bind it to a store."""
 
     prefix: ClassVar[str] = ""
@@ -163,9 +163,6 @@ class LedgerView:
         return statement.replace("{p}", self.prefix)
 
     def _insert_tracking(self, c: Any, tracking: Tracking) -> None:  # provided by the recorder
-        raise NotImplementedError
-
-    def max_tracking_id(self, application_name: str) -> int | None:  # provided by the recorder
         raise NotImplementedError
 
     # ---- writing ------------------------------------------------------------------------
@@ -188,7 +185,9 @@ class LedgerView:
                 return 0
             entries = [StoredEntry.of(event, position) for event, position in fresh]
             c.executemany(
-                self._q(f"INSERT INTO {{p}}entries ({_ENTRY_COLUMNS}) VALUES ({', '.join('?' * 12)})"),
+                self._q(
+                    f"INSERT INTO {{p}}entries ({_ENTRY_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+                ),
                 [(*vars(e).values(), None) for e in entries],
             )
             for entry in entries:
@@ -211,14 +210,16 @@ class LedgerView:
                 name = orjson.loads(entry.data)["name"]
                 c.execute(
                     self._q(
-                        "INSERT INTO {p}coalitions (coalition_id, name, formed_at, version, position)"
-                        " VALUES (?, ?, ?, ?, ?)"
+                        "INSERT INTO {p}coalitions "
+                        "(coalition_id, name, formed_at, version, position) VALUES (?, ?, ?, ?, ?)"
                     ),
                     (entry.stream_id, name, entry.occurred_at, entry.version, entry.position),
                 )
             else:
                 c.execute(
-                    self._q("UPDATE {p}coalitions SET version = ?, position = ? WHERE coalition_id = ?"),
+                    self._q(
+                        "UPDATE {p}coalitions SET version = ?, position = ? WHERE coalition_id = ?"
+                    ),
                     (entry.version, entry.position, entry.stream_id),
                 )
             return
@@ -249,7 +250,9 @@ class LedgerView:
         if entry.type == "entry_retracted":
             target = orjson.loads(entry.data)["version"]
             c.execute(
-                self._q("UPDATE {p}entries SET retracted_pos = ? WHERE stream_id = ? AND version = ?"),
+                self._q(
+                    "UPDATE {p}entries SET retracted_pos = ? WHERE stream_id = ? AND version = ?"
+                ),
                 (entry.position, entry.stream_id, target),
             )
             self._refold_partner(c, entry.stream_id)
@@ -264,7 +267,8 @@ class LedgerView:
             self._refold_partner(c, entry.stream_id)  # a backfilled change: fold in world order
             return
         data = orjson.loads(entry.data)
-        sets, params = ["version = ?", "position = ?"], [entry.version, entry.position]
+        sets: list[str] = ["version = ?", "position = ?"]
+        params: list[Any] = [entry.version, entry.position]
         if entry.occurred_at > latest:
             sets.append("latest_occurred_at = ?")
             params.append(entry.occurred_at)
@@ -303,7 +307,8 @@ class LedgerView:
         c.execute(
             self._q(
                 f"SELECT {_ENTRY_COLUMNS} FROM {{p}}entries WHERE stream_id = ? "
-                "AND retracted_pos IS NULL AND type <> 'entry_retracted' ORDER BY occurred_at, version"
+                "AND retracted_pos IS NULL AND type <> 'entry_retracted' "
+                "ORDER BY occurred_at, version"
             ),
             (partner_id,),
         )
@@ -321,7 +326,8 @@ class LedgerView:
         profile = snap.profile
         c.execute(
             self._q(
-                "UPDATE {p}partners SET name = ?, kind = ?, region = ?, roles = ?, communities = ?, "
+                "UPDATE {p}partners SET name = ?, kind = ?, region = ?, roles = ?, "
+                "communities = ?, "
                 "stage = ?, cadence_days = ?, last_touch_at = ?, latest_occurred_at = ?, version = ?, "
                 "position = ? WHERE partner_id = ?"
             ),
@@ -459,7 +465,9 @@ class LedgerView:
             "ORDER BY position DESC LIMIT 1",
             (position,),
         )
-        start, digest, events = (rows[0]["position"], rows[0]["digest"], rows[0]["events"]) if rows else (0, GENESIS, 0)
+        start, digest, events = (
+            (rows[0]["position"], rows[0]["digest"], rows[0]["events"]) if rows else (0, GENESIS, 0)
+        )
         for row in self.select(
             "SELECT hash FROM {p}entries WHERE position > ? AND position <= ? ORDER BY position",
             (start, position),
@@ -499,7 +507,7 @@ class PostgresLedgerView(PostgresTrackingRecorder, LedgerView):
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
-        self.sql_create_statements.extend(SQL(self._q(t)) for t in _TABLES)  # type: ignore[arg-type]
+        self.sql_create_statements.extend(SQL(self._q(t)) for t in _TABLES)  # type: ignore[misc]
 
     def _q(self, statement: str) -> str:
         return statement.replace("{p}", self.prefix).replace("?", "%s")

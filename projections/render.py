@@ -1,0 +1,705 @@
+"""The coalition report and the agenda as files: JSON, CSV, Markdown, HTML and iCalendar.
+
+Pure functions from the plain dicts ``LedgerQueries.report()`` and ``LedgerQueries.agenda()``
+return to bytes. The same dict always gives the same bytes (no clock, no randomness, no
+environment), so a report re-run at the same (``as_of``, ``position``) can be compared to the
+byte with one handed out earlier. All four report formats carry the same numbers.
+
+CSV layout (``report_csv``), one table a spreadsheet can sort, filter and sum without cleanup:
+
+- one header row, then one row per member, then one ``TOTAL`` row (``name`` = ``TOTAL``,
+  ``partner_id`` and the health columns empty), and nothing else;
+- the report's facts lead every row: ``coalition``, ``coalition_id``, ``period_from``,
+  ``period_to`` (empty = open-ended), ``as_of``, ``position``, ``digest``, ``generated_by``.
+  Repeating them costs a few bytes and keeps every row self-describing when rows of several
+  reports are pasted into one sheet (a second section below the table would break sorting
+  and filtering);
+- then ``partner_id``, ``name``, ``health_score``, ``health_band``; the fulfilment figures of
+  each side as ``us_<figure>`` and ``partner_<figure>`` (made, open, overdue,
+  fulfilled_on_time, fulfilled_late, fulfilled, cancelled, renegotiated_after_due,
+  fulfilment_rate, on_time_rate); ``payments_<CURRENCY>`` for every currency paid to any
+  member, in alphabetical order (``0`` where a member was paid none of it); ``thanks``,
+  ``breaches_open``, ``breaches_repaired``;
+- rates are fractions (``0.6667``; format the column as a percentage), empty when nothing was
+  due yet; money is the exact decimal string of the JSON report;
+- UTF-8 without a byte-order mark, CRLF line ends (RFC 4180). A name that starts with
+  ``= + - @`` or a tab is written with a leading ``'`` so that a spreadsheet shows it as text
+  instead of running it as a formula (OWASP "CSV injection").
+
+Markdown and HTML show the same figures for people: rates as percentages with two decimals
+(exactly the four-place fraction times 100), ``—`` when nothing was due. The HTML page is
+standalone (inline CSS and SVG, no scripts, nothing fetched) and prints cleanly; its charts are
+drawn by matplotlib's SVG backend, made byte-for-byte reproducible by a fixed hash salt, no
+date or creator metadata, the font file that ships with matplotlib, and ids made unique per
+chart so that two charts can share one page.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import re
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import icalendar
+import orjson
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.typing import RcKeyType
+
+__all__ = ["agenda_ics", "report_csv", "report_html", "report_json", "report_markdown"]
+
+FIGURES: tuple[tuple[str, str], ...] = (
+    ("made", "Made"),
+    ("open", "Open"),
+    ("overdue", "Overdue"),
+    ("fulfilled_on_time", "On time"),
+    ("fulfilled_late", "Late"),
+    ("fulfilled", "Fulfilled"),
+    ("cancelled", "Cancelled"),
+    ("renegotiated_after_due", "Renegotiated after due"),
+    ("fulfilment_rate", "Fulfilment rate"),
+    ("on_time_rate", "On-time rate"),
+)
+RATES = frozenset({"fulfilment_rate", "on_time_rate"})
+SIDES = ("us", "partner")
+
+# Okabe-Ito colours: told apart by readers with colour-blindness, and labelled in text anyway.
+STATUS_COLOURS: tuple[tuple[str, str, str], ...] = (
+    ("fulfilled_on_time", "fulfilled on time", "#009E73"),
+    ("fulfilled_late", "fulfilled late", "#E69F00"),
+    ("open", "open", "#56B4E9"),
+    ("overdue", "overdue", "#D55E00"),
+    ("cancelled", "cancelled", "#999999"),
+)
+BAND_COLOURS: dict[str, str] = {
+    "thriving": "#009E73",
+    "steady": "#56B4E9",
+    "at_risk": "#E69F00",
+    "critical": "#D55E00",
+}
+CALENDAR_PRODID = "-//Partnership Ledger//pledger agenda//EN"
+UID_DOMAIN = "pledger"
+_CHART_NAME_LENGTH = 36
+# Columns of the Markdown and HTML tables that hold words; the others hold numbers.
+_TEXT_COLUMNS = frozenset({"Partner", "Partner ID", "Band", "Owed by", "Members"})
+
+
+# ---- JSON -----------------------------------------------------------------------------------
+
+
+def report_json(report: dict[str, Any]) -> bytes:
+    """The report as indented JSON, keys in the order the query gives them, one final newline."""
+    return orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+
+# ---- shared formatting ----------------------------------------------------------------------
+
+
+def _currencies(report: dict[str, Any]) -> list[str]:
+    found = set(report["totals"]["payments"])
+    for member in report["members"]:
+        found.update(member["payments"])
+    return sorted(found)
+
+
+def _rate_fraction(rate: float | None) -> str:
+    return "" if rate is None else repr(rate)
+
+
+def _rate_percent(rate: float | None) -> str:
+    if rate is None:
+        return "—"
+    # The rate has four decimal places; times 100 it has two, exactly: no float arithmetic.
+    return f"{(Decimal(repr(rate)) * 100).quantize(Decimal('0.01'))}%"
+
+
+def _figure_cell(figures: dict[str, Any], key: str, *, rate: Callable[[float | None], str]) -> str:
+    value = figures[key]
+    return rate(value) if key in RATES else str(value)
+
+
+def _period_text(period: dict[str, Any]) -> str:
+    start, end = period.get("from"), period.get("to")
+    if start is None and end is None:
+        return "all commitments (no period)"
+    return f"{start or 'the beginning'} to {end or 'the reference date'}"
+
+
+def _facts(report: dict[str, Any]) -> list[tuple[str, str]]:
+    coalition = report["coalition"]
+    return [
+        ("Coalition", f"{coalition['name']} ({coalition['id']})"),
+        ("Period", _period_text(report["period"])),
+        ("As of", str(report["as_of"])),
+        ("Log position", str(report["position"])),
+        ("Ledger digest", str(report["digest"])),
+        ("Generated by", str(report["generated_by"])),
+    ]
+
+
+def _title(report: dict[str, Any]) -> str:
+    return f"Accountability report: {report['coalition']['name']}"
+
+
+def _members_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    currencies = _currencies(report)
+    headers = [
+        "Partner",
+        "Partner ID",
+        "Health",
+        "Band",
+        *(f"Paid {c}" for c in currencies),
+        "Thanks",
+        "Breaches open",
+        "Breaches repaired",
+    ]
+    rows = [
+        [
+            m["name"],
+            m["partner_id"],
+            str(m["health"]["score"]),
+            m["health"]["band"],
+            *(m["payments"].get(c, "0") for c in currencies),
+            str(m["thanks"]),
+            str(m["breaches"]["open"]),
+            str(m["breaches"]["repaired"]),
+        ]
+        for m in report["members"]
+    ]
+    return headers, rows
+
+
+def _commitment_headers(first: str) -> list[str]:
+    return [first, "Owed by", *(label for _, label in FIGURES)]
+
+
+def _commitment_row(label: str, side: str, figures: dict[str, Any]) -> list[str]:
+    return [label, side, *(_figure_cell(figures, key, rate=_rate_percent) for key, _ in FIGURES)]
+
+
+def _commitments_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    rows = [_commitment_row(m["name"], side, m[side]) for m in report["members"] for side in SIDES]
+    return _commitment_headers("Partner"), rows
+
+
+def _totals_tables(
+    report: dict[str, Any],
+) -> tuple[tuple[list[str], list[list[str]]], tuple[list[str], list[list[str]]]]:
+    totals = report["totals"]
+    commitments = [_commitment_row("All members", side, totals[side]) for side in SIDES]
+    currencies = _currencies(report)
+    other_headers = [
+        *(f"Paid {c}" for c in currencies),
+        "Thanks",
+        "Breaches open",
+        "Breaches repaired",
+    ]
+    other = [
+        [
+            *(totals["payments"].get(c, "0") for c in currencies),
+            str(totals["thanks"]),
+            str(totals["breaches"]["open"]),
+            str(totals["breaches"]["repaired"]),
+        ]
+    ]
+    return (_commitment_headers("Members"), commitments), (other_headers, other)
+
+
+# ---- CSV ------------------------------------------------------------------------------------
+
+
+def _spreadsheet_text(value: str) -> str:
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def report_csv(report: dict[str, Any]) -> bytes:
+    """The report as one CSV table: a row per member and a TOTAL row (layout in the docstring)."""
+    currencies = _currencies(report)
+    header = [
+        "coalition",
+        "coalition_id",
+        "period_from",
+        "period_to",
+        "as_of",
+        "position",
+        "digest",
+        "generated_by",
+        "partner_id",
+        "name",
+        "health_score",
+        "health_band",
+        *(f"{side}_{key}" for side in SIDES for key, _ in FIGURES),
+        *(f"payments_{c}" for c in currencies),
+        "thanks",
+        "breaches_open",
+        "breaches_repaired",
+    ]
+    facts = [
+        _spreadsheet_text(report["coalition"]["name"]),
+        report["coalition"]["id"],
+        report["period"].get("from") or "",
+        report["period"].get("to") or "",
+        report["as_of"],
+        str(report["position"]),
+        report["digest"],
+        report["generated_by"],
+    ]
+
+    def figures_and_more(row: dict[str, Any]) -> list[str]:
+        return [
+            *(
+                _figure_cell(row[side], key, rate=_rate_fraction)
+                for side in SIDES
+                for key, _ in FIGURES
+            ),
+            *(row["payments"].get(c, "0") for c in currencies),
+            str(row["thanks"]),
+            str(row["breaches"]["open"]),
+            str(row["breaches"]["repaired"]),
+        ]
+
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    for member in report["members"]:
+        writer.writerow(
+            [
+                *facts,
+                member["partner_id"],
+                _spreadsheet_text(member["name"]),
+                str(member["health"]["score"]),
+                member["health"]["band"],
+                *figures_and_more(member),
+            ]
+        )
+    writer.writerow([*facts, "", "TOTAL", "", "", *figures_and_more(report["totals"])])
+    return out.getvalue().encode("utf-8")
+
+
+# ---- Markdown -------------------------------------------------------------------------------
+
+# Characters that CommonMark/GFM would read as markup (emphasis, links, raw HTML, table cells,
+# entities, strikethrough, math); a backslash before ASCII punctuation always means "literal".
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|&~$#])")
+
+
+def _md(text: str) -> str:
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def _md_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    align = ["---" if h in _TEXT_COLUMNS else "---:" for h in headers]
+    lines = ["| " + " | ".join(_md(h) for h in headers) + " |", "| " + " | ".join(align) + " |"]
+    lines.extend("| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows)
+    return lines
+
+
+def report_markdown(report: dict[str, Any]) -> bytes:
+    """The report as Markdown: title, facts, members, commitments by member, totals."""
+    lines = [f"# {_md(_title(report))}", ""]
+    lines.extend(f"- **{label}:** {_md(value)}" for label, value in _facts(report))
+    lines.append("")
+    lines.extend(["## Members", ""])
+    if report["members"]:
+        lines.extend(_md_table(*_members_table(report)))
+        lines.extend(["", "## Commitments by member", ""])
+        lines.extend(_md_table(*_commitments_table(report)))
+    else:
+        lines.append("No members at this reference.")
+    commitments, other = _totals_tables(report)
+    lines.extend(["", "## Totals", ""])
+    lines.extend(_md_table(*commitments))
+    lines.append("")
+    lines.extend(_md_table(*other))
+    lines.extend(["", _md(_RATES_NOTE), ""])
+    return "\n".join(lines).encode("utf-8")
+
+
+_RATES_NOTE = (
+    "Fulfilment rate = fulfilled / (fulfilled + overdue); on-time rate = fulfilled on time / "
+    "(fulfilled + overdue); — when no commitment was due yet."
+)
+
+
+# ---- HTML -----------------------------------------------------------------------------------
+
+_CSS = """
+:root { color-scheme: light; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
+  sans-serif; color: #1a1a1a; background: #fff; line-height: 1.4; max-width: 75rem;
+  margin: 2rem auto; padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin: 0 0 1rem; }
+h2 { font-size: 1.2rem; margin: 2rem 0 .5rem; border-bottom: 1px solid #ccc; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; margin: 0; }
+dl.facts dt { font-weight: 600; }
+dl.facts dd { margin: 0; overflow-wrap: anywhere; }
+code { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: .85em; }
+table { border-collapse: collapse; width: 100%; font-size: .85rem; margin: .5rem 0 1rem; }
+th, td { border: 1px solid #ccc; padding: .25rem .45rem; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; font-weight: 600; }
+.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.band { display: inline-block; padding: 0 .4rem; border-radius: .6rem; color: #000; }
+.band-thriving { background: #b9e6d6; }
+.band-steady { background: #cde8f7; }
+.band-at_risk { background: #f8dfae; }
+.band-critical { background: #f2c2a3; }
+figure { margin: 1rem 0; }
+figure svg { display: block; max-width: 100%; height: auto; }
+figcaption { font-size: .9rem; color: #444; margin-bottom: .25rem; }
+p.note, footer { font-size: .8rem; color: #555; }
+@page { margin: 14mm; }
+@media print {
+  body { margin: 0; max-width: none; padding: 0; font-size: 9.5pt; }
+  h2 { break-after: avoid; page-break-after: avoid; }
+  figure, tr { break-inside: avoid; page-break-inside: avoid; }
+  thead { display: table-header-group; }
+  th, .band { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+}
+""".strip()
+
+
+def _h(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _html_table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], *, caption: str | None = None
+) -> list[str]:
+    numeric = [h not in _TEXT_COLUMNS for h in headers]
+
+    def cell(tag: str, text: str, is_num: bool, header: str) -> str:
+        classes = ' class="num"' if is_num else ""
+        if tag == "td" and header == "Band":
+            text_html = f'<span class="band band-{_h(text)}">{_h(text.replace("_", " "))}</span>'
+        elif tag == "td" and header == "Partner ID":
+            text_html = f"<code>{_h(text)}</code>"
+        else:
+            text_html = _h(text)
+        scope = ' scope="col"' if tag == "th" else ""
+        return f"<{tag}{scope}{classes}>{text_html}</{tag}>"
+
+    lines = ["<table>"]
+    if caption:
+        lines.append(f"<caption>{_h(caption)}</caption>")
+    head = "".join(cell("th", h, n, h) for h, n in zip(headers, numeric, strict=True))
+    lines.extend(["<thead>", f"<tr>{head}</tr>", "</thead>", "<tbody>"])
+    for row in rows:
+        body = "".join(cell("td", c, n, h) for c, n, h in zip(row, numeric, headers, strict=True))
+        lines.append(f"<tr>{body}</tr>")
+    lines.extend(["</tbody>", "</table>"])
+    return lines
+
+
+def report_html(report: dict[str, Any]) -> bytes:
+    """The report as one standalone, printable HTML page with inline SVG charts."""
+    title = _title(report)
+    lines = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f'<meta name="generator" content="{_h(report["generated_by"])}">',
+        f"<title>{_h(title)}</title>",
+        f"<style>\n{_CSS}\n</style>",
+        "</head>",
+        "<body>",
+        "<header>",
+        f"<h1>{_h(title)}</h1>",
+        '<dl class="facts">',
+    ]
+    for label, value in _facts(report):
+        shown = f"<code>{_h(value)}</code>" if label == "Ledger digest" else _h(value)
+        lines.append(f"<dt>{_h(label)}</dt><dd>{shown}</dd>")
+    lines.extend(["</dl>", "</header>", "<main>"])
+    if report["members"]:
+        lines.extend(["<section>", "<h2>Charts</h2>"])
+        for caption, svg in _charts(report):
+            labelled = svg.replace("<svg ", f'<svg role="img" aria-label="{_h(caption)}" ', 1)
+            lines.extend(["<figure>", f"<figcaption>{_h(caption)}</figcaption>", labelled])
+            lines.append("</figure>")
+        lines.extend(["</section>", "<section>", "<h2>Members</h2>"])
+        lines.extend(_html_table(*_members_table(report)))
+        lines.extend(["</section>", "<section>", "<h2>Commitments by member</h2>"])
+        lines.extend(_html_table(*_commitments_table(report)))
+        lines.append("</section>")
+    else:
+        lines.extend(["<section>", "<h2>Members</h2>", "<p>No members at this reference.</p>"])
+        lines.append("</section>")
+    commitments, other = _totals_tables(report)
+    lines.extend(["<section>", "<h2>Totals</h2>"])
+    lines.extend(_html_table(*commitments))
+    lines.extend(_html_table(*other))
+    lines.extend([f'<p class="note">{_h(_RATES_NOTE)}</p>', "</section>", "</main>"])
+    lines.extend(
+        [
+            "<footer>",
+            f"<p>{_h(report['generated_by'])} &middot; as of {_h(report['as_of'])} &middot; "
+            f"log position {_h(str(report['position']))} &middot; digest "
+            f"<code>{_h(report['digest'])}</code></p>",
+            "</footer>",
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )
+    return "\n".join(lines).encode("utf-8")
+
+
+# ---- charts ---------------------------------------------------------------------------------
+
+# matplotlib's rcParams are process-wide, and rc_context restores them on exit: two renders in
+# two threads (the API serves sync routes from a pool) must not interleave, or one could render
+# with the other's settings restored (random ids). Charts are small; a lock costs nothing here.
+_CHART_LOCK = threading.Lock()
+_CHART_RC: dict[RcKeyType, Any] = {
+    "svg.hashsalt": "pledger",  # clip-path and marker ids from a fixed salt, not a random one
+    "svg.fonttype": "path",  # glyphs as paths: the page looks the same without any font
+    "font.size": 9.0,
+}
+# Creator carries matplotlib's version and a URL; Date the clock: neither belongs in a report.
+_SVG_METADATA: dict[str, Any] = {"Date": None, "Creator": None, "Format": None, "Type": None}
+_XML_PROLOG = re.compile(r"\A<\?xml[^>]*\?>\s*(<!DOCTYPE[^>]*>\s*)?")
+_SVG_COMMENT = re.compile(r"<!--.*?-->\n?", re.DOTALL)
+_SVG_ID = re.compile(r'(\bid="|href="#|url\(#)([^")]+)')
+
+
+def _fonts() -> tuple[FontProperties, FontProperties]:
+    """The DejaVu files bundled with matplotlib, by path: a system font of the same name could
+    otherwise be picked on another machine and change the bytes."""
+    import matplotlib
+    from matplotlib.font_manager import FontProperties
+
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    return (
+        FontProperties(fname=folder / "DejaVuSans.ttf", size=9),
+        FontProperties(fname=folder / "DejaVuSans-Bold.ttf", size=10),
+    )
+
+
+def _chart_label(name: str) -> str:
+    name = " ".join(name.split())
+    return name if len(name) <= _CHART_NAME_LENGTH else name[: _CHART_NAME_LENGTH - 1] + "…"
+
+
+def _integer_ticks(largest: int) -> list[int]:
+    step = 1
+    for candidate in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000):
+        step = candidate
+        if largest <= candidate * 8:
+            break
+    else:
+        step = -(-largest // 8)
+    top = max(step, -(-largest // step) * step)
+    return list(range(0, top + 1, step))
+
+
+def _svg_of(figure: Figure, prefix: str) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="svg", metadata=_SVG_METADATA)
+    svg = buffer.getvalue().decode("utf-8")
+    svg = _XML_PROLOG.sub("", svg)  # the DOCTYPE names a DTD URL; inline SVG needs neither
+    svg = _SVG_COMMENT.sub("", svg)  # comments repeat the labels' text; the paths draw it
+    # Two charts on one page would otherwise both define "figure_1", "DejaVuSans-30", ...
+    return _SVG_ID.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", svg).strip()
+
+
+def _style_axes(ax: Axes) -> None:
+    ax.spines["top"].set_visible(False)
+    ax.spines["right"].set_visible(False)
+    ax.tick_params(axis="both", length=3)
+    ax.set_axisbelow(True)
+    ax.grid(axis="x", color="#dddddd", linewidth=0.6)
+
+
+def _commitments_chart(
+    report: dict[str, Any], font: FontProperties, bold: FontProperties
+) -> Figure:
+    from matplotlib.figure import Figure
+
+    members = report["members"]
+    labels = [_chart_label(m["name"]) for m in members]
+    rows = list(range(len(members)))
+    largest = max((m[side]["made"] for m in members for side in SIDES), default=0)
+    ticks = _integer_ticks(largest)
+    figure = Figure(figsize=(10, 1.4 + 0.32 * len(members)), layout="constrained")
+    axes = figure.subplots(1, 2, sharey=True)
+    for ax, (side, title) in zip(
+        axes, (("us", "Owed by us"), ("partner", "Owed by partners")), strict=True
+    ):
+        left = [0] * len(members)
+        for key, label, colour in STATUS_COLOURS:
+            values = [m[side][key] for m in members]
+            ax.barh(rows, values, left=left, color=colour, label=label, height=0.66)
+            left = [a + b for a, b in zip(left, values, strict=True)]
+        ax.set_title(title, fontproperties=bold)
+        ax.set_xlim(0, ticks[-1])
+        ax.set_xticks(ticks, [str(t) for t in ticks], fontproperties=font)
+        ax.set_xlabel("commitments made", fontproperties=font)
+        _style_axes(ax)
+    axes[0].set_yticks(rows, labels, fontproperties=font, parse_math=False)
+    axes[0].set_ylim(len(members) - 0.5, -0.5)  # first member on top, as in the tables
+    handles, names = axes[0].get_legend_handles_labels()
+    figure.legend(
+        handles,
+        names,
+        loc="outside lower center",
+        ncols=len(STATUS_COLOURS),
+        prop=font,
+        frameon=False,
+    )
+    return figure
+
+
+def _health_chart(report: dict[str, Any], font: FontProperties, bold: FontProperties) -> Figure:
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    members = report["members"]
+    rows = list(range(len(members)))
+    scores = [m["health"]["score"] for m in members]
+    colours = [BAND_COLOURS.get(m["health"]["band"], "#999999") for m in members]
+    figure = Figure(figsize=(10, 1.2 + 0.3 * len(members)), layout="constrained")
+    ax = figure.subplots()
+    ax.barh(rows, scores, color=colours, height=0.66)
+    for threshold in (25, 50, 75):
+        ax.axvline(threshold, color="#888888", linewidth=0.6, linestyle=(0, (2, 2)))
+    for row, score in zip(rows, scores, strict=True):
+        ax.text(score + 1, row, str(score), va="center", fontproperties=font)
+    ax.set_xlim(0, 105)
+    ticks = [0, 25, 50, 75, 100]
+    ax.set_xticks(ticks, [str(t) for t in ticks], fontproperties=font)
+    ax.set_yticks(
+        rows, [_chart_label(m["name"]) for m in members], fontproperties=font, parse_math=False
+    )
+    ax.set_ylim(len(members) - 0.5, -0.5)
+    ax.set_title("Relationship health (0-100)", fontproperties=bold)
+    _style_axes(ax)
+    legend = [
+        Patch(color=BAND_COLOURS["thriving"], label="thriving (75+)"),
+        Patch(color=BAND_COLOURS["steady"], label="steady (50-74)"),
+        Patch(color=BAND_COLOURS["at_risk"], label="at risk (25-49)"),
+        Patch(color=BAND_COLOURS["critical"], label="critical (<25)"),
+    ]
+    figure.legend(handles=legend, loc="outside lower center", ncols=4, prop=font, frameon=False)
+    return figure
+
+
+def _charts(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(caption, inline SVG) for each chart. matplotlib is imported here, not at module load,
+    so that commands which never draw a chart do not pay for it. Figures are built with the
+    object API (no pyplot, no GUI backend, no global figure registry)."""
+    import matplotlib
+
+    with _CHART_LOCK, matplotlib.rc_context(_CHART_RC), warnings.catch_warnings():
+        # A name in a script DejaVu Sans lacks draws boxes in the chart (the tables show it
+        # right); matplotlib warns once per glyph, which is noise, not a problem with the report.
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
+        font, bold = _fonts()
+        return [
+            (
+                "Commitments made in the period, by status, for each side",
+                _svg_of(_commitments_chart(report, font, bold), "status"),
+            ),
+            (
+                "Relationship health per member at the reference date, coloured by band",
+                _svg_of(_health_chart(report, font, bold), "health"),
+            ),
+        ]
+
+
+# ---- iCalendar ------------------------------------------------------------------------------
+
+
+def _days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
+def _timing(overdue_days: int | None) -> str:
+    if overdue_days is None:
+        return ""
+    if overdue_days > 0:
+        return f"Overdue by {_days(overdue_days)}."
+    if overdue_days == 0:
+        return "Due today."
+    return f"Due in {_days(-overdue_days)}."
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _uid_part(text: str) -> str:
+    # Ids are UUIDs or `A-Z a-z 0-9 . _ : -` already; anything else would be a surprise, but a
+    # UID must stay one token, so replace rather than trust.
+    return re.sub(r"[^A-Za-z0-9._:-]", "_", text)
+
+
+def _event(
+    uid: str, summary: str, due_on: str, stamp: datetime, description: str
+) -> icalendar.Event:
+    day = date.fromisoformat(due_on)
+    event = icalendar.Event()
+    event.add("uid", f"{uid}-{day.isoformat()}@{UID_DOMAIN}")
+    event.add("dtstamp", stamp)
+    event.add("dtstart", day)
+    event.add("dtend", day + timedelta(days=1))
+    event.add("summary", summary)
+    event.add("description", description)
+    event.add("transp", "TRANSPARENT")  # a reminder, not time the calendar owner is busy
+    return event
+
+
+def agenda_ics(agenda: dict[str, Any]) -> bytes:
+    """The agenda as iCalendar (RFC 5545): one all-day event per check-in and commitment.
+
+    UIDs come from the partner, commitment and due date, so a calendar that subscribes sees the
+    same item as the same event; DTSTAMP is the agenda's ``as_of``, so the same agenda gives the
+    same bytes.
+    """
+    stamp = datetime.fromisoformat(agenda["as_of"]).astimezone(UTC)
+    calendar = icalendar.Calendar()
+    calendar.add("prodid", CALENDAR_PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("method", "PUBLISH")
+    calendar.add("x-wr-calname", "Partnership Ledger agenda")
+    for item in agenda["checkins"]:
+        lines = ["A check-in is due by the agreed cadence.", _timing(item["overdue_days"])]
+        calendar.add_component(
+            _event(
+                f"checkin-{_uid_part(item['partner_id'])}",
+                f"Check in with {_one_line(item['name'])}",
+                item["due_on"],
+                stamp,
+                "\n".join(line for line in lines if line),
+            )
+        )
+    for item in agenda["commitments"]:
+        name, what = _one_line(item["name"]), _one_line(item["description"])
+        if item["owed_by"] == "us":
+            summary, whose = f"We owe {name}: {what}", "our commitment"
+        else:
+            summary, whose = f"{name} owes us: {what}", "partner's commitment"
+        lines = [
+            f"Commitment {item['commitment_id']} ({whose}):",
+            item["description"],
+            _timing(item["overdue_days"]),
+        ]
+        uid = f"commitment-{_uid_part(item['partner_id'])}-{_uid_part(item['commitment_id'])}"
+        calendar.add_component(
+            _event(uid, summary, item["due_on"], stamp, "\n".join(line for line in lines if line))
+        )
+    ical: bytes = calendar.to_ical()
+    return ical

@@ -1,0 +1,444 @@
+"""The report and agenda as files: same numbers in every format, same bytes for the same input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import icalendar
+import orjson
+import pytest
+
+from projections.render import (
+    agenda_ics,
+    report_csv,
+    report_html,
+    report_json,
+    report_markdown,
+)
+
+HOSTILE = "<script>alert('x')</script> & \"Friends\""
+FORMULA = "=SUM(A1:A9) | $5 *bold*"
+SIDES = ("us", "partner")
+FIGURE_KEYS = (
+    "made",
+    "open",
+    "overdue",
+    "fulfilled_on_time",
+    "fulfilled_late",
+    "fulfilled",
+    "cancelled",
+    "renegotiated_after_due",
+    "fulfilment_rate",
+    "on_time_rate",
+)
+
+
+def figures(
+    *, open_: int = 0, overdue: int = 0, on_time: int = 0, late: int = 0, cancelled: int = 0
+) -> dict[str, Any]:
+    """Figures shaped like ``Figures.as_dict()``: rates over fulfilled + overdue, None when 0."""
+    fulfilled = on_time + late
+    due = fulfilled + overdue
+    return {
+        "made": open_ + overdue + fulfilled + cancelled,
+        "open": open_,
+        "overdue": overdue,
+        "fulfilled_on_time": on_time,
+        "fulfilled_late": late,
+        "cancelled": cancelled,
+        "renegotiated_after_due": late,
+        "fulfilled": fulfilled,
+        "fulfilment_rate": round(fulfilled / due, 4) if due else None,
+        "on_time_rate": round(on_time / due, 4) if due else None,
+    }
+
+
+def a_report() -> dict[str, Any]:
+    return {
+        "coalition": {"id": "9b7a0c1e-0000-4000-8000-000000000001", "name": "Riverside & Co"},
+        "period": {"from": "2026-01-01", "to": "2026-03-31"},
+        "as_of": "2026-03-31T23:59:59.999999Z",
+        "position": 57,
+        "digest": "0f" * 32,
+        "generated_by": "Partnership Ledger 0.1.0",
+        "members": [
+            {
+                "partner_id": "11111111-0000-4000-8000-000000000001",
+                "name": HOSTILE,
+                "health": {"score": 82, "band": "thriving"},
+                "us": figures(open_=1, overdue=1, on_time=2, late=0),
+                "partner": figures(on_time=1, late=1),
+                "payments": {"USD": "1200.00"},
+                "thanks": 2,
+                "breaches": {"open": 0, "repaired": 1},
+            },
+            {
+                "partner_id": "22222222-0000-4000-8000-000000000002",
+                "name": FORMULA,
+                "health": {"score": 41, "band": "at_risk"},
+                "us": figures(),
+                "partner": figures(open_=1, overdue=2, late=1, cancelled=1),
+                "payments": {"EUR": "50", "USD": "10.50"},
+                "thanks": 0,
+                "breaches": {"open": 1, "repaired": 0},
+            },
+            {
+                "partner_id": "33333333-0000-4000-8000-000000000003",
+                "name": "Asociación Vecinal",
+                "health": {"score": 12, "band": "critical"},
+                "us": figures(cancelled=1),
+                "partner": figures(),
+                "payments": {},
+                "thanks": 1,
+                "breaches": {"open": 0, "repaired": 0},
+            },
+        ],
+        "totals": {
+            "us": figures(open_=1, overdue=1, on_time=2, cancelled=1),
+            "partner": figures(open_=1, overdue=2, on_time=1, late=2, cancelled=1),
+            "payments": {"EUR": "50", "USD": "1210.50"},
+            "thanks": 3,
+            "breaches": {"open": 1, "repaired": 1},
+        },
+    }
+
+
+def an_agenda() -> dict[str, Any]:
+    return {
+        "as_of": "2026-03-31T15:00:00.000000Z",
+        "position": 57,
+        "within_days": 14,
+        "checkins": [
+            {
+                "partner_id": "p-1",
+                "name": "Ana; O'Neil, Jr.",
+                "due_on": "2026-03-20",
+                "overdue_days": 11,
+            },
+            {
+                "partner_id": "p-2",
+                "name": "Bee Collective",
+                "due_on": "2026-04-02",
+                "overdue_days": -2,
+            },
+        ],
+        "commitments": [
+            {
+                "partner_id": "p-1",
+                "name": "Ana; O'Neil, Jr.",
+                "commitment_id": "C-2026-001",
+                "owed_by": "us",
+                "description": "Pay the March stipend",
+                "due_on": "2026-03-30",
+                "overdue_days": 1,
+            },
+            {
+                "partner_id": "p-2",
+                "name": "Bee Collective",
+                "commitment_id": "C-7",
+                "owed_by": "partner",
+                "description": "Send the listening-session notes",
+                "due_on": "2026-04-10",
+                "overdue_days": -10,
+            },
+        ],
+    }
+
+
+def csv_rows(report: dict[str, Any]) -> list[dict[str, str]]:
+    text = report_csv(report).decode("utf-8")
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def csv_rate(rate: float | None) -> str:
+    return "" if rate is None else repr(rate)
+
+
+# ---- every format -----------------------------------------------------------------------------
+
+RENDERERS: list[Callable[[dict[str, Any]], bytes]] = [
+    report_json,
+    report_csv,
+    report_markdown,
+    report_html,
+]
+
+
+@pytest.mark.parametrize("render", RENDERERS, ids=lambda r: r.__name__)
+def test_the_same_report_renders_to_the_same_bytes(
+    render: Callable[[dict[str, Any]], bytes],
+) -> None:
+    first = render(a_report())
+    render({**a_report(), "members": a_report()["members"][:1]})  # another report in between
+    assert render(a_report()) == first
+
+
+@pytest.mark.parametrize("render", RENDERERS, ids=lambda r: r.__name__)
+def test_every_format_states_the_reference_and_digest(
+    render: Callable[[dict[str, Any]], bytes],
+) -> None:
+    text = render(a_report()).decode("utf-8")
+    for fact in ("2026-03-31T23:59:59.999999Z", "0f" * 32, "Partnership Ledger 0.1.0", "57"):
+        assert fact in text
+    assert "2026-01-01" in text
+    assert "Riverside" in text
+
+
+# ---- JSON -------------------------------------------------------------------------------------
+
+
+def test_json_reads_back_as_the_report() -> None:
+    report = a_report()
+    assert orjson.loads(report_json(report)) == report
+    assert json.loads(report_json(report)) == report
+
+
+# ---- CSV --------------------------------------------------------------------------------------
+
+
+def test_csv_has_a_row_per_member_then_a_total_row() -> None:
+    rows = csv_rows(a_report())
+    assert [r["partner_id"] for r in rows[:-1]] == [m["partner_id"] for m in a_report()["members"]]
+    assert rows[-1]["name"] == "TOTAL"
+    assert rows[-1]["partner_id"] == ""
+    assert rows[-1]["health_score"] == ""
+
+
+def test_csv_carries_the_reports_numbers() -> None:
+    report = a_report()
+    rows = csv_rows(report)
+    for row, source in zip(rows, [*report["members"], report["totals"]], strict=True):
+        for side in SIDES:
+            for key in FIGURE_KEYS:
+                value = source[side][key]
+                expected = csv_rate(value) if key.endswith("_rate") else str(value)
+                assert row[f"{side}_{key}"] == expected, (side, key)
+        for currency in ("EUR", "USD"):
+            assert row[f"payments_{currency}"] == source["payments"].get(currency, "0")
+        assert row["thanks"] == str(source["thanks"])
+        assert row["breaches_open"] == str(source["breaches"]["open"])
+        assert row["breaches_repaired"] == str(source["breaches"]["repaired"])
+    for row, member in zip(rows[:-1], report["members"], strict=True):
+        assert row["health_score"] == str(member["health"]["score"])
+        assert row["health_band"] == member["health"]["band"]
+
+
+def test_csv_repeats_the_reports_facts_on_every_row() -> None:
+    for row in csv_rows(a_report()):
+        assert row["coalition"] == "Riverside & Co"
+        assert row["coalition_id"] == "9b7a0c1e-0000-4000-8000-000000000001"
+        assert (row["period_from"], row["period_to"]) == ("2026-01-01", "2026-03-31")
+        assert row["as_of"] == "2026-03-31T23:59:59.999999Z"
+        assert row["position"] == "57"
+        assert row["digest"] == "0f" * 32
+        assert row["generated_by"] == "Partnership Ledger 0.1.0"
+
+
+def test_csv_lists_payment_currencies_in_order_and_nothing_after_the_total() -> None:
+    text = report_csv(a_report()).decode("utf-8")
+    header = next(csv.reader(io.StringIO(text, newline="")))
+    assert [h for h in header if h.startswith("payments_")] == ["payments_EUR", "payments_USD"]
+    assert text.endswith("\r\n")
+    assert text.rstrip("\r\n").rsplit("\r\n", 1)[-1].split(",")[9] == "TOTAL"
+
+
+def test_csv_keeps_a_formula_looking_name_as_text() -> None:
+    rows = csv_rows(a_report())
+    assert rows[1]["name"] == "'" + FORMULA
+    assert rows[0]["name"] == HOSTILE  # other names are written as they are
+
+
+def test_csv_of_an_open_period_leaves_its_ends_empty() -> None:
+    report = {**a_report(), "period": {"from": None, "to": None}}
+    row = csv_rows(report)[0]
+    assert (row["period_from"], row["period_to"]) == ("", "")
+
+
+# ---- Markdown ---------------------------------------------------------------------------------
+
+
+def test_markdown_has_a_title_facts_and_tables() -> None:
+    text = report_markdown(a_report()).decode("utf-8")
+    assert text.startswith("# Accountability report: Riverside \\& Co\n")
+    assert "- **Ledger digest:** " + "0f" * 32 in text
+    assert "- **Period:** 2026-01-01 to 2026-03-31" in text
+    for heading in ("## Members", "## Commitments by member", "## Totals"):
+        assert f"\n{heading}\n" in text
+    assert (
+        "| Asociación Vecinal | 33333333-0000-4000-8000-000000000003 | 12 | critical"
+        " | 0 | 0 | 1 | 0 | 0 |"
+    ) in text
+    assert "| Asociación Vecinal | us | 1 | 0 | 0 | 0 | 0 | 0 | 1 | 0 | — | — |" in text
+    assert "| All members | us | 5 | 1 | 1 | 2 | 0 | 2 | 1 | 0 | 66.67% | 66.67% |" in text
+    assert "| All members | partner | 7 | 1 | 2 | 1 | 2 | 3 | 1 | 2 | 60.00% | 20.00% |" in text
+    assert "| 50 | 1210.50 | 3 | 1 | 1 |" in text
+
+
+def test_markdown_escapes_names_that_look_like_markup() -> None:
+    text = report_markdown(a_report()).decode("utf-8")
+    assert "<script>" not in text
+    assert "\\<script\\>alert('x')\\</script\\> \\& \"Friends\"" in text
+    assert "=SUM(A1:A9) \\| \\$5 \\*bold\\*" in text
+    # Every table row still has as many cells as its header.
+    for table in re.findall(r"((?:^\|.*\|\n)+)", text, re.MULTILINE):
+        widths = {len(re.split(r"(?<!\\)\|", line)) for line in table.splitlines()}
+        assert len(widths) == 1, table
+
+
+# ---- HTML -------------------------------------------------------------------------------------
+
+SVG_NAMESPACES = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+
+
+@pytest.fixture(scope="module")
+def html() -> str:
+    """One rendering shared by the tests that only read it: drawing charts takes a while."""
+    return report_html(a_report()).decode("utf-8")
+
+
+def test_html_is_a_standalone_page_with_inline_svg_charts(html: str) -> None:
+    text = html
+    assert text.startswith("<!DOCTYPE html>\n")
+    assert text.rstrip().endswith("</html>")
+    assert text.count("<svg ") == 2
+    assert "@media print" in text
+    assert set(re.findall(r"https?://[^\s\"'<>)]+", text)) <= SVG_NAMESPACES
+    for fetching in ("<script", "<link", "src=", "@import", "<iframe"):
+        assert fetching not in text.lower()
+
+
+def test_html_escapes_a_hostile_name(html: str) -> None:
+    text = html
+    assert "<script>alert" not in text
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &quot;Friends&quot;" in text
+
+
+def test_html_ids_are_unique_and_every_reference_resolves(html: str) -> None:
+    text = html
+    ids = re.findall(r'\bid="([^"]+)"', text)
+    assert len(ids) == len(set(ids))
+    references = set(re.findall(r'(?:href="#|url\(#)([^")]+)', text))
+    assert references
+    assert references <= set(ids)
+
+
+def test_html_tables_carry_the_reports_numbers(html: str) -> None:
+    text = html
+    partner_totals = ["7", "1", "2", "1", "2", "3", "1", "2", "60.00%", "20.00%"]
+    cells = "".join(f'<td class="num">{value}</td>' for value in partner_totals)
+    assert f"<tr><td>All members</td><td>partner</td>{cells}</tr>" in text
+    assert '<td class="num">1210.50</td>' in text
+    assert '<span class="band band-at_risk">at risk</span>' in text
+
+
+def test_html_without_members_says_so_and_draws_no_chart() -> None:
+    report = a_report()
+    report["members"] = []
+    text = report_html(report).decode("utf-8")
+    assert "No members at this reference." in text
+    assert "<svg" not in text
+
+
+def test_html_renders_the_same_from_threads_at_once(html: str) -> None:
+    # The API renders from a thread pool; matplotlib's settings are process-wide.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        pages = list(pool.map(lambda _: report_html(a_report()), range(3)))
+    assert {page.decode("utf-8") for page in pages} == {html}
+
+
+_RENDER_IN_A_NEW_PROCESS = """
+import json, sys
+from projections.render import report_html
+report = json.loads(open(sys.argv[1], encoding="utf-8").read())
+sys.stdout.buffer.write(report_html(report))
+"""
+
+
+def test_html_is_byte_identical_across_processes(tmp_path: Path) -> None:
+    source = tmp_path / "report.json"
+    source.write_bytes(report_json(a_report()))
+    outputs = []
+    for seed in ("1", "2"):
+        # A different hash seed each time: set/dict ordering must not leak into the SVG.
+        env = {**os.environ, "PYTHONHASHSEED": seed, "MPLCONFIGDIR": str(tmp_path / seed)}
+        done = subprocess.run(
+            [sys.executable, "-c", _RENDER_IN_A_NEW_PROCESS, str(source)],
+            capture_output=True,
+            check=True,
+            env=env,
+            timeout=120,
+        )
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1]
+    assert outputs[0] == report_html(a_report())
+
+
+# ---- iCalendar --------------------------------------------------------------------------------
+
+
+def parsed(agenda: dict[str, Any]) -> icalendar.Calendar:
+    calendar = icalendar.Calendar.from_ical(agenda_ics(agenda))
+    assert isinstance(calendar, icalendar.Calendar)
+    return calendar
+
+
+def test_ics_has_one_all_day_event_per_checkin_and_commitment() -> None:
+    events = parsed(an_agenda()).walk("VEVENT")
+    assert [(str(e["summary"]), e.decoded("dtstart")) for e in events] == [
+        ("Check in with Ana; O'Neil, Jr.", date(2026, 3, 20)),
+        ("Check in with Bee Collective", date(2026, 4, 2)),
+        ("We owe Ana; O'Neil, Jr.: Pay the March stipend", date(2026, 3, 30)),
+        ("Bee Collective owes us: Send the listening-session notes", date(2026, 4, 10)),
+    ]
+    for event in events:
+        assert type(event.decoded("dtstart")) is date  # all day, not a moment
+        assert (event.decoded("dtend") - event.decoded("dtstart")).days == 1
+
+
+def test_ics_stamps_every_event_with_the_agendas_as_of() -> None:
+    calendar = parsed(an_agenda())
+    assert str(calendar["version"]) == "2.0"
+    assert str(calendar["prodid"]).startswith("-//Partnership Ledger//")
+    for event in calendar.walk("VEVENT"):
+        assert event.decoded("dtstamp") == datetime(2026, 3, 31, 15, 0, tzinfo=UTC)
+
+
+def test_ics_says_how_many_days_an_item_is_overdue() -> None:
+    descriptions = [str(e["description"]) for e in parsed(an_agenda()).walk("VEVENT")]
+    assert "Overdue by 11 days." in descriptions[0]
+    assert "Due in 2 days." in descriptions[1]
+    assert "Overdue by 1 day." in descriptions[2]
+    assert "C-2026-001" in descriptions[2]
+    assert "Due in 10 days." in descriptions[3]
+
+
+def test_ics_uids_are_unique_and_stable_for_the_same_item() -> None:
+    uids = [str(e["uid"]) for e in parsed(an_agenda()).walk("VEVENT")]
+    assert len(set(uids)) == len(uids)
+    assert all(uid.endswith("@pledger") for uid in uids)
+    later = an_agenda()
+    later["as_of"] = "2026-04-01T09:00:00.000000Z"
+    later["checkins"] = later["checkins"][1:]
+    later_uids = [str(e["uid"]) for e in parsed(later).walk("VEVENT")]
+    assert later_uids == uids[1:]
+
+
+def test_the_same_agenda_gives_the_same_bytes() -> None:
+    assert agenda_ics(an_agenda()) == agenda_ics(an_agenda())
+    assert agenda_ics(an_agenda()).endswith(b"END:VCALENDAR\r\n")
+
+
+def test_an_empty_agenda_is_a_valid_empty_calendar() -> None:
+    calendar = parsed({**an_agenda(), "checkins": [], "commitments": []})
+    assert calendar.walk("VEVENT") == []
