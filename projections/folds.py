@@ -411,7 +411,8 @@ def _our_reliability(snap: PartnerSnapshot, today: date) -> Component:
         "our_reliability",
         score,
         f"Of {_plural(count, 'commitment')} of ours that came due, "
-        f"{ours.fulfilled_on_time} kept on time, {ours.fulfilled_late} kept late, {ours.overdue} overdue.",
+        f"{ours.fulfilled_on_time} kept on time, {ours.fulfilled_late} kept late, "
+        f"{ours.overdue} overdue.",
     )
 
 

@@ -327,9 +327,8 @@ class LedgerView(TrackingRecorder):
         c.execute(
             self._q(
                 "UPDATE {p}partners SET name = ?, kind = ?, region = ?, roles = ?, "
-                "communities = ?, "
-                "stage = ?, cadence_days = ?, last_touch_at = ?, latest_occurred_at = ?, version = ?, "
-                "position = ? WHERE partner_id = ?"
+                "communities = ?, stage = ?, cadence_days = ?, last_touch_at = ?, "
+                "latest_occurred_at = ?, version = ?, position = ? WHERE partner_id = ?"
             ),
             (
                 profile["name"],
