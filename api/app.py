@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
             services.keeper.start()
         else:
             services.keeper.catch_up()
+        services.writer.start()
         app.state.services = services
         try:
             yield

@@ -52,11 +52,17 @@ _TABLES = [
 
 @dataclass(frozen=True)
 class RequestMark:
-    """Saved with a write's events: which request recorded them (see ``api_requests``)."""
+    """Saved with a write's events: which request recorded them (see ``api_requests``).
+
+    ``stream_id`` and ``version`` name the request's event; left out, they mean the last event
+    of the save (a save of one request's event).
+    """
 
     key_hash: str
     fingerprint: str
     route: str
+    stream_id: str | None = None
+    version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,22 +90,27 @@ class _ApiTables:
     def _q(self, statement: str) -> str:
         return statement.replace("{p}", self.prefix)
 
-    def _mark(self, c: Any, stored_events: Sequence[StoredEvent], mark: RequestMark | None) -> None:
-        if mark is None or not stored_events:
+    def _mark(
+        self, c: Any, stored_events: Sequence[StoredEvent], marks: Sequence[RequestMark] | None
+    ) -> None:
+        if not marks or not stored_events:
             return
         last = stored_events[-1]
-        c.execute(
+        c.executemany(
             self._q(
                 "INSERT INTO {p}api_requests (key_hash, fingerprint, route, stream_id, version) "
                 "VALUES (?, ?, ?, ?, ?)"
             ),
-            (
-                mark.key_hash,
-                mark.fingerprint,
-                mark.route,
-                str(last.originator_id),
-                last.originator_version,
-            ),
+            [
+                (
+                    mark.key_hash,
+                    mark.fingerprint,
+                    mark.route,
+                    mark.stream_id or str(last.originator_id),
+                    mark.version or last.originator_version,
+                )
+                for mark in marks
+            ],
         )
 
     def _one(self, statement: str, params: Sequence[Any]) -> Any:
@@ -147,7 +158,7 @@ class LedgerSQLiteRecorder(_ApiTables, SQLiteApplicationRecorder):
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        self._mark(c, stored_events, kwargs.get("request"))
+        self._mark(c, stored_events, kwargs.get("requests"))
         return super()._insert_events(c, stored_events, **kwargs)
 
 
@@ -164,5 +175,5 @@ class LedgerPostgresRecorder(_ApiTables, PostgresApplicationRecorder):
     def _insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        self._mark(curs, stored_events, kwargs.get("request"))
+        self._mark(curs, stored_events, kwargs.get("requests"))
         super()._insert_events(curs, stored_events, **kwargs)

@@ -39,9 +39,12 @@ from api.schemas import (
     VerifyPublic,
 )
 from api.wiring import Services
-from domain.application import Recorded, SaveOptions
+from api.writer import WriteJob
+from domain.application import Recorded
 from domain.chained import Stamp
+from domain.coalition import Coalition
 from domain.errors import CoalitionNotFound, PartnerNotFound, Problem, ValidationFailed
+from domain.partner import Partner
 from domain.serialization import DATA_MODELS, public_event
 from domain.values import CoalitionFormed, MemberJoined, MemberLeft, PartnerRegistered, Side, Stage
 from projections.audit import verify_log
@@ -147,12 +150,11 @@ def _write(
     who: Principal,
     body: Any,
     route: str,
-    do: Callable[[SaveOptions | None], Recorded],
+    job: WriteJob,
     respond: Callable[[Recorded], dict[str, Any]],
 ) -> Response:
-    """Run a write once per Idempotency-Key, then wait until the views show it."""
+    """Run a write once per Idempotency-Key (through the group-commit writer), answer 201."""
     key = request.headers.get("idempotency-key")
-    options = None
     if key is not None:
         if not 1 <= len(key) <= 255:
             raise ValidationFailed([Problem("Idempotency-Key", "must be 1 to 255 characters")])
@@ -170,12 +172,12 @@ def _write(
             if again is not None:
                 raise _Replayed(again)
 
-        options = SaveOptions({"request": RequestMark(key_hash, fingerprint, route)}, on_conflict)
+        job.mark = RequestMark(key_hash, fingerprint, route)
+        job.on_conflict = on_conflict
     try:
-        recorded = do(options)
+        recorded = services.writer.submit(job)
     except _Replayed as replayed:
         return replayed.response
-    services.keeper.wait_for(recorded.position)
     return _json(respond(recorded), 201)
 
 
@@ -192,9 +194,9 @@ def _replay(
         raise ValidationFailed(
             [Problem("Idempotency-Key", "was already used with a different request; use a new key")]
         )
-    services.keeper.catch_up()
-    entry = services.view.entry(stored.stream_id, stored.version)
-    assert entry is not None, "a recorded request's event is in the views once caught up"
+    entry = next(
+        e for e in services.keeper.log.stream(stored.stream_id) if e.version == stored.version
+    )
     recorded = Recorded(
         stream_id=UUID(entry.stream_id),
         version=entry.version,
@@ -245,17 +247,13 @@ def register_partner(
     data = PartnerRegistered.model_validate(
         body.model_dump(exclude=_COMMON_WRITE_FIELDS, exclude_unset=True)
     )
-    return _write(
-        services,
-        request,
-        who,
-        body,
-        "register_partner",
-        lambda options: services.ledger.register_partner(
-            data, _stamp(who, body.occurred_at), with_save=options
-        ),
-        _created,
+    stamp = _stamp(who, body.occurred_at)
+    ledger = services.ledger
+    job = WriteJob(
+        alone=lambda options: ledger.register_partner(data, stamp, with_save=options),
+        create=lambda: ledger.new_partner(data, stamp),
     )
+    return _write(services, request, who, body, "register_partner", job, _created)
 
 
 @router.post(
@@ -275,21 +273,20 @@ def append_event(
     pid = parse_uuid(partner_id, PartnerNotFound)
     model = DATA_MODELS[body.type]
     data = model.model_validate(body.model_dump(exclude=_COMMON_WRITE_FIELDS, exclude_unset=True))
-    return _write(
-        services,
-        request,
-        who,
-        body,
-        f"append_event:{pid}",
-        lambda options: services.ledger.record(
-            pid,
-            data,
-            _stamp(who, body.occurred_at),
-            expected_version=body.expected_version,
-            with_save=options,
+    stamp = _stamp(who, body.occurred_at)
+    ledger = services.ledger
+    ledger.check_references(pid, data)
+    job = WriteJob(
+        alone=lambda options: ledger.record(
+            pid, data, stamp, expected_version=body.expected_version, with_save=options
         ),
-        _appended("partner_id"),
+        stream_id=pid,
+        load=lambda: ledger.get_partner(pid),
+        kind=Partner,
+        command=lambda partner: partner.execute(data, stamp),
+        expected_version=body.expected_version,
     )
+    return _write(services, request, who, body, f"append_event:{pid}", job, _appended("partner_id"))
 
 
 @router.post("/coalitions", status_code=201, response_model=RecordedPublic, tags=["coalitions"])
@@ -300,17 +297,13 @@ def form_coalition(
     data = CoalitionFormed.model_validate(
         body.model_dump(exclude=_COMMON_WRITE_FIELDS, exclude_unset=True)
     )
-    return _write(
-        services,
-        request,
-        who,
-        body,
-        "form_coalition",
-        lambda options: services.ledger.form_coalition(
-            data, _stamp(who, body.occurred_at), with_save=options
-        ),
-        _created,
+    stamp = _stamp(who, body.occurred_at)
+    ledger = services.ledger
+    job = WriteJob(
+        alone=lambda options: ledger.form_coalition(data, stamp, with_save=options),
+        create=lambda: Coalition.form(data, stamp),
     )
+    return _write(services, request, who, body, "form_coalition", job, _created)
 
 
 @router.post(
@@ -325,20 +318,21 @@ def join_coalition(
     """A partner joins the coalition."""
     cid = parse_uuid(coalition_id, CoalitionNotFound)
     data = MemberJoined(partner_id=body.partner_id)
-    return _write(
-        services,
-        request,
-        who,
-        body,
-        f"join_coalition:{cid}",
-        lambda options: services.ledger.join_coalition(
-            cid,
-            data,
-            _stamp(who, body.occurred_at),
-            expected_version=body.expected_version,
-            with_save=options,
+    stamp = _stamp(who, body.occurred_at)
+    ledger = services.ledger
+    ledger.check_joining(cid, data)
+    job = WriteJob(
+        alone=lambda options: ledger.join_coalition(
+            cid, data, stamp, expected_version=body.expected_version, with_save=options
         ),
-        _appended("coalition_id"),
+        stream_id=cid,
+        load=lambda: ledger.get_coalition(cid),
+        kind=Coalition,
+        command=lambda coalition: coalition.admit(data, stamp),
+        expected_version=body.expected_version,
+    )
+    return _write(
+        services, request, who, body, f"join_coalition:{cid}", job, _appended("coalition_id")
     )
 
 
@@ -366,16 +360,20 @@ def leave_coalition(
         raise ValidationFailed([Problem("partner_id", "is not a partner id (a UUID)")]) from None
     data = MemberLeft(partner_id=pid, reason=reason)
     moment = parse_moment(occurred_at, "occurred_at", day_end=False)
-    return _write(
-        services,
-        request,
-        who,
-        data,
-        f"leave_coalition:{cid}",
-        lambda options: services.ledger.leave_coalition(
-            cid, data, _stamp(who, moment), expected_version=expected_version, with_save=options
+    stamp = _stamp(who, moment)
+    ledger = services.ledger
+    job = WriteJob(
+        alone=lambda options: ledger.leave_coalition(
+            cid, data, stamp, expected_version=expected_version, with_save=options
         ),
-        _appended("coalition_id"),
+        stream_id=cid,
+        load=lambda: ledger.get_coalition(cid),
+        kind=Coalition,
+        command=lambda coalition: coalition.release(data, stamp),
+        expected_version=expected_version,
+    )
+    return _write(
+        services, request, who, data, f"leave_coalition:{cid}", job, _appended("coalition_id")
     )
 
 

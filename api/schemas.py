@@ -110,7 +110,7 @@ def _refuse_number(value: Any) -> Any:
     # pydantic would read a JSON number as Unix seconds; the API speaks RFC 3339 only.
     if isinstance(value, int | float):
         msg = "give an RFC 3339 time such as 2026-01-05T15:00:00Z, not a number"
-        raise ValueError(msg)  # noqa: TRY004 - pydantic turns ValueError into a field error
+        raise ValueError(msg)  # pydantic turns a ValueError into a field error (422)
     return value
 
 

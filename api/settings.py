@@ -74,7 +74,11 @@ class Settings:
     def views_env(self) -> dict[str, str]:
         """Persistence settings for the read models: a sibling SQLite file, or the same database."""
         if not self.database_url:
-            return {**self.event_store_env(), "SQLITE_DBNAME": str(self.views_path)}
+            return {
+                "PERSISTENCE_MODULE": "projections.sqlite_views:ViewsSQLiteFactory",
+                "SQLITE_DBNAME": str(self.views_path),
+                "SQLITE_LOCK_TIMEOUT": "30",
+            }
         return {"PERSISTENCE_MODULE": "eventsourcing.postgres", **postgres_env(self.database_url)}
 
 

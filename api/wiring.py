@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from api.auth import TokenBook
 from api.settings import Settings
+from api.writer import GroupWriter
 from domain.application import Partnerships
 from projections.queries import LedgerQueries
 from projections.runner import ViewKeeper, open_view
@@ -32,17 +33,28 @@ class Services:
     keeper: ViewKeeper
     queries: LedgerQueries
     tokens: TokenBook
+    writer: GroupWriter
 
     def close(self) -> None:
+        self.writer.stop()
         self.keeper.stop()
         self.ledger.close()
+        self.view.datastore.close()
 
 
 def open_services(settings: Settings) -> Services:
     ledger = open_ledger(settings)
     view = open_view(settings.views_env())
     keeper = ViewKeeper(ledger, view, settings.views_env())
-    return Services(settings, ledger, view, keeper, LedgerQueries(view), TokenBook(ledger.recorder))
+    return Services(
+        settings,
+        ledger,
+        view,
+        keeper,
+        LedgerQueries(view, keeper.log),
+        TokenBook(ledger.recorder),
+        GroupWriter(ledger, keeper),
+    )
 
 
 def cli_user() -> str:

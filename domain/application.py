@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
@@ -34,7 +34,7 @@ from domain.values import (
     ProfileUpdated,
 )
 
-__all__ = ["MAX_SAVE_ATTEMPTS", "Partnerships", "Recorded", "SaveOptions"]
+__all__ = ["MAX_SAVE_ATTEMPTS", "Partnerships", "Recorded", "SaveOptions", "recorded_from"]
 
 MAX_SAVE_ATTEMPTS = 5
 TAggregate = TypeVar("TAggregate", bound=ChainedAggregate)
@@ -75,9 +75,12 @@ class Partnerships(Application[UUID]):
     def register_partner(
         self, data: PartnerRegistered, stamp: Stamp, *, with_save: SaveOptions | None = None
     ) -> Recorded:
+        return self._save_one(self.new_partner(data, stamp), with_save)
+
+    def new_partner(self, data: PartnerRegistered, stamp: Stamp) -> Partner:
+        """A registered partner, checked but not yet saved (for saving in a batch)."""
         self._check_referrer(data.referred_by)
-        partner = Partner.register(data, stamp)
-        return self._save_one(partner, with_save)
+        return Partner.register(data, stamp)
 
     def record(
         self,
@@ -89,7 +92,7 @@ class Partnerships(Application[UUID]):
         with_save: SaveOptions | None = None,
     ) -> Recorded:
         """Append one event to a partner's stream, retrying when another writer got there first."""
-        self._check_references(partner_id, data)
+        self.check_references(partner_id, data)
         return self._change(
             lambda: self.get_partner(partner_id),
             lambda partner: partner.execute(data, stamp),
@@ -119,15 +122,19 @@ class Partnerships(Application[UUID]):
         expected_version: int | None = None,
         with_save: SaveOptions | None = None,
     ) -> Recorded:
-        self.get_coalition(coalition_id)  # 404 before 422
-        if not self._is_partner(data.partner_id):
-            raise UnknownReference(f"No partner with id {data.partner_id} is on record.")
+        self.check_joining(coalition_id, data)
         return self._change(
             lambda: self.get_coalition(coalition_id),
             lambda coalition: coalition.admit(data, stamp),
             expected_version,
             with_save,
         )
+
+    def check_joining(self, coalition_id: UUID, data: MemberJoined) -> None:
+        """Rules of joining that look beyond the coalition's own stream."""
+        self.get_coalition(coalition_id)  # 404 before 422
+        if not self._is_partner(data.partner_id):
+            raise UnknownReference(f"No partner with id {data.partner_id} is on record.")
 
     def leave_coalition(
         self,
@@ -150,9 +157,11 @@ class Partnerships(Application[UUID]):
 
     # ---- batches ------------------------------------------------------------------------
 
-    def save_batch(self, aggregates: Sequence[ChainedAggregate]) -> list[Recorded]:
+    def save_batch(
+        self, aggregates: Sequence[ChainedAggregate], **recorder_kwargs: Any
+    ) -> list[Recorded]:
         """Save the pending events of many aggregates in one transaction: all or nothing."""
-        return [_recorded(r) for r in self.save(*aggregates)]
+        return [recorded_from(r) for r in self.save(*aggregates, **recorder_kwargs)]
 
     # ---- the global log -----------------------------------------------------------------
 
@@ -187,7 +196,9 @@ class Partnerships(Application[UUID]):
         not_found: Callable[[UUID], LedgerError],
     ) -> TAggregate:
         try:
-            aggregate: object = self.repository.get(aggregate_id, version=version)
+            aggregate: object = self.repository.get(
+                aggregate_id, version=version, projector_func=_fold
+            )
         except AggregateNotFoundError:
             raise not_found(aggregate_id) from None
         if not isinstance(aggregate, kind):
@@ -207,7 +218,7 @@ class Partnerships(Application[UUID]):
                 [Problem("referred_by", f"no partner with id {referred_by} is on record")]
             )
 
-    def _check_references(self, partner_id: UUID, data: EventData) -> None:
+    def check_references(self, partner_id: UUID, data: EventData) -> None:
         """Rules that look beyond the partner's own stream."""
         if isinstance(data, ProfileUpdated) and data.referred_by != partner_id:
             self._check_referrer(data.referred_by)
@@ -230,7 +241,7 @@ class Partnerships(Application[UUID]):
         except IntegrityError:
             options.on_conflict()
             raise
-        return _recorded(recording)
+        return recorded_from(recording)
 
     def _change(
         self,
@@ -254,7 +265,16 @@ class Partnerships(Application[UUID]):
         raise Conflict(msg)
 
 
-def _recorded(recording: Any) -> Recorded:
+def _fold(aggregate: Any, events: Iterable[Any]) -> Any:
+    """Replay events onto an aggregate (the library's projector, minus a per-event runtime
+    protocol check that costs more than the replay itself)."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
+def recorded_from(recording: Any) -> Recorded:
+    """What a write recorded, from the library's recording of the event."""
     event: ChainedAggregate.Event = recording.domain_event
     return Recorded(
         stream_id=event.originator_id,

@@ -301,18 +301,6 @@ class Partner(ChainedAggregate):
     def execute(self, data: EventData, stamp: Stamp) -> None:
         """Check the rules for one command and record its event."""
         check_not_future(stamp)
-        if self.registered_at is not None and stamp.occurred_at < self.registered_at:
-            # The views fold a partner's events by occurred_at from its registration on: an
-            # event dated earlier would hide the partner from every read.
-            raise ValidationFailed(
-                [
-                    Problem(
-                        "occurred_at",
-                        f"is before the partner was registered ({self.registered_at:%Y-%m-%d %H:%M}"
-                        " UTC); record the registration with an earlier occurred_at instead",
-                    )
-                ]
-            )
         command = _COMMANDS.get(type(data))
         if command is None:
             msg = f"{data.TYPE} is not an event a partner records"

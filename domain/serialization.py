@@ -115,7 +115,11 @@ class TypedMapper(Mapper[UUID]):
                 getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
                 from_version += 1
             fields = {
-                "originator_id": UUID(str(stored_event.originator_id)),
+                "originator_id": (
+                    stored_event.originator_id
+                    if isinstance(stored_event.originator_id, UUID)
+                    else UUID(stored_event.originator_id)
+                ),
                 "originator_version": stored_event.originator_version,
                 "timestamp": parse_instant(state["recorded_at"]),
                 "occurred_at": parse_instant(state["occurred_at"]),

@@ -60,6 +60,7 @@ class Entry:
     prev_hash: str = ""
     hash: str = ""
     retracted: bool = False
+    stream_type: str = "partner"
 
     @property
     def day(self) -> date:
@@ -177,10 +178,28 @@ class PartnerSnapshot:
 _PROFILE_FIELDS = ("name", "kind", "roles", "communities", "region", "referred_by", "preferences")
 
 
+def counting(entries: Iterable[Entry], as_of: datetime, position: int) -> list[Entry]:
+    """The entries that count at (as_of, position), in world order: recorded by ``position``,
+    happened by ``as_of``, and not retracted by a retraction recorded by ``position``."""
+    found = [e for e in entries if e.position <= position]
+    retracted = {e.data["version"] for e in found if e.type == "entry_retracted"}
+    kept = [
+        e
+        for e in found
+        if e.occurred_at <= as_of and e.type != "entry_retracted" and e.version not in retracted
+    ]
+    kept.sort(key=lambda e: (e.occurred_at, e.version))
+    return kept
+
+
 def fold_partner(partner_id: str, entries: Iterable[Entry]) -> PartnerSnapshot:
-    """Fold the counting entries of one partner, in (occurred_at, version) order."""
+    """Fold the counting entries of one partner, in (occurred_at, version) order.
+
+    The registration comes first even when an entry is dated before it (history recorded
+    after the partner was registered today): what happened still counts."""
     snap = PartnerSnapshot(partner_id)
-    for entry in entries:
+    ordered = sorted(entries, key=lambda e: e.type != "partner_registered")  # stable
+    for entry in ordered:
         _evolve(snap, entry)
         snap.version = max(snap.version, entry.version)
         snap.position = max(snap.position, entry.position)
@@ -423,9 +442,10 @@ def _reciprocity(snap: PartnerSnapshot, today: date) -> Component:
     partner_made = sum(1 for c in snap.commitments.values() if c.owed_by == "partner")
     asks = partner_made + len(snap.feedback)
     detail = (
-        f"we gave {gives} ({fulfilled} commitments kept, {_plural(len(snap.payments), 'payment')}, "
+        f"we gave {gives} ({_plural(fulfilled, 'commitment')} kept, "
+        f"{_plural(len(snap.payments), 'payment')}, "
         f"{len(snap.thanks)} thanks, {_plural(len(snap.outcomes), 'outcome')} shared) for "
-        f"{_plural(asks, 'ask')} ({partner_made} commitments of theirs, "
+        f"{_plural(asks, 'ask')} ({_plural(partner_made, 'commitment')} of theirs, "
         f"{len(snap.feedback)} feedback received)"
     )
     if asks == 0:

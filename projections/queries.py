@@ -10,7 +10,7 @@ import base64
 import calendar
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -24,10 +24,13 @@ from projections.folds import (
     Entry,
     Figures,
     PartnerSnapshot,
+    counting,
     figures_of,
     fold_partner,
     health_of,
 )
+from projections.log import LogReader
+from projections.snapshots import snapshot_from_json
 from projections.store import LedgerView
 
 __all__ = ["GENERATED_BY", "At", "LedgerQueries", "end_of_day"]
@@ -91,8 +94,9 @@ def _decode_cursor(cursor: str) -> list[Any]:
 class LedgerQueries:
     """Read-side use cases over the views; returns plain data ready for JSON."""
 
-    def __init__(self, view: LedgerView) -> None:
+    def __init__(self, view: LedgerView, log: LogReader) -> None:
         self.view = view
+        self.log = log
 
     # ---- the reference ------------------------------------------------------------------
 
@@ -116,11 +120,15 @@ class LedgerQueries:
     # ---- one partner --------------------------------------------------------------------
 
     def snapshot(self, partner_id: str, at: At) -> PartnerSnapshot:
-        entries = self.view.counting_entries(at.as_of, at.position, stream_ids=[partner_id])
-        found = entries.get(partner_id, [])
-        if not found or found[0].type != "partner_registered":
-            raise PartnerNotFound(partner_id)
-        return fold_partner(partner_id, found)
+        """A partner as it stood at the reference: the stored snapshot when it is valid
+        there, otherwise the fold of its stream from the log."""
+        rows = self.view.select(
+            "SELECT snapshot, latest_occurred_at, position FROM {p}partners WHERE partner_id = ?",
+            (partner_id,),
+        )
+        if rows and _valid(rows[0], at):
+            return snapshot_from_json(partner_id, rows[0]["snapshot"])
+        return _fold(partner_id, self.log.stream(partner_id), at)
 
     def partner(self, partner_id: str, at: At) -> dict[str, Any]:
         snap = self.snapshot(partner_id, at)
@@ -151,14 +159,12 @@ class LedgerQueries:
         start = start or snap.registered_at.astimezone(UTC).date()
         if start > end:
             raise ValidationFailed([Problem("from", "is after to")])
-        entries = self.view.counting_entries(at.as_of, at.position, stream_ids=[partner_id])[
-            partner_id
-        ]
+        entries = counting(self.log.stream(partner_id), at.as_of, at.position)
         points = []
         for day in _period_ends(start, end, interval):
             moment = end_of_day(day)
             upto = [e for e in entries if e.occurred_at <= moment]
-            if not upto or upto[0].type != "partner_registered":
+            if not any(e.type == "partner_registered" for e in upto):
                 continue
             health = health_of(fold_partner(partner_id, upto), moment)
             points.append({"as_of": day.isoformat(), "score": health.score, "band": health.band})
@@ -192,7 +198,8 @@ class LedgerQueries:
         cursor: str | None = None,
         limit: int = 100,
     ) -> dict[str, Any]:
-        self.snapshot(partner_id, at)  # 404 for a partner not on record at this reference
+        stream = self.log.stream(partner_id)
+        _fold(partner_id, stream, at)  # 404 for a partner not on record at this reference
         after = None
         if cursor:
             values = _decode_cursor(cursor)
@@ -200,16 +207,24 @@ class LedgerQueries:
                 raise ValidationFailed([Problem("cursor", "is not a cursor this ledger gave out")])
             after = (values[0], values[1])
         limit = _check_limit(limit)
-        entries = self.view.stream_entries(
-            partner_id,
-            at.position,
-            as_of=at.as_of,
-            occurred_from=start,
-            occurred_to=end,
-            types=types,
-            after=after,
-            limit=limit + 1,
-        )
+        retracted = {
+            e.data["version"]
+            for e in stream
+            if e.type == "entry_retracted" and e.position <= at.position
+        }
+        entries = sorted(
+            (
+                replace(e, retracted=e.version in retracted)
+                for e in stream
+                if e.position <= at.position
+                and e.occurred_at <= at.as_of
+                and (start is None or e.occurred_at >= start)
+                and (end is None or e.occurred_at <= end)
+                and (not types or e.type in types)
+                and (after is None or (format_instant(e.occurred_at), e.version) > after)
+            ),
+            key=lambda e: (e.occurred_at, e.version),
+        )[: limit + 1]
         more = len(entries) > limit
         entries = entries[:limit]
         last = entries[-1] if entries else None
@@ -227,31 +242,103 @@ class LedgerQueries:
     # ---- many partners ------------------------------------------------------------------
 
     def _snapshots(
-        self,
-        at: At,
-        *,
-        partner_ids: Sequence[str] | None = None,
-        types: Sequence[str] | None = None,
+        self, at: At, *, partner_ids: Sequence[str] | None = None
     ) -> dict[str, PartnerSnapshot]:
-        wanted = None if types is None else ("partner_registered", *types)
-        grouped = self.view.counting_entries(
-            at.as_of, at.position, stream_ids=partner_ids, types=wanted
+        """Every partner on record at the reference (or those named), as it stood then."""
+        statement = (
+            "SELECT partner_id, snapshot, latest_occurred_at, position FROM {p}partners "
+            "WHERE registered_pos <= ?"
         )
-        return {
-            sid: fold_partner(sid, entries)
-            for sid, entries in grouped.items()
-            if entries and entries[0].type == "partner_registered"
-        }
+        params: list[Any] = [at.position]
+        rows: list[Any] = []
+        if partner_ids is None:
+            rows = self.view.select(statement, params)
+        else:
+            for start in range(0, len(partner_ids), 500):
+                chunk = list(partner_ids[start : start + 500])
+                rows += self.view.select(
+                    statement + f" AND partner_id IN ({', '.join('?' * len(chunk))})",
+                    [*params, *chunk],
+                )
+        found: dict[str, PartnerSnapshot] = {}
+        stale = []
+        for row in rows:
+            if _valid(row, at):
+                found[row["partner_id"]] = snapshot_from_json(row["partner_id"], row["snapshot"])
+            else:
+                stale.append(row["partner_id"])
+        for partner_id, stream in self.log.streams(stale).items():
+            try:
+                found[partner_id] = _fold(partner_id, stream, at)
+            except PartnerNotFound:
+                continue  # registered after as_of
+        return found
+
+    def _stale_partners(self, at: At) -> list[str]:
+        """Partners on record at the reference whose stored snapshot does not answer there."""
+        rows = self.view.select(
+            "SELECT partner_id FROM {p}partners WHERE registered_pos <= ? "
+            "AND (latest_occurred_at > ? OR position > ?)",
+            (at.position, format_instant(at.as_of), at.position),
+        )
+        return [row["partner_id"] for row in rows]
 
     def accountability(
         self, at: At, *, coalition_id: str | None = None, owed_by: str | None = None
     ) -> dict[str, Any]:
+        """Fulfilment figures and the overdue list: SQL over the commitments of partners
+        whose snapshot answers at the reference, a fold of the log for the others."""
         if coalition_id is not None:
             self._coalition_entries(coalition_id, at)  # 404 for an unknown coalition
-        snaps = self._snapshots(at, types=("profile_updated", *_COMMITMENT_TYPES))
+        today = at.today.isoformat()
+        filters, params = _valid_sql(at)
+        if coalition_id is not None:
+            filters += " AND c.coalition_id = ?"
+            params.append(coalition_id)
+        if owed_by is not None:
+            filters += " AND c.owed_by = ?"
+            params.append(owed_by)
         sides = {"us": Figures(), "partner": Figures()}
-        overdue = []
-        for snap in snaps.values():
+        for row in self.view.select(
+            "SELECT c.owed_by AS owed_by, COUNT(*) AS made, "
+            "SUM(CASE WHEN c.closed = 'cancelled' THEN 1 ELSE 0 END) AS cancelled, "
+            "SUM(CASE WHEN c.closed = 'fulfilled' AND c.on_time = 1 THEN 1 ELSE 0 END) AS on_time, "
+            "SUM(CASE WHEN c.closed = 'fulfilled' AND c.on_time = 0 THEN 1 ELSE 0 END) AS late, "
+            "SUM(CASE WHEN c.closed IS NULL AND c.due_on >= ? THEN 1 ELSE 0 END) AS still_open, "
+            "SUM(CASE WHEN c.closed IS NULL AND c.due_on < ? THEN 1 ELSE 0 END) AS overdue, "
+            "SUM(c.after_due) AS after_due "
+            "FROM {p}commitments c JOIN {p}partners p ON p.partner_id = c.partner_id "
+            f"WHERE {filters} GROUP BY c.owed_by",
+            [today, today, *params],
+        ):
+            figures = sides[row["owed_by"]]
+            figures.made += int(row["made"])
+            figures.cancelled += int(row["cancelled"])
+            figures.fulfilled_on_time += int(row["on_time"])
+            figures.fulfilled_late += int(row["late"])
+            figures.open += int(row["still_open"])
+            figures.overdue += int(row["overdue"])
+            figures.renegotiated_after_due += int(row["after_due"])
+        overdue = [
+            {
+                "partner_id": row["partner_id"],
+                "name": row["name"],
+                "commitment_id": row["commitment_id"],
+                "owed_by": row["owed_by"],
+                "description": row["description"],
+                "due_on": row["due_on"],
+                "overdue_days": (at.today - date.fromisoformat(row["due_on"])).days,
+            }
+            for row in self.view.select(
+                "SELECT c.partner_id AS partner_id, p.name AS name, c.commitment_id AS "
+                "commitment_id, c.owed_by AS owed_by, c.description AS description, "
+                "c.due_on AS due_on FROM {p}commitments c "
+                "JOIN {p}partners p ON p.partner_id = c.partner_id "
+                f"WHERE {filters} AND c.closed IS NULL AND c.due_on < ?",
+                [*params, today],
+            )
+        ]
+        for snap in self._snapshots(at, partner_ids=self._stale_partners(at)).values():
             for commitment in snap.commitments.values():
                 if coalition_id is not None and commitment.coalition_id != coalition_id:
                     continue
@@ -282,6 +369,10 @@ class LedgerQueries:
         limit: int = 50,
     ) -> dict[str, Any]:
         limit = _check_limit(limit)
+        if sort == "name" and not self._stale_partners(at):
+            return self._partners_by_name(
+                at, stage=stage, community=community, role=role, q=q, cursor=cursor, limit=limit
+            )
         snaps = self._snapshots(at)
         rows = []
         for snap in snaps.values():
@@ -315,11 +406,66 @@ class LedgerQueries:
             "next_cursor": _encode_cursor(_sort_key(page[-1], sort)) if more and page else None,
         }
 
+    def _partners_by_name(
+        self,
+        at: At,
+        *,
+        stage: str | None,
+        community: str | None,
+        role: str | None,
+        q: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> dict[str, Any]:
+        """``sort=name`` when every snapshot answers at the reference: one indexed query."""
+        filters, params = _valid_sql(at)
+        if stage:
+            filters += " AND p.stage = ?"
+            params.append(stage)
+        for column, value in (("communities", community), ("roles", role)):
+            if value:
+                filters += f" AND p.{column} LIKE ? ESCAPE '!'"
+                params.append("%" + _like(orjson.dumps(value).decode()) + "%")
+        if q:
+            filters += " AND p.name_key LIKE ? ESCAPE '!'"
+            params.append("%" + _like(q.casefold()) + "%")
+        if cursor:
+            after = _decode_cursor(cursor)
+            if len(after) != 3 or not all(isinstance(v, str) for v in after):
+                raise ValidationFailed([Problem("cursor", "is not a cursor this ledger gave out")])
+            filters += (
+                " AND (p.name_key > ? OR (p.name_key = ? AND (p.name > ? OR "
+                "(p.name = ? AND p.partner_id > ?))))"
+            )
+            params += [after[0], after[0], after[1], after[1], after[2]]
+        rows = self.view.select(
+            "SELECT p.partner_id AS partner_id, p.snapshot AS snapshot FROM {p}partners p "
+            f"WHERE {filters} ORDER BY p.name_key, p.name, p.partner_id LIMIT {limit + 1}",
+            params,
+        )
+        page = []
+        for row in rows[:limit]:
+            snap = snapshot_from_json(row["partner_id"], row["snapshot"])
+            health = health_of(snap, at.as_of)
+            page.append(
+                {
+                    "id": snap.partner_id,
+                    **_profile(snap),
+                    "health": {"score": health.score, "band": health.band},
+                }
+            )
+        more = len(rows) > limit
+        return {
+            **at.stamp(),
+            "sort": "name",
+            "partners": page,
+            "next_cursor": _encode_cursor(_sort_key(page[-1], "name")) if more and page else None,
+        }
+
     # ---- coalitions ---------------------------------------------------------------------
 
     def _coalition_entries(self, coalition_id: str, at: At) -> list[Entry]:
-        found = self.view.counting_entries(at.as_of, at.position, stream_ids=[coalition_id])
-        entries = found.get(coalition_id, [])
+        entries = counting(self.log.stream(coalition_id), at.as_of, at.position)
         if not entries or entries[0].type != "coalition_formed":
             raise CoalitionNotFound(coalition_id)
         return entries
@@ -335,10 +481,7 @@ class LedgerQueries:
             else:
                 members.pop(partner_id, None)
         names = {
-            sid: snap.name
-            for sid, snap in self._snapshots(
-                at, partner_ids=list(members), types=("profile_updated",)
-            ).items()
+            sid: snap.name for sid, snap in self._snapshots(at, partner_ids=list(members)).items()
         }
         return {
             "id": coalition_id,
@@ -352,10 +495,13 @@ class LedgerQueries:
                 (
                     {
                         "partner_id": pid,
-                        "name": names.get(pid, ""),
+                        "name": names[pid],
                         "joined_at": format_instant(entry.occurred_at),
                     }
                     for pid, entry in members.items()
+                    # A join may be dated before the partner's registration: until that takes
+                    # effect the partner is not on record, so not a member to list or report on.
+                    if pid in names
                 ),
                 key=lambda m: (m["name"], m["partner_id"]),
             ),
@@ -458,9 +604,7 @@ class LedgerQueries:
         if within_days < 0 or within_days > 3660:
             raise ValidationFailed([Problem("within_days", "must be between 0 and 3660")])
         horizon = at.today + timedelta(days=within_days)
-        snaps = self._snapshots(
-            at, types=(*_PROFILE_TYPES[1:], *_CONTACT_TYPES, *_COMMITMENT_TYPES)
-        )
+        snaps = self._snapshots(at)
         checkins, commitments = [], []
         for snap in snaps.values():
             if snap.stage == "ended":
@@ -499,7 +643,10 @@ class LedgerQueries:
             k: Counter() for k in ("community", "role", "region", "stage")
         }
         over_engaged, neglected = [], []
-        window_start = at.as_of - timedelta(days=OVER_ENGAGED_DAYS)
+
+        def recent(moment: datetime) -> bool:  # within the last 90 calendar days (UTC)
+            return (at.today - moment.astimezone(UTC).date()).days < OVER_ENGAGED_DAYS
+
         for snap in sorted(snaps.values(), key=lambda s: (s.name, s.partner_id)):
             profile = _profile(snap)
             by["community"].update(profile["communities"] or [])
@@ -507,10 +654,8 @@ class LedgerQueries:
             by["region"][profile["region"] or "(none)"] += 1
             by["stage"][snap.stage] += 1
             asks = sum(
-                1
-                for c in snap.commitments.values()
-                if c.owed_by == "partner" and c.made_at > window_start
-            ) + sum(1 for moment in snap.feedback if moment > window_start)
+                1 for c in snap.commitments.values() if c.owed_by == "partner" and recent(c.made_at)
+            ) + sum(1 for moment in snap.feedback if recent(moment))
             if asks >= OVER_ENGAGED_ASKS:
                 over_engaged.append(
                     {"partner_id": snap.partner_id, "name": snap.name, "asks_90_days": asks}
@@ -557,6 +702,37 @@ def _check_limit(limit: int) -> int:
     return limit
 
 
+def _valid(row: Any, at: At) -> bool:
+    """Whether a stored snapshot answers at the reference (see ``projections.store``)."""
+    return bool(
+        row["latest_occurred_at"] <= format_instant(at.as_of) and row["position"] <= at.position
+    )
+
+
+def _valid_sql(at: At) -> tuple[str, list[Any]]:
+    return (
+        "p.registered_pos <= ? AND p.latest_occurred_at <= ? AND p.position <= ?",
+        [at.position, format_instant(at.as_of), at.position],
+    )
+
+
+def _fold(partner_id: str, stream: Sequence[Entry], at: At) -> PartnerSnapshot:
+    """A partner folded from its stream at the reference; 404 if not registered by then."""
+    kept = counting(stream, at.as_of, at.position)
+    if not any(e.type == "partner_registered" for e in kept):
+        raise PartnerNotFound(partner_id)
+    snap = fold_partner(partner_id, kept)
+    snap.version = max(
+        e.version for e in stream if e.position <= at.position and e.occurred_at <= at.as_of
+    )
+    return snap
+
+
+def _like(text: str) -> str:
+    """Text matched literally inside a LIKE pattern (escape character '!')."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
 def _profile(snap: PartnerSnapshot) -> dict[str, Any]:
     return {
         **snap.profile,
@@ -584,12 +760,14 @@ def _timeline_item(entry: Entry) -> dict[str, Any]:
 
 
 def _sort_key(row: dict[str, Any], sort: str) -> tuple[Any, ...]:
+    # Ties fall back to the name order of sort=name (case-insensitive), then the id.
+    by_name = (row["name"].casefold(), row["name"], row["id"])
     if sort == "health":
-        return (-row["health"]["score"], row["name"], row["id"])
+        return (-row["health"]["score"], *by_name)
     if sort == "last_touch":
         # Longest without a two-way touch first: they need attention.
-        return (row["last_touch_at"] or "", row["name"], row["id"])
-    return (row["name"].casefold(), row["name"], row["id"])
+        return (row["last_touch_at"] or "", *by_name)
+    return by_name
 
 
 def _checkin_due(snap: PartnerSnapshot) -> date:

@@ -12,7 +12,7 @@ Either way each page of events and its tracking record commit in one transaction
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import singledispatchmethod
 from typing import Any
 
@@ -22,12 +22,15 @@ from eventsourcing.utils import Environment
 
 from domain.application import Partnerships
 from domain.chained import ChainedAggregate
+from projections.folds import Entry
+from projections.log import LogReader
 from projections.store import LedgerView, PostgresLedgerView, SQLiteLedgerView
 
 __all__ = ["PROJECTION_NAME", "LedgerProjection", "ViewKeeper", "open_view"]
 
 PROJECTION_NAME = "ledger_views"
 PAGE_SIZE = 500
+REBUILD_PAGE_SIZE = 5000
 POLL_SECONDS = 0.5
 
 
@@ -42,7 +45,13 @@ class LedgerProjection(Projection[LedgerView]):
 
     @process_event.register
     def _(self, domain_event: ChainedAggregate.Event, tracking: Tracking) -> None:
-        self.view.process([(domain_event, tracking.notification_id)])
+        try:
+            self.view.process([(domain_event, tracking.notification_id)])
+        except IntegrityError:
+            # Another processor (an API worker's catch_up) committed this position first;
+            # anything else is a real error, and must stop the runner.
+            if self.view.processed_position() < tracking.notification_id:
+                raise
 
 
 def open_view(env: dict[str, str]) -> LedgerView:
@@ -62,6 +71,9 @@ class ViewKeeper:
     def __init__(self, ledger: Partnerships, view: LedgerView, view_env: dict[str, str]) -> None:
         self.ledger = ledger
         self.view = view
+        self.log = LogReader(ledger.recorder)
+        if view.log is None:
+            view.log = self.log
         self.view_env = view_env
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -78,15 +90,11 @@ class ViewKeeper:
         processed = 0
         with self._lock:
             while True:
-                start = self.view.processed_position()
-                page = self.ledger.recorder.select_notifications(
-                    start=start, limit=PAGE_SIZE, inclusive_of_start=False
-                )
+                page = self.log.page(self.view.processed_position(), PAGE_SIZE)
                 if not page:
                     return processed
-                items = [(self.ledger.decode(n), n.id) for n in page]
                 try:
-                    processed += self.view.process(items)
+                    processed += self.view.process_entries(page)
                 except IntegrityError:
                     continue  # another process took this page first; read the tracking again
                 advance(len(page))
@@ -104,21 +112,34 @@ class ViewKeeper:
         self.catch_up()
 
     def rebuild(self, *, advance: Callable[[int], None] = lambda _: None) -> int:
-        """Forget the views and fold the whole log again from position 0."""
+        """Forget the views and fold the whole log again from position 0, in one transaction;
+        then take whatever was recorded meanwhile."""
         with self._lock:
-            self.view.drop_tables()
-        return self.catch_up(advance=advance)
+            done = self.view.rebuild(self._pages(advance))
+        return done + self.catch_up(advance=advance)
+
+    def _pages(self, advance: Callable[[int], None]) -> Iterator[list[Entry]]:
+        after = 0
+        while True:
+            page = self.log.page(after, REBUILD_PAGE_SIZE)
+            if not page:
+                return
+            yield page
+            advance(len(page))
+            after = page[-1].position
 
     def start(self) -> None:
         """Keep the views current in the background until :meth:`stop`."""
         self.catch_up()
         if self.uses_runner:
+            # Entered as a context manager so that stop() can exit it: that joins its threads
+            # and closes the application it built (stop() alone leaves their pools open).
             self._runner = ProjectionRunner(
                 application_class=Partnerships,
                 projection_class=LedgerProjection,
                 view_class=PostgresLedgerView,
                 env=self.view_env,
-            )
+            ).__enter__()
             return
         self._thread = threading.Thread(target=self._poll, name="pledger-views", daemon=True)
         self._thread.start()
@@ -137,5 +158,6 @@ class ViewKeeper:
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._runner is not None:
-            self._runner.stop()
-            self._runner = None
+            runner, self._runner = self._runner, None
+            runner.__exit__(None, None, None)
+            runner.view.datastore.close()  # the runner leaves its view's pool open

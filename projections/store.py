@@ -4,66 +4,53 @@ Every write to these tables happens in the same transaction as the tracking reco
 last event it reflects (eventsourcing's tracking recorders), so a redelivered event changes
 nothing and a restart resumes where it stopped.
 
-Tables (prefixed ``ledger_views_`` on PostgreSQL, where they share the event log's database;
-unprefixed in the SQLite file beside the event log):
+The event log itself answers questions about one stream (a partner's timeline, its state at a
+past moment): its primary key already finds a stream's events. The views keep what questions
+over many partners need (prefixed ``ledger_views_`` on PostgreSQL, where they share the log's
+database; unprefixed in the SQLite file beside the log):
 
-    entries     every event of every stream as the API shows it, with the position of the
-                retraction that cancelled it, if any; indexed by stream and occurred_at, so that
-                any (as_of, position) question is a range scan, never a replay of the log
-    partners    each partner's current profile, stage, cadence and last two-way touch
-    coalitions  each coalition's name
-    chain_head  the ledger digest after the last event, and digests every 256 events below it
+    partners     each partner's current snapshot (the fold of its counting entries), with the
+                 columns lists and filters use, and what the snapshot is valid for: the latest
+                 occurred_at it reflects and the position of the stream's last event
+    commitments  every commitment's current state, for accountability and the agenda in SQL
+    coalitions   each coalition's name, formation and last position
+    digests      the ledger digest every 256 events, and the chain head after the last one
+
+A snapshot answers a question at (as_of, position) exactly when as_of is at or after its latest
+occurred_at and position at or after its stream's last event; otherwise the query folds the
+stream from the log (see ``projections.queries``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import orjson
 from eventsourcing.persistence import Tracking, TrackingRecorder
-from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
 from domain.chained import ChainedAggregate
-from domain.hashing import GENESIS, digest_step, format_instant, parse_instant
-from domain.serialization import stream_type_of
-from projections.folds import Entry, fold_partner
+from domain.hashing import GENESIS, digest_step, format_instant
+from projections.folds import CommitmentView, Entry, PartnerSnapshot, counting, fold_partner
+from projections.log import LogReader, entry_of_event
+from projections.snapshots import snapshot_from_json, snapshot_to_json
 
-__all__ = [
-    "CHECKPOINT_EVERY",
-    "LedgerView",
-    "PostgresLedgerView",
-    "SQLiteLedgerView",
-    "StoredEntry",
-]
+__all__ = ["CHECKPOINT_EVERY", "LedgerView", "PostgresLedgerView", "SQLiteLedgerView"]
 
 CHECKPOINT_EVERY = 256
+LOG_TABLE_POSTGRES = "pledger_events"  # eventsourcing names it after the application
 APPLICATION_NAME = "pledger"
+FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 
 _TABLES = [
-    """CREATE TABLE IF NOT EXISTS {p}entries (
-        position BIGINT PRIMARY KEY,
-        stream_id TEXT NOT NULL,
-        stream_type TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        type TEXT NOT NULL,
-        occurred_at TEXT NOT NULL,
-        recorded_at TEXT NOT NULL,
-        recorded_by TEXT NOT NULL,
-        data TEXT NOT NULL,
-        prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL,
-        retracted_pos BIGINT)""",
-    "CREATE INDEX IF NOT EXISTS {p}entries_stream ON {p}entries (stream_id, occurred_at, version)",
-    "CREATE INDEX IF NOT EXISTS {p}entries_stream_version ON {p}entries (stream_id, version)",
-    "CREATE INDEX IF NOT EXISTS {p}entries_type ON {p}entries (type, occurred_at)",
     """CREATE TABLE IF NOT EXISTS {p}partners (
         partner_id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
+        name_key TEXT NOT NULL,
         kind TEXT NOT NULL,
         stage TEXT NOT NULL,
         region TEXT,
@@ -75,12 +62,27 @@ _TABLES = [
         last_touch_at TEXT,
         latest_occurred_at TEXT NOT NULL,
         version INTEGER NOT NULL,
-        position BIGINT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS {p}partners_name ON {p}partners (name)",
+        position BIGINT NOT NULL,
+        snapshot TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS {p}partners_name ON {p}partners (name_key, name, partner_id)",
+    """CREATE TABLE IF NOT EXISTS {p}commitments (
+        partner_id TEXT NOT NULL,
+        commitment_id TEXT NOT NULL,
+        owed_by TEXT NOT NULL,
+        coalition_id TEXT,
+        description TEXT NOT NULL,
+        made_at TEXT NOT NULL,
+        due_on TEXT NOT NULL,
+        closed TEXT,
+        on_time INTEGER,
+        after_due INTEGER NOT NULL,
+        PRIMARY KEY (partner_id, commitment_id))""",
+    "CREATE INDEX IF NOT EXISTS {p}commitments_open ON {p}commitments (closed, due_on)",
     """CREATE TABLE IF NOT EXISTS {p}coalitions (
         coalition_id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
         formed_at TEXT NOT NULL,
+        formed_pos BIGINT NOT NULL,
         version INTEGER NOT NULL,
         position BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS {p}digests (
@@ -93,64 +95,49 @@ _TABLES = [
         digest TEXT NOT NULL,
         events BIGINT NOT NULL)""",
 ]
-_VIEW_TABLES = ("entries", "partners", "coalitions", "digests", "chain_head")
-
-# Events whose effect on a partner's current row depends on world order (occurred_at):
-_PROFILE_TYPES = {"profile_updated", "stage_changed", "checkin_cadence_agreed"}
-_ENTRY_COLUMNS = (
-    "position, stream_id, stream_type, version, type, occurred_at, recorded_at, recorded_by, "
-    "data, prev_hash, hash, retracted_pos"
-)
+VIEW_TABLES = ("partners", "commitments", "coalitions", "digests", "chain_head")
 
 
-@dataclass(frozen=True)
-class StoredEntry:
-    """A row of ``entries`` ready to insert."""
+class _Fold:
+    """Partners being folded while a page (or a whole rebuild) is applied."""
 
-    position: int
-    stream_id: str
-    stream_type: str
-    version: int
-    type: str
-    occurred_at: str
-    recorded_at: str
-    recorded_by: str
-    data: str
-    prev_hash: str
-    hash: str
+    def __init__(self) -> None:
+        self.snaps: dict[str, PartnerSnapshot] = {}
+        self.latest: dict[str, datetime] = {}
+        self.registered_pos: dict[str, int] = {}
+        self.refold: set[str] = set()
+        self.touched: set[str] = set()
 
-    @classmethod
-    def of(cls, event: ChainedAggregate.Event, position: int) -> StoredEntry:
-        return cls(
-            position=position,
-            stream_id=str(event.originator_id),
-            stream_type=stream_type_of(event),
-            version=event.originator_version,
-            type=event.data.TYPE,
-            occurred_at=format_instant(event.occurred_at),
-            recorded_at=format_instant(event.timestamp),
-            recorded_by=event.recorded_by,
-            data=orjson.dumps(event.data.model_dump(mode="json")).decode(),
-            prev_hash=event.prev_hash,
-            hash=event.hash,
-        )
+    def apply(self, entry: Entry) -> None:
+        sid = entry.stream_id
+        self.touched.add(sid)
+        snap = self.snaps.get(sid)
+        if entry.type == "partner_registered" and snap is None:
+            snap = fold_partner(sid, [entry])
+            self.snaps[sid] = snap
+            self.latest[sid] = entry.occurred_at
+            self.registered_pos[sid] = entry.position
+            return
+        if snap is None or entry.type == "entry_retracted" or entry.occurred_at < self.latest[sid]:
+            self.refold.add(sid)  # out of world order, or a correction: fold the stream again
+        elif sid not in self.refold:
+            fold_partner_into(snap, entry)
+        if snap is not None:
+            self.latest[sid] = max(self.latest[sid], entry.occurred_at)
+            snap.version = entry.version
+            snap.position = entry.position
 
 
-def entry_from_row(row: Any, position: int | None = None) -> Entry:
-    retracted_pos = row["retracted_pos"]
-    return Entry(
-        position=row["position"],
-        stream_id=row["stream_id"],
-        version=row["version"],
-        type=row["type"],
-        occurred_at=parse_instant(row["occurred_at"]),
-        data=orjson.loads(row["data"]),
-        recorded_at=row["recorded_at"],
-        recorded_by=row["recorded_by"],
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
-        retracted=retracted_pos is not None and (position is None or retracted_pos <= position),
-    )
+def _closed(commitment: CommitmentView) -> str | None:
+    if commitment.fulfilled_at is not None:
+        return "fulfilled"
+    return "cancelled" if commitment.cancelled_at is not None else None
+
+
+def fold_partner_into(snap: PartnerSnapshot, entry: Entry) -> None:
+    from projections.folds import _evolve  # the same step fold_partner takes
+
+    _evolve(snap, entry)
 
 
 class LedgerView(TrackingRecorder):
@@ -158,11 +145,18 @@ class LedgerView(TrackingRecorder):
 
     prefix: ClassVar[str] = ""
     datastore: Any
+    log: LogReader | None = None
 
     def _q(self, statement: str) -> str:
         return statement.replace("{p}", self.prefix)
 
     def _insert_tracking(self, c: Any, tracking: Tracking) -> None:  # provided by the recorder
+        raise NotImplementedError
+
+    def _select_tracking_statement(self) -> str:
+        raise NotImplementedError
+
+    def _delete_tracking_statement(self) -> str:
         raise NotImplementedError
 
     # ---- writing ------------------------------------------------------------------------
@@ -171,49 +165,81 @@ class LedgerView(TrackingRecorder):
         return self.max_tracking_id(APPLICATION_NAME) or 0
 
     def process(self, items: Sequence[tuple[ChainedAggregate.Event, int]]) -> int:
-        """Reflect events (with their positions, in order) and track the last, atomically.
+        """Reflect typed events (with their positions, in order) and track the last."""
+        return self.process_entries([entry_of_event(event, position) for event, position in items])
 
-        Events at or below the tracked position are skipped, so redelivery changes nothing.
-        Returns how many events were applied.
+    def process_entries(self, entries: Sequence[Entry]) -> int:
+        """Reflect entries (in position order) and track the last, in one transaction.
+
+        Entries at or below the tracked position are skipped, so redelivery changes nothing.
+        Returns how many were applied.
         """
-        if not items:
+        if not entries:
             return 0
         with self.datastore.transaction(commit=True) as c:
             done = self._tracked(c)
-            fresh = [(event, position) for event, position in items if position > done]
+            fresh = [e for e in entries if e.position > done]
             if not fresh:
                 return 0
-            entries = [StoredEntry.of(event, position) for event, position in fresh]
-            c.executemany(
-                self._q(
-                    f"INSERT INTO {{p}}entries ({_ENTRY_COLUMNS}) VALUES ({', '.join('?' * 12)})"
-                ),
-                [(*vars(e).values(), None) for e in entries],
-            )
-            for entry in entries:
-                self._apply(c, entry)
-            self._extend_chain(c, entries)
-            self._insert_tracking(c, Tracking(APPLICATION_NAME, entries[-1].position))
-        return len(entries)
+            fold = _Fold()
+            partner_ids = sorted({e.stream_id for e in fresh if e.stream_type == "partner"})
+            for partner_id, snap, latest, registered_pos in self._load_snapshots(c, partner_ids):
+                fold.snaps[partner_id] = snap
+                fold.latest[partner_id] = latest
+                fold.registered_pos[partner_id] = registered_pos
+            self._apply_all(c, fold, fresh)
+            self._finish(c, fold, fresh[-1].position)
+            self._extend_chain(c, fresh)
+            self._insert_tracking(c, Tracking(APPLICATION_NAME, fresh[-1].position))
+        return len(fresh)
 
-    def _tracked(self, c: Any) -> int:
-        c.execute(self._q(self._select_tracking_statement()), (APPLICATION_NAME,))
-        row = c.fetchone()
-        return int(row["n"] or 0) if row else 0
+    def rebuild(self, pages: Iterable[Sequence[Entry]]) -> int:
+        """Forget every view and fold the whole log again, in one transaction."""
+        with self.datastore.transaction(commit=True) as c:
+            for table in VIEW_TABLES:
+                c.execute(self._q(f"DELETE FROM {{p}}{table}"))
+            c.execute(self._q(self._delete_tracking_statement()), (APPLICATION_NAME,))
+            fold = _Fold()
+            digest, count, last = GENESIS, 0, 0
+            checkpoints = []
+            for page in pages:
+                self._apply_all(c, fold, page)
+                for entry in page:
+                    digest = digest_step(digest, entry.hash)
+                    count += 1
+                    if count % CHECKPOINT_EVERY == 0:
+                        checkpoints.append((entry.position, digest, count))
+                if page:
+                    last = page[-1].position
+            if count:
+                self._finish(c, fold, last)
+                c.executemany(
+                    self._q("INSERT INTO {p}digests (position, digest, events) VALUES (?, ?, ?)"),
+                    checkpoints,
+                )
+                self._write_head(c, last, digest, count)
+                self._insert_tracking(c, Tracking(APPLICATION_NAME, last))
+        return count
 
-    def _select_tracking_statement(self) -> str:
-        raise NotImplementedError
-
-    def _apply(self, c: Any, entry: StoredEntry) -> None:
-        if entry.stream_type == "coalition":
-            if entry.type == "coalition_formed":
-                name = orjson.loads(entry.data)["name"]
+    def _apply_all(self, c: Any, fold: _Fold, entries: Iterable[Entry]) -> None:
+        for entry in entries:
+            if entry.stream_type == "partner":
+                fold.apply(entry)
+            elif entry.type == "coalition_formed":
                 c.execute(
                     self._q(
                         "INSERT INTO {p}coalitions "
-                        "(coalition_id, name, formed_at, version, position) VALUES (?, ?, ?, ?, ?)"
+                        "(coalition_id, name, formed_at, formed_pos, version, position) "
+                        "VALUES (?, ?, ?, ?, ?, ?)"
                     ),
-                    (entry.stream_id, name, entry.occurred_at, entry.version, entry.position),
+                    (
+                        entry.stream_id,
+                        entry.data["name"],
+                        format_instant(entry.occurred_at),
+                        entry.position,
+                        entry.version,
+                        entry.position,
+                    ),
                 )
             else:
                 c.execute(
@@ -222,147 +248,122 @@ class LedgerView(TrackingRecorder):
                     ),
                     (entry.version, entry.position, entry.stream_id),
                 )
+
+    def _finish(self, c: Any, fold: _Fold, upto: int) -> None:
+        """Refold what needs it from the log, then write every touched partner's rows."""
+        if fold.refold:
+            assert self.log is not None, "a view that refolds needs the log"
+            streams = self.log.streams(sorted(fold.refold))
+            for partner_id, entries in streams.items():
+                kept = counting(entries, FAR_FUTURE, upto)
+                snap = fold_partner(partner_id, kept)
+                recorded = [e for e in entries if e.position <= upto]
+                snap.version = max(e.version for e in recorded)
+                snap.position = max(e.position for e in recorded)
+                fold.snaps[partner_id] = snap
+                fold.latest[partner_id] = max(e.occurred_at for e in recorded)
+                fold.registered_pos[partner_id] = next(
+                    e.position for e in recorded if e.type == "partner_registered"
+                )
+        touched = sorted(fold.touched)
+        if not touched:
             return
-        if entry.type == "partner_registered":
-            data = orjson.loads(entry.data)
-            c.execute(
-                self._q(
-                    "INSERT INTO {p}partners (partner_id, name, kind, stage, region, roles, "
-                    "communities, cadence_days, registered_at, registered_pos, last_touch_at, "
-                    "latest_occurred_at, version, position) "
-                    "VALUES (?, ?, ?, 'prospect', ?, ?, ?, 30, ?, ?, NULL, ?, ?, ?)"
-                ),
+        rows = []
+        commitment_rows = []
+        for partner_id in touched:
+            snap = fold.snaps[partner_id]
+            profile = snap.profile
+            rows.append(
                 (
-                    entry.stream_id,
-                    data["name"],
-                    data["kind"],
-                    data["region"],
-                    orjson.dumps(data["roles"]).decode(),
-                    orjson.dumps(data["communities"]).decode(),
-                    entry.occurred_at,
-                    entry.position,
-                    entry.occurred_at,
-                    entry.version,
-                    entry.position,
-                ),
+                    partner_id,
+                    profile["name"],
+                    str(profile["name"]).casefold(),
+                    profile["kind"],
+                    snap.stage,
+                    profile.get("region"),
+                    orjson.dumps(profile.get("roles") or []).decode(),
+                    orjson.dumps(profile.get("communities") or []).decode(),
+                    snap.cadence_days,
+                    format_instant(snap.registered_at) if snap.registered_at else "",
+                    fold.registered_pos[partner_id],
+                    format_instant(snap.last_touch_at) if snap.last_touch_at else None,
+                    format_instant(fold.latest[partner_id]),
+                    snap.version,
+                    snap.position,
+                    snapshot_to_json(snap).decode(),
+                )
             )
-            return
-        if entry.type == "entry_retracted":
-            target = orjson.loads(entry.data)["version"]
-            c.execute(
-                self._q(
-                    "UPDATE {p}entries SET retracted_pos = ? WHERE stream_id = ? AND version = ?"
-                ),
-                (entry.position, entry.stream_id, target),
-            )
-            self._refold_partner(c, entry.stream_id)
-            return
-        c.execute(
-            self._q("SELECT latest_occurred_at FROM {p}partners WHERE partner_id = ?"),
-            (entry.stream_id,),
-        )
-        row = c.fetchone()
-        latest = row["latest_occurred_at"] if row else ""
-        if entry.type in _PROFILE_TYPES and entry.occurred_at < latest:
-            self._refold_partner(c, entry.stream_id)  # a backfilled change: fold in world order
-            return
-        data = orjson.loads(entry.data)
-        sets: list[str] = ["version = ?", "position = ?"]
-        params: list[Any] = [entry.version, entry.position]
-        if entry.occurred_at > latest:
-            sets.append("latest_occurred_at = ?")
-            params.append(entry.occurred_at)
-        if entry.type == "stage_changed":
-            sets.append("stage = ?")
-            params.append(data["stage"])
-        elif entry.type == "checkin_cadence_agreed":
-            sets.append("cadence_days = ?")
-            params.append(data["every_days"])
-        elif entry.type == "profile_updated":
-            for column in ("name", "kind", "region"):
-                if data.get(column) is not None:
-                    sets.append(f"{column} = ?")
-                    params.append(data[column])
-            for column in ("roles", "communities"):
-                if data.get(column) is not None:
-                    sets.append(f"{column} = ?")
-                    params.append(orjson.dumps(data[column]).decode())
-        c.execute(
-            self._q(f"UPDATE {{p}}partners SET {', '.join(sets)} WHERE partner_id = ?"),
-            (*params, entry.stream_id),
-        )
-        if entry.type == "meeting_held" or (
-            entry.type == "contact_made" and data["direction"] == "inbound"
-        ):
-            c.execute(
-                self._q(
-                    "UPDATE {p}partners SET last_touch_at = ? WHERE partner_id = ? "
-                    "AND (last_touch_at IS NULL OR last_touch_at < ?)"
-                ),
-                (entry.occurred_at, entry.stream_id, entry.occurred_at),
+            for commitment in snap.commitments.values():
+                fulfilled = commitment.fulfilled_at is not None
+                commitment_rows.append(
+                    (
+                        partner_id,
+                        commitment.commitment_id,
+                        commitment.owed_by,
+                        commitment.coalition_id,
+                        commitment.description,
+                        format_instant(commitment.made_at),
+                        commitment.due_on.isoformat(),
+                        _closed(commitment),
+                        int(commitment.days_late == 0) if fulfilled else None,
+                        int(commitment.renegotiated_after_due),
+                    )
+                )
+        for start in range(0, len(touched), 500):
+            chunk = touched[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            c.execute(self._q(f"DELETE FROM {{p}}partners WHERE partner_id IN ({marks})"), chunk)
+            c.execute(self._q(f"DELETE FROM {{p}}commitments WHERE partner_id IN ({marks})"), chunk)
+        c.executemany(self._q(f"INSERT INTO {{p}}partners VALUES ({', '.join('?' * 16)})"), rows)
+        if commitment_rows:
+            c.executemany(
+                self._q(f"INSERT INTO {{p}}commitments VALUES ({', '.join('?' * 10)})"),
+                commitment_rows,
             )
 
-    def _refold_partner(self, c: Any, partner_id: str) -> None:
-        """Rewrite a partner's current row from its counting entries, in world order."""
-        c.execute(
-            self._q(
-                f"SELECT {_ENTRY_COLUMNS} FROM {{p}}entries WHERE stream_id = ? "
-                "AND retracted_pos IS NULL AND type <> 'entry_retracted' "
-                "ORDER BY occurred_at, version"
-            ),
-            (partner_id,),
-        )
-        entries = [entry_from_row(row) for row in c.fetchall()]
-        snap = fold_partner(partner_id, entries)
-        c.execute(
-            self._q(
-                "SELECT MAX(version) AS version, MAX(position) AS position, "
-                "MAX(occurred_at) AS latest FROM {p}entries WHERE stream_id = ?"
-            ),
-            (partner_id,),
-        )
-        row = c.fetchone()
-        version, position, latest = row["version"], row["position"], row["latest"]
-        profile = snap.profile
-        c.execute(
-            self._q(
-                "UPDATE {p}partners SET name = ?, kind = ?, region = ?, roles = ?, "
-                "communities = ?, stage = ?, cadence_days = ?, last_touch_at = ?, "
-                "latest_occurred_at = ?, version = ?, position = ? WHERE partner_id = ?"
-            ),
-            (
-                profile["name"],
-                profile["kind"],
-                profile["region"],
-                orjson.dumps(profile["roles"]).decode(),
-                orjson.dumps(profile["communities"]).decode(),
-                snap.stage,
-                snap.cadence_days,
-                format_instant(snap.last_touch_at) if snap.last_touch_at else None,
-                latest,
-                version,
-                position,
-                partner_id,
-            ),
-        )
+    def _load_snapshots(
+        self, c: Any, partner_ids: Sequence[str]
+    ) -> Iterable[tuple[str, PartnerSnapshot, datetime, int]]:
+        for start in range(0, len(partner_ids), 500):
+            chunk = list(partner_ids[start : start + 500])
+            c.execute(
+                self._q(
+                    "SELECT partner_id, snapshot, latest_occurred_at, registered_pos "
+                    f"FROM {{p}}partners WHERE partner_id IN ({', '.join('?' * len(chunk))})"
+                ),
+                chunk,
+            )
+            for row in c.fetchall():
+                yield (
+                    row["partner_id"],
+                    snapshot_from_json(row["partner_id"], row["snapshot"]),
+                    datetime.fromisoformat(row["latest_occurred_at"]),
+                    row["registered_pos"],
+                )
 
-    def _extend_chain(self, c: Any, entries: Iterable[StoredEntry]) -> None:
-        c.execute(self._q("SELECT position, digest, events FROM {p}chain_head WHERE id = 1"))
+    def _tracked(self, c: Any) -> int:
+        c.execute(self._q(self._select_tracking_statement()), (APPLICATION_NAME,))
+        row = c.fetchone()
+        return int(row["n"] or 0) if row else 0
+
+    def _extend_chain(self, c: Any, entries: Sequence[Entry]) -> None:
+        c.execute(self._q("SELECT digest, events FROM {p}chain_head WHERE id = 1"))
         row = c.fetchone()
         digest, events = (row["digest"], row["events"]) if row else (GENESIS, 0)
         checkpoints = []
-        position = 0
         for entry in entries:
             digest = digest_step(digest, entry.hash)
             events += 1
-            position = entry.position
             if events % CHECKPOINT_EVERY == 0:
-                checkpoints.append((position, digest, events))
+                checkpoints.append((entry.position, digest, events))
         if checkpoints:
             c.executemany(
                 self._q("INSERT INTO {p}digests (position, digest, events) VALUES (?, ?, ?)"),
                 checkpoints,
             )
+        self._write_head(c, entries[-1].position, digest, events)
+
+    def _write_head(self, c: Any, position: int, digest: str, events: int) -> None:
         c.execute(
             self._q(
                 "INSERT INTO {p}chain_head (id, position, digest, events) VALUES (1, ?, ?, ?) "
@@ -372,90 +373,19 @@ class LedgerView(TrackingRecorder):
             (position, digest, events),
         )
 
+    def drop_tables(self) -> None:
+        """Forget every view and its tracking, so that the next catch-up starts at 0."""
+        with self.datastore.transaction(commit=True) as c:
+            for table in VIEW_TABLES:
+                c.execute(self._q(f"DELETE FROM {{p}}{table}"))
+            c.execute(self._q(self._delete_tracking_statement()), (APPLICATION_NAME,))
+
     # ---- reading ------------------------------------------------------------------------
 
     def select(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(self._q(statement), tuple(params))
             return list(c.fetchall())
-
-    def counting_entries(
-        self,
-        as_of: datetime,
-        position: int,
-        *,
-        stream_ids: Sequence[str] | None = None,
-        types: Sequence[str] | None = None,
-    ) -> dict[str, list[Entry]]:
-        """The entries that count at (as_of, position), by stream, in world order."""
-        clauses = [
-            "position <= ?",
-            "occurred_at <= ?",
-            "(retracted_pos IS NULL OR retracted_pos > ?)",
-            "type <> 'entry_retracted'",
-        ]
-        params: list[Any] = [position, format_instant(as_of), position]
-        if stream_ids is not None:
-            if not stream_ids:
-                return {}
-            clauses.append(f"stream_id IN ({', '.join('?' * len(stream_ids))})")
-            params.extend(stream_ids)
-        if types is not None:
-            clauses.append(f"type IN ({', '.join('?' * len(types))})")
-            params.extend(types)
-        rows = self.select(
-            f"SELECT {_ENTRY_COLUMNS} FROM {{p}}entries WHERE {' AND '.join(clauses)} "
-            "ORDER BY stream_id, occurred_at, version",
-            params,
-        )
-        grouped: dict[str, list[Entry]] = {}
-        for row in rows:
-            grouped.setdefault(row["stream_id"], []).append(entry_from_row(row))
-        return grouped
-
-    def stream_entries(
-        self,
-        stream_id: str,
-        position: int,
-        *,
-        as_of: datetime | None = None,
-        occurred_from: datetime | None = None,
-        occurred_to: datetime | None = None,
-        types: Sequence[str] | None = None,
-        after: tuple[str, int] | None = None,
-        limit: int | None = None,
-    ) -> list[Entry]:
-        """A stream's entries up to ``position`` in world order, retracted ones flagged."""
-        clauses, params = ["stream_id = ?", "position <= ?"], [stream_id, position]
-        if as_of is not None:
-            clauses.append("occurred_at <= ?")
-            params.append(format_instant(as_of))
-        if occurred_from is not None:
-            clauses.append("occurred_at >= ?")
-            params.append(format_instant(occurred_from))
-        if occurred_to is not None:
-            clauses.append("occurred_at <= ?")
-            params.append(format_instant(occurred_to))
-        if types:
-            clauses.append(f"type IN ({', '.join('?' * len(types))})")
-            params.extend(types)
-        if after is not None:
-            clauses.append("(occurred_at > ? OR (occurred_at = ? AND version > ?))")
-            params.extend([after[0], after[0], after[1]])
-        statement = (
-            f"SELECT {_ENTRY_COLUMNS} FROM {{p}}entries WHERE {' AND '.join(clauses)} "
-            "ORDER BY occurred_at, version"
-        )
-        if limit is not None:
-            statement += f" LIMIT {int(limit)}"
-        return [entry_from_row(row, position) for row in self.select(statement, params)]
-
-    def entry(self, stream_id: str, version: int) -> Entry | None:
-        rows = self.select(
-            f"SELECT {_ENTRY_COLUMNS} FROM {{p}}entries WHERE stream_id = ? AND version = ?",
-            (stream_id, version),
-        )
-        return entry_from_row(rows[0]) if rows else None
 
     def digest_at(self, position: int) -> tuple[str, int]:
         """The ledger digest after every event up to ``position``, and how many events."""
@@ -467,23 +397,11 @@ class LedgerView(TrackingRecorder):
         start, digest, events = (
             (rows[0]["position"], rows[0]["digest"], rows[0]["events"]) if rows else (0, GENESIS, 0)
         )
-        for row in self.select(
-            "SELECT hash FROM {p}entries WHERE position > ? AND position <= ? ORDER BY position",
-            (start, position),
-        ):
-            digest = digest_step(digest, row["hash"])
+        assert self.log is not None, "digests between checkpoints come from the log"
+        for event_hash in self.log.hashes(start, position):
+            digest = digest_step(digest, event_hash)
             events += 1
         return digest, events
-
-    def drop_tables(self) -> None:
-        """Forget every view and its tracking, so that a rebuild starts from position 0."""
-        with self.datastore.transaction(commit=True) as c:
-            for table in _VIEW_TABLES:
-                c.execute(self._q(f"DELETE FROM {{p}}{table}"))
-            c.execute(self._q(self._delete_tracking_statement()), (APPLICATION_NAME,))
-
-    def _delete_tracking_statement(self) -> str:
-        raise NotImplementedError
 
 
 class SQLiteLedgerView(SQLiteTrackingRecorder, LedgerView):
@@ -507,6 +425,11 @@ class PostgresLedgerView(PostgresTrackingRecorder, LedgerView):
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.sql_create_statements.extend(SQL(self._q(t)) for t in _TABLES)  # type: ignore[misc]
+        # The log is in the same database: read it there, also when the library's projection
+        # runner built this view in a process of its own.
+        self.log = LogReader(
+            PostgresApplicationRecorder(datastore, events_table_name=LOG_TABLE_POSTGRES)
+        )
 
     def _q(self, statement: str) -> str:
         return statement.replace("{p}", self.prefix).replace("?", "%s")

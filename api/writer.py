@@ -1,0 +1,201 @@
+"""Group commit: every API write of this process goes through one writer thread.
+
+Requests that arrive while a transaction is being written wait in a queue; the writer then runs
+all their commands against the aggregates (kept in a small cache it alone touches) and saves
+every new event in ONE transaction, with each request's Idempotency-Key row. One fsync serves
+many requests. If the shared save conflicts (another process wrote to one of those streams, or
+a key was already used), the writer forgets the cached aggregates and falls back to saving the
+requests one by one, each with a fresh load and the usual retry. After each transaction the
+views catch up once, so every answered request is visible to the next read.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError
+
+from api.recorders import RequestMark
+from domain.application import Partnerships, Recorded, SaveOptions, recorded_from
+from domain.chained import ChainedAggregate
+from domain.errors import LedgerError, VersionConflict
+from projections.runner import ViewKeeper
+
+__all__ = ["GroupWriter", "WriteJob"]
+
+MAX_BATCH = 64
+CACHE_SIZE = 2000
+
+
+@dataclass
+class WriteJob:
+    """One request's write.
+
+    ``create`` makes a new aggregate (registration, formation); otherwise ``stream_id`` names
+    the aggregate that ``command`` changes, loaded with ``load``. ``alone`` is the same write
+    on the one-at-a-time path, used when a shared transaction conflicts.
+    """
+
+    alone: Callable[[SaveOptions | None], Recorded]
+    mark: RequestMark | None = None
+    on_conflict: Callable[[], None] = lambda: None
+    create: Callable[[], ChainedAggregate] | None = None
+    stream_id: UUID | None = None
+    load: Callable[[], ChainedAggregate] | None = None
+    # What ``load`` returns: a cached aggregate of another kind under the same id (a coalition's
+    # id sent as a partner's) must go through ``load``, which refuses it as not found.
+    kind: type[ChainedAggregate] | None = None
+    command: Callable[[Any], None] | None = None
+    expected_version: int | None = None
+    version_made: int = 0
+    future: Future[Recorded] = field(default_factory=Future)
+
+    def options(self) -> SaveOptions | None:
+        if self.mark is None:
+            return None
+        return SaveOptions({"requests": [self.mark]}, self.on_conflict)
+
+
+class GroupWriter:
+    def __init__(self, ledger: Partnerships, keeper: ViewKeeper) -> None:
+        self.ledger = ledger
+        self.keeper = keeper
+        self._queue: queue.Queue[WriteJob | None] = queue.Queue()
+        self._cache: OrderedDict[UUID, ChainedAggregate] = OrderedDict()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pledger-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def submit(self, job: WriteJob) -> Recorded:
+        """Queue a write and wait for its outcome (or run it here when no writer runs)."""
+        if self._thread is None:
+            recorded = job.alone(job.options())
+            self.keeper.wait_for(recorded.position)
+            return recorded
+        self._queue.put(job)
+        return job.future.result()
+
+    # ---- the writer thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            batch = [job]
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            self._write(batch)
+
+    def _write(self, batch: list[WriteJob]) -> None:
+        staged: list[tuple[WriteJob, ChainedAggregate]] = []
+        touched: dict[UUID, ChainedAggregate] = {}
+        for job in batch:
+            try:
+                aggregate = self._stage(job, touched)
+            except LedgerError as error:
+                job.future.set_exception(error)
+            except Exception as error:
+                job.future.set_exception(error)
+            else:
+                staged.append((job, aggregate))
+        if not staged:
+            return
+        marks = [
+            RequestMark(
+                job.mark.key_hash,
+                job.mark.fingerprint,
+                job.mark.route,
+                str(aggregate.id),
+                aggregate.version,
+            )
+            for job, aggregate in staged
+            if job.mark is not None
+        ]
+        try:
+            recordings = self.ledger.save(*touched.values(), requests=marks)
+        except IntegrityError:
+            for stream_id in touched:
+                self._cache.pop(stream_id, None)
+            self._one_by_one([job for job, _ in staged])
+            return
+        except Exception as error:
+            for stream_id in touched:
+                self._cache.pop(stream_id, None)
+            for job, _ in staged:
+                job.future.set_exception(error)
+            return
+        by_event = {
+            (r.domain_event.originator_id, r.domain_event.originator_version): r for r in recordings
+        }
+        for aggregate in touched.values():
+            self._remember(aggregate)
+        self.keeper.catch_up()
+        for job, aggregate in staged:
+            job.future.set_result(recorded_from(by_event[aggregate.id, job.version_made]))
+
+    def _stage(self, job: WriteJob, touched: dict[UUID, ChainedAggregate]) -> ChainedAggregate:
+        """Run the job's command on its aggregate (no I/O but a load on a cache miss)."""
+        if job.create is not None:
+            aggregate = job.create()
+            touched[aggregate.id] = aggregate
+            job.stream_id = aggregate.id
+            job.version_made = aggregate.version
+            return aggregate
+        assert job.stream_id is not None
+        assert job.load is not None
+        assert job.command is not None
+        known = touched.get(job.stream_id) or self._cached(job.stream_id)
+        if known is None or (job.kind is not None and not isinstance(known, job.kind)):
+            known = job.load()
+        aggregate = known
+        if job.expected_version is not None and aggregate.version != job.expected_version:
+            raise VersionConflict(job.expected_version, aggregate.version)
+        job.command(aggregate)
+        touched[job.stream_id] = aggregate
+        job.version_made = aggregate.version
+        return aggregate
+
+    def _cached(self, stream_id: UUID) -> ChainedAggregate | None:
+        aggregate = self._cache.get(stream_id)
+        if aggregate is not None:
+            self._cache.move_to_end(stream_id)
+        return aggregate
+
+    def _remember(self, aggregate: ChainedAggregate) -> None:
+        self._cache[aggregate.id] = aggregate
+        self._cache.move_to_end(aggregate.id)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    def _one_by_one(self, jobs: list[WriteJob]) -> None:
+        for job in jobs:
+            try:
+                recorded = job.alone(job.options())
+            except Exception as error:
+                job.future.set_exception(error)
+            else:
+                self.keeper.catch_up()
+                job.future.set_result(recorded)

@@ -1,0 +1,402 @@
+"""Benchmark the ledger against the physical floor of this machine.
+
+    python bench/run.py                 # 10,000 partners x 100 events (about 1M events)
+    python bench/run.py --quick         # 1,000 partners x 100 events
+    python bench/run.py --quick --json out.json
+    python bench/run.py --store postgres   # against $PLEDGER_DATABASE_URL (a database it may fill)
+
+Prints a table of figures and ratios; see bench/README.md for what each one means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import resource
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from api.demo import DemoPlan, build_demo  # noqa: E402
+from api.settings import Settings  # noqa: E402
+from api.wiring import open_services  # noqa: E402
+from domain.chained import Stamp  # noqa: E402
+from domain.coalition import Coalition  # noqa: E402
+from domain.values import CoalitionFormed, ContactMade, MemberJoined  # noqa: E402
+
+CLIENTS = 8
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---- building the ledger ------------------------------------------------------------------
+
+
+def build_ledger(settings: Settings, partners: int, per_partner: int) -> dict[str, Any]:
+    """Record the demo story at the requested size, plus a 50-member coalition and one
+    partner with 1,000 events; returns ids the measurements use."""
+    services = open_services(settings)
+    ledger = services.ledger
+    plan = DemoPlan(partners=partners, months=60, seed=11, events_per_partner=per_partner)
+    partner_ids: list[str] = []
+    started = time.perf_counter()
+    total = 0
+    for batch in build_demo(plan):
+        for aggregate in batch:
+            if aggregate.__class__.__name__ == "Partner":
+                partner_ids.append(str(aggregate.id))
+        total += len(ledger.save_batch(batch))
+        print(f"\r  recorded {total:,} events", end="", flush=True)
+    # One long relationship: 1,000 events on a single partner, for the as_of health figure.
+    heavy = ledger.get_partner(__import__("uuid").UUID(partner_ids[0]))
+    start = datetime.now(UTC) - timedelta(days=1000)
+    for day in range(1000 - heavy.version):
+        heavy.execute(
+            ContactMade(channel="phone", direction="inbound" if day % 3 else "outbound"),
+            Stamp(start + timedelta(days=day, minutes=day % 60), "bench"),
+        )
+    total += len(ledger.save_batch([heavy]))
+    coalition = Coalition.form(
+        CoalitionFormed(name="Benchmark Coalition of Fifty"), Stamp(start, "bench")
+    )
+    for member in partner_ids[1:51]:
+        coalition.admit(
+            MemberJoined(partner_id=__import__("uuid").UUID(member)), Stamp(start, "bench")
+        )
+    total += len(ledger.save_batch([coalition]))
+    print(f"\r  recorded {total:,} events in {time.perf_counter() - started:.1f} s")
+    services.close()
+    return {
+        "events": total,
+        "partners": partner_ids,
+        "heavy": partner_ids[0],
+        "coalition": str(coalition.id),
+        "as_of_past": (start + timedelta(days=700)).strftime("%Y-%m-%d"),
+    }
+
+
+# ---- floors -------------------------------------------------------------------------------
+
+
+def floor_commit_per_row(directory: Path, row_size: int, rows: int = 2000) -> float:
+    """Raw sqlite3: one INSERT and one COMMIT per row, WAL as the ledger uses, same disk."""
+    path = directory / "floor.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(
+        "CREATE TABLE stored_events (originator_id TEXT, originator_version INTEGER, "
+        "topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))"
+    )
+    state = b"x" * row_size
+    started = time.perf_counter()
+    for i in range(rows):
+        db.execute("BEGIN")
+        db.execute(
+            "INSERT INTO stored_events VALUES (?, ?, ?, ?)",
+            (f"{i % 1000:032x}", i, "domain.partner:Partner.ContactMade", state),
+        )
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    db.close()
+    return rows / elapsed
+
+
+def floor_read_decode(db_path: Path) -> tuple[float, int]:
+    """Raw SELECT of every stored event plus orjson.loads of each."""
+    db = sqlite3.connect(db_path)
+    started = time.perf_counter()
+    count = 0
+    for (state,) in db.execute("SELECT state FROM stored_events ORDER BY rowid"):
+        orjson.loads(state)
+        count += 1
+    elapsed = time.perf_counter() - started
+    db.close()
+    return count / elapsed, count
+
+
+def average_row_size(db_path: Path) -> int:
+    db = sqlite3.connect(db_path)
+    (size,) = db.execute("SELECT AVG(LENGTH(state)) FROM stored_events").fetchone()
+    db.close()
+    return int(size)
+
+
+# ---- the server ---------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, settings: Settings, directory: Path) -> None:
+        self.port = free_port()
+        env = dict(os.environ)
+        args = [shutil.which("pledger") or "pledger", "serve", "--port", str(self.port)]
+        if settings.database_url:
+            env["PLEDGER_DATABASE_URL"] = settings.database_url
+        else:
+            args += ["--db", str(settings.db_path)]
+        self.log = (directory / "server.log").open("wb")
+        self.process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=self.log)
+        assert self.process.stdout is not None
+        self.token = ""
+        for raw in self.process.stdout:
+            line = raw.decode().strip()
+            if line.startswith("pl_"):
+                self.token = line
+                break
+        # Keep reading what the server prints (access log), or it blocks on a full pipe.
+        threading.Thread(target=self._drain, daemon=True).start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                status, _ = self.get("/healthz")
+                if status == 200:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        msg = "the server did not start"
+        raise RuntimeError(msg)
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            self.log.write(raw)
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+
+    def get(self, path: str, conn: http.client.HTTPConnection | None = None) -> tuple[int, bytes]:
+        own = conn or self.connection()
+        own.request("GET", path, headers={"Authorization": f"Bearer {self.token}"})
+        response = own.getresponse()
+        body = response.read()
+        if conn is None:
+            own.close()
+        return response.status, body
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+def append_over_http(server: Server, partners: list[str], seconds: float) -> tuple[float, float]:
+    """8 clients, each recording contacts on 100 partners of its own, for ``seconds``."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+    body = orjson.dumps({"type": "contact_made", "channel": "phone", "direction": "inbound"})
+
+    def client(index: int) -> None:
+        conn = server.connection()
+        mine = [partners[(index * 100 + k) % len(partners)] for k in range(100)]
+        rng = random.Random(index)
+        local: list[float] = []
+        while time.monotonic() < stop_at:
+            started = time.perf_counter()
+            conn.request(
+                "POST",
+                f"/v1/partners/{rng.choice(mine)}/events",
+                body=body,
+                headers={
+                    "Authorization": f"Bearer {server.token}",
+                    "Content-Type": "application/json",
+                },
+            )
+            response = conn.getresponse()
+            response.read()
+            local.append(time.perf_counter() - started)
+            if response.status != 201:
+                with lock:
+                    errors.append(str(response.status))
+        conn.close()
+        with lock:
+            latencies.extend(local)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        msg = f"{len(errors)} appends failed, e.g. HTTP {errors[0]}"
+        raise RuntimeError(msg)
+    return len(latencies) / elapsed, percentile(latencies, 0.99) * 1000
+
+
+def p95_ms(server: Server, paths: Callable[[int], str], requests: int = 60) -> float:
+    conn = server.connection()
+    timings = []
+    for i in range(requests):
+        started = time.perf_counter()
+        status, body = server.get(paths(i), conn)
+        timings.append(time.perf_counter() - started)
+        if status != 200:
+            msg = f"GET {paths(i)} answered {status}: {body[:200]!r}"
+            raise RuntimeError(msg)
+    conn.close()
+    return percentile(timings[5:], 0.95) * 1000  # the first few warm caches
+
+
+# ---- rebuild ------------------------------------------------------------------------------
+
+
+def rebuild(settings: Settings) -> tuple[float, float]:
+    env = dict(os.environ)
+    args = [shutil.which("pledger") or "pledger", "rebuild"]
+    if settings.database_url:
+        env["PLEDGER_DATABASE_URL"] = settings.database_url
+    else:
+        args += ["--db", str(settings.db_path)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    subprocess.run(args, env=env, check=True, capture_output=True)
+    elapsed = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, max(peak_kb, before) / 1024
+
+
+# ---- main ---------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="1,000 partners x 100 events")
+    parser.add_argument("--partners", type=int, default=None)
+    parser.add_argument("--events", type=int, default=100, help="events per partner")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--append-seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    partners = args.partners or (1000 if args.quick else 10_000)
+
+    directory = Path(tempfile.mkdtemp(prefix="pledger-bench-"))
+    if args.store == "postgres":
+        url = os.environ.get("PLEDGER_DATABASE_URL")
+        if not url:
+            parser.error("--store postgres needs PLEDGER_DATABASE_URL")
+        settings = Settings(db_path=directory / "unused.db", database_url=url)
+    else:
+        settings = Settings(db_path=directory / "pledger.db")
+    print(f"Building {partners:,} partners x ~{args.events} events in {directory}")
+    built = build_ledger(settings, partners, args.events)
+
+    figures: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "store": args.store,
+        "partners": partners,
+        "events": built["events"],
+    }
+    print("Rebuilding every view from position 0")
+    seconds, peak_mb = rebuild(settings)
+    figures["rebuild_seconds"] = round(seconds, 2)
+    figures["rebuild_eps"] = round(built["events"] / seconds)
+    figures["rebuild_peak_rss_mb"] = round(peak_mb)
+    if args.store == "sqlite":
+        floor_eps, _ = floor_read_decode(settings.db_path)
+        figures["floor_read_decode_eps"] = round(floor_eps)
+        figures["rebuild_ratio"] = round(figures["rebuild_eps"] / floor_eps, 3)
+
+    print("Serving over HTTP")
+    server = Server(settings, directory)
+    try:
+        partner_ids = built["partners"]
+        figures["append_http_eps"], p99 = append_over_http(
+            server, partner_ids[100:], args.append_seconds
+        )
+        figures["append_http_eps"] = round(figures["append_http_eps"])
+        figures["append_http_p99_ms"] = round(p99, 1)
+        if args.store == "sqlite":
+            floor = floor_commit_per_row(directory, average_row_size(settings.db_path))
+            figures["floor_commit_per_row_eps"] = round(floor)
+            figures["append_http_ratio"] = round(figures["append_http_eps"] / floor, 3)
+        rng = random.Random(3)
+        sample = [rng.choice(partner_ids) for _ in range(200)]
+        figures["p95_ms"] = {
+            "health": round(p95_ms(server, lambda i: f"/v1/partners/{sample[i]}/health"), 1),
+            "timeline": round(
+                p95_ms(server, lambda i: f"/v1/partners/{sample[i]}/timeline?limit=100"), 1
+            ),
+            "accountability": round(p95_ms(server, lambda _: "/v1/accountability", 30), 1),
+            "coalition_report": round(
+                p95_ms(server, lambda _: f"/v1/coalitions/{built['coalition']}/report", 30), 1
+            ),
+            "partners_list": round(p95_ms(server, lambda _: "/v1/partners?limit=50"), 1),
+            "as_of_health": round(
+                p95_ms(
+                    server,
+                    lambda _: f"/v1/partners/{built['heavy']}/health?as_of={built['as_of_past']}",
+                ),
+                1,
+            ),
+        }
+    finally:
+        server.stop()
+
+    targets = {
+        "append_http_ratio": (">=", 0.5),
+        "append_http_p99_ms": ("<=", 50),
+        "rebuild_ratio": (">=", 0.33),
+        "rebuild_seconds": ("<=", 30),
+        "rebuild_peak_rss_mb": ("<=", 600),
+    }
+    latency_targets = {
+        "health": 10,
+        "timeline": 20,
+        "accountability": 50,
+        "coalition_report": 100,
+        "partners_list": 30,
+        "as_of_health": 20,
+    }
+    print()
+    print(f"{'figure':<28}{'value':>14}  target")
+    for key, value in figures.items():
+        if key in ("machine", "p95_ms"):
+            continue
+        target = targets.get(key)
+        mark = ""
+        if target:
+            ok = value >= target[1] if target[0] == ">=" else value <= target[1]
+            mark = f"{target[0]} {target[1]}  {'met' if ok else 'MISSED'}"
+        print(f"{key:<28}{value!s:>14}  {mark}")
+    for key, value in figures.get("p95_ms", {}).items():
+        limit = latency_targets[key]
+        verdict = "met" if value <= limit else "MISSED"
+        print(f"{'p95 ' + key + ' (ms)':<28}{value:>14}  <= {limit}  {verdict}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

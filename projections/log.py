@@ -1,0 +1,153 @@
+"""Reading the event log for the read side, without rebuilding typed events.
+
+The stored state of every event is plain JSON whose ``data`` is already in the API's shape
+(see ``domain.serialization``), so the read side reads it with orjson only. Pages of the global
+log come through the library's ``select_notifications``; one stream's events (with their
+positions, which the library's ``select_events`` does not return) come from the log's table
+by its primary key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import ApplicationRecorder, Notification
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import get_topic
+
+from domain.chained import ChainedAggregate
+from domain.hashing import format_instant, parse_instant
+from domain.serialization import EVENT_CLASSES, stream_type_of
+from projections.folds import Entry
+
+__all__ = ["LogReader", "entry_of", "entry_of_event"]
+
+
+@cache
+def _topics() -> dict[str, tuple[str, str]]:
+    """topic -> (event type, stream type)."""
+    found: dict[str, tuple[str, str]] = {}
+    for type_name, cls in EVENT_CLASSES.items():
+        sample: Any = object.__new__(cls)
+        found[get_topic(cls)] = (type_name, stream_type_of(sample))
+    return found
+
+
+def entry_of(position: int, stream_id: str, version: int, topic: str, state: bytes) -> Entry:
+    """An entry from a stored event's raw columns."""
+    document = orjson.loads(state)
+    type_name, stream_type = _topics()[topic]
+    return Entry(
+        position=position,
+        stream_id=stream_id,
+        version=version,
+        type=type_name,
+        occurred_at=parse_instant(document["occurred_at"]),
+        data=document["data"],
+        recorded_at=document["recorded_at"],
+        recorded_by=document["recorded_by"],
+        prev_hash=document["prev_hash"],
+        hash=document["hash"],
+        stream_type=stream_type,
+    )
+
+
+def entry_of_event(event: ChainedAggregate.Event, position: int) -> Entry:
+    """An entry from a typed event (as the library's projection runner delivers them)."""
+    return entry_of(
+        position,
+        str(event.originator_id),
+        event.originator_version,
+        get_topic(type(event)),
+        orjson.dumps(
+            {
+                "occurred_at": format_instant(event.occurred_at),
+                "recorded_at": format_instant(event.timestamp),
+                "recorded_by": event.recorded_by,
+                "prev_hash": event.prev_hash,
+                "hash": event.hash,
+                "data": event.data.model_dump(mode="json"),
+            }
+        ),
+    )
+
+
+class LogReader:
+    """The read side's view of the event log: pages by position, streams by id."""
+
+    def __init__(self, recorder: ApplicationRecorder) -> None:
+        self.recorder = recorder
+        self.postgres = isinstance(recorder, PostgresApplicationRecorder)
+        table = recorder.events_table_name  # type: ignore[attr-defined]
+        if self.postgres:
+            schema = recorder.datastore.schema  # type: ignore[attr-defined]
+            self._stream_sql = (
+                "SELECT notification_id AS position, originator_id, originator_version, "
+                "topic, state "
+                f'FROM "{schema}"."{table}" WHERE originator_id = ANY(%s::uuid[]) '
+                "ORDER BY originator_id, originator_version"
+            )
+        else:
+            self._stream_sql = (
+                "SELECT rowid AS position, originator_id, originator_version, topic, state "
+                f"FROM {table} WHERE originator_id IN ({{marks}}) "
+                "ORDER BY originator_id, originator_version"
+            )
+
+    def page(self, after: int, limit: int, upto: int | None = None) -> list[Entry]:
+        notifications: Sequence[Notification] = self.recorder.select_notifications(
+            start=after, limit=limit, stop=upto, inclusive_of_start=False
+        )
+        return [
+            entry_of(n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+            for n in notifications
+        ]
+
+    def streams(self, stream_ids: Sequence[str]) -> dict[str, list[Entry]]:
+        """Every event of each stream, in version order, with its position."""
+        found: dict[str, list[Entry]] = {sid: [] for sid in stream_ids}
+        if not stream_ids:
+            return found
+        datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
+        for start in range(0, len(stream_ids), 500):
+            chunk = list(stream_ids[start : start + 500])
+            with datastore.transaction(commit=False) as c:
+                if self.postgres:
+                    c.execute(self._stream_sql, (chunk,))
+                else:
+                    keys = [sid.replace("-", "") for sid in chunk]
+                    c.execute(self._stream_sql.format(marks=", ".join("?" * len(keys))), keys)
+                rows = c.fetchall()
+            for row in rows:
+                sid = str(row["originator_id"])
+                if len(sid) == 32:  # SQLite keeps UUIDs as 32 hex digits
+                    sid = f"{sid[:8]}-{sid[8:12]}-{sid[12:16]}-{sid[16:20]}-{sid[20:]}"
+                found.setdefault(sid, []).append(
+                    entry_of(
+                        row["position"],
+                        sid,
+                        row["originator_version"],
+                        row["topic"],
+                        bytes(row["state"]),
+                    )
+                )
+        return found
+
+    def stream(self, stream_id: str) -> list[Entry]:
+        return self.streams([stream_id])[stream_id]
+
+    def hashes(self, after: int, upto: int) -> list[str]:
+        """The stored hash of every event in (after, upto], in position order."""
+        found: list[str] = []
+        while after < upto:
+            page = self.recorder.select_notifications(
+                start=after, limit=1000, stop=upto, inclusive_of_start=False
+            )
+            if not page:
+                break
+            found.extend(orjson.loads(n.state)["hash"] for n in page)
+            after = page[-1].id
+        return found

@@ -1,0 +1,116 @@
+"""Partner snapshots as the views store them: compact JSON, and back.
+
+A snapshot is the fold of a partner's counting entries (``folds.fold_partner``); the views keep
+the current one per partner, so that questions about "now" need no replay.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from domain.hashing import format_instant, parse_instant
+from projections.folds import Breach, CommitmentView, PartnerSnapshot
+
+__all__ = ["snapshot_from_json", "snapshot_to_json"]
+
+
+def _t(moment: datetime | None) -> str | None:
+    return format_instant(moment) if moment is not None else None
+
+
+def _p(text: str | None) -> datetime | None:
+    return parse_instant(text) if text is not None else None
+
+
+def _d(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
+
+
+def snapshot_to_json(snap: PartnerSnapshot) -> bytes:
+    document = {
+        "v": snap.version,
+        "p": snap.position,
+        "profile": snap.profile,
+        "stage": snap.stage,
+        "cadence": snap.cadence_days,
+        "reg": _t(snap.registered_at),
+        "touch": _t(snap.last_touch_at),
+        "c": [
+            [
+                c.commitment_id,
+                c.owed_by,
+                c.description,
+                c.resource,
+                _t(c.made_at),
+                _d(c.original_due_on),
+                _d(c.due_on),
+                c.coalition_id,
+                c.amount,
+                c.currency,
+                c.version,
+                _t(c.fulfilled_at),
+                _d(c.due_on_at_fulfilment),
+                _t(c.cancelled_at),
+                c.renegotiations,
+                c.renegotiated_after_due,
+            ]
+            for c in snap.commitments.values()
+        ],
+        "pay": [[_t(m), str(a), cur, cid] for m, a, cur, cid in snap.payments],
+        "thanks": [_t(m) for m in snap.thanks],
+        "out": [_t(m) for m in snap.outcomes],
+        "fb": [_t(m) for m in snap.feedback],
+        "contrib": [_t(m) for m in snap.contributions],
+        "b": [
+            [b.breach_id, b.severity, b.caused_by, _t(b.occurred_at), _t(b.repaired_at)]
+            for b in snap.breaches.values()
+        ],
+    }
+    return orjson.dumps(document)
+
+
+def snapshot_from_json(partner_id: str, raw: bytes | str) -> PartnerSnapshot:
+    doc: dict[str, Any] = orjson.loads(raw)
+    snap = PartnerSnapshot(
+        partner_id,
+        version=doc["v"],
+        position=doc["p"],
+        profile=doc["profile"],
+        stage=doc["stage"],
+        cadence_days=doc["cadence"],
+        registered_at=_p(doc["reg"]),
+        last_touch_at=_p(doc["touch"]),
+    )
+    for row in doc["c"]:
+        snap.commitments[row[0]] = CommitmentView(
+            commitment_id=row[0],
+            owed_by=row[1],
+            description=row[2],
+            resource=row[3],
+            made_at=parse_instant(row[4]),
+            original_due_on=date.fromisoformat(row[5]),
+            due_on=date.fromisoformat(row[6]),
+            coalition_id=row[7],
+            amount=row[8],
+            currency=row[9],
+            version=row[10],
+            fulfilled_at=_p(row[11]),
+            due_on_at_fulfilment=date.fromisoformat(row[12]) if row[12] else None,
+            cancelled_at=_p(row[13]),
+            renegotiations=row[14],
+            renegotiated_after_due=row[15],
+        )
+    snap.payments = [(parse_instant(m), Decimal(a), cur, cid) for m, a, cur, cid in doc["pay"]]
+    snap.thanks = [parse_instant(m) for m in doc["thanks"]]
+    snap.outcomes = [parse_instant(m) for m in doc["out"]]
+    snap.feedback = [parse_instant(m) for m in doc["fb"]]
+    snap.contributions = [parse_instant(m) for m in doc["contrib"]]
+    for breach_id, severity, caused_by, occurred, repaired in doc["b"]:
+        snap.breaches[breach_id] = Breach(
+            breach_id, severity, caused_by, parse_instant(occurred), _p(repaired)
+        )
+    return snap
