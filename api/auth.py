@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -16,6 +17,7 @@ __all__ = ["ROLES", "Forbidden", "Principal", "Role", "TokenBook", "Unauthorized
 
 Role = Literal["steward", "viewer", "coalition"]
 ROLES: tuple[Role, ...] = ("steward", "viewer", "coalition")
+REMEMBER_SECONDS = 30.0
 TOKEN_PREFIX = "pl_"  # noqa: S105 - a prefix that makes tokens recognisable, not a secret
 
 
@@ -51,6 +53,8 @@ class TokenBook:
 
     def __init__(self, recorder: object) -> None:
         self.recorder = recorder
+        # Tokens are looked up on every request; a valid one is remembered for a short while.
+        self._known: dict[str, tuple[float, Principal]] = {}
 
     def issue(self, role: Role, name: str, coalition_id: str | None = None) -> str:
         if role not in ROLES:
@@ -80,8 +84,13 @@ class TokenBook:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Use the Bearer scheme: Authorization: Bearer <token>.")
         presented = hash_token(token.strip())
+        known = self._known.get(presented)
+        if known is not None and time.monotonic() - known[0] < REMEMBER_SECONDS:
+            return known[1]
         stored: StoredToken | None = self.recorder.find_token(presented)  # type: ignore[attr-defined]
         # The lookup is by hash; compare again in constant time before trusting it.
         if stored is None or not hmac.compare_digest(presented, stored.token_hash):
             raise Unauthorized("This token is not valid for this ledger.")
-        return Principal(stored.name, stored.role, stored.coalition_id)  # type: ignore[arg-type]
+        principal = Principal(stored.name, stored.role, stored.coalition_id)  # type: ignore[arg-type]
+        self._known[presented] = (time.monotonic(), principal)
+        return principal

@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 import orjson
-from eventsourcing.persistence import ApplicationRecorder, Notification
+from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic
 
@@ -75,6 +75,14 @@ def entry_of_event(event: ChainedAggregate.Event, position: int) -> Entry:
     )
 
 
+def _dashed(originator_id: Any) -> str:
+    """A stream id as text: SQLite keeps UUIDs as 32 hex digits, PostgreSQL as uuid."""
+    text = str(originator_id)
+    if len(text) == 32:
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return text
+
+
 class LogReader:
     """The read side's view of the event log: pages by position, streams by id."""
 
@@ -97,9 +105,11 @@ class LogReader:
                 "ORDER BY originator_id, originator_version"
             )
 
-    def page(self, after: int, limit: int, upto: int | None = None) -> list[Entry]:
-        notifications: Sequence[Notification] = self.recorder.select_notifications(
-            start=after, limit=limit, stop=upto, inclusive_of_start=False
+    def page(self, after: int, limit: int) -> list[Entry]:
+        """The entries after position ``after``, at most ``limit`` of them, in position order
+        (the library's ``select_notifications``, read as entries)."""
+        notifications = self.recorder.select_notifications(
+            start=after, limit=limit, inclusive_of_start=False
         )
         return [
             entry_of(n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
@@ -122,9 +132,7 @@ class LogReader:
                     c.execute(self._stream_sql.format(marks=", ".join("?" * len(keys))), keys)
                 rows = c.fetchall()
             for row in rows:
-                sid = str(row["originator_id"])
-                if len(sid) == 32:  # SQLite keeps UUIDs as 32 hex digits
-                    sid = f"{sid[:8]}-{sid[8:12]}-{sid[12:16]}-{sid[16:20]}-{sid[20:]}"
+                sid = _dashed(row["originator_id"])
                 found.setdefault(sid, []).append(
                     entry_of(
                         row["position"],
