@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import cache
 
 from domain.application import Partnerships
 from domain.chained import ChainedAggregate, Stamp
@@ -184,6 +185,67 @@ class DemoPlan:
     events_per_partner: int | None = None  # a target for benchmarks; None = as the story goes
 
 
+_PLACES = [
+    "Eastside",
+    "Riverbend",
+    "Northgate",
+    "Lakeshore",
+    "Southside",
+    "Harbor",
+    "Valley",
+    "Mountain",
+    "Westfield",
+    "Central",
+    "Greenway",
+    "Old Town",
+]
+_FOCUS = [
+    "Tenants",
+    "Youth",
+    "Disability",
+    "Health",
+    "Food",
+    "Farmworker",
+    "Senior",
+    "Veterans",
+    "Refugee",
+    "Parents",
+    "Faith",
+    "Arts",
+    "Immigrant",
+    "Deaf",
+    "Recovery",
+]
+_FORMS = [
+    "Union",
+    "Collective",
+    "Alliance",
+    "Network",
+    "Association",
+    "Council",
+    "Project",
+    "Circle",
+    "Center",
+    "Cooperative",
+]
+
+
+@cache
+def _combined_names() -> tuple[str, ...]:
+    names = [f"{place} {focus} {form}" for form in _FORMS for focus in _FOCUS for place in _PLACES]
+    return tuple(name for name in names if name not in _ORG_NAMES)
+
+
+def _organization_name(index: int) -> str:
+    """The well-known names first, then place + focus + form; a number after every round."""
+    if index < len(_ORG_NAMES):
+        return _ORG_NAMES[index]
+    combined = _combined_names()
+    n = index - len(_ORG_NAMES)
+    cycle = n // len(combined)
+    return combined[n % len(combined)] + (f" {cycle + 1}" if cycle else "")
+
+
 def _stable_id(rng: random.Random) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, f"{rng.getrandbits(64):016x}")
 
@@ -214,12 +276,7 @@ def _partner_story(
         name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
         roles = tuple(rng.sample(_ROLES, rng.randint(1, 2)))
     else:
-        base = _ORG_NAMES[index % len(_ORG_NAMES)]
-        name = (
-            base
-            if index < len(_ORG_NAMES)
-            else f"{base} ({_REGIONS[index % len(_REGIONS)]} {index})"
-        )
+        name = _organization_name(index)
         roles = tuple(
             rng.sample(["advisory_member", "community_leader", "speaker"], rng.randint(1, 2))
         )
