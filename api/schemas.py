@@ -132,7 +132,7 @@ def _body(type_name: str, model: type[EventData]) -> type[BaseModel]:
     return create_model(
         title,
         __base__=(model, _CommonWrite),
-        type=(Literal[type_name], ...),
+        type=(Literal[type_name], ...),  # type: ignore[arg-type, unused-ignore]
         __doc__=f"Append a `{type_name}` event.",
     )
 
