@@ -636,7 +636,8 @@ def review(
 def events(
     services: ServicesDep,
     who: ReaderDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    # Positions are 64-bit integers in both stores; a larger one would reach the driver and 500.
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """The global log in position order, each event with its hash (SPEC §5)."""

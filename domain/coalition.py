@@ -21,9 +21,7 @@ class Coalition(ChainedAggregate):
     STREAM_TYPE = "coalition"
 
     class Event(ChainedAggregate.Event):
-        def apply(self, aggregate: Any) -> None:
-            aggregate.last_occurred_at = self.occurred_at
-            super().apply(aggregate)
+        pass
 
     class Formed(Aggregate.Created, Event):
         data: CoalitionFormed
@@ -39,12 +37,14 @@ class Coalition(ChainedAggregate):
 
         def evolve(self, aggregate: Any) -> None:
             aggregate.members.add(self.data.partner_id)
+            aggregate.changed_at[self.data.partner_id] = self.occurred_at
 
     class MemberLeft(Event):
         data: MemberLeft
 
         def evolve(self, aggregate: Any) -> None:
             aggregate.members.discard(self.data.partner_id)
+            aggregate.changed_at[self.data.partner_id] = self.occurred_at
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,7 +52,7 @@ class Coalition(ChainedAggregate):
         self.shared_vision = ""
         self.agreed_measures: tuple[str, ...] = ()
         self.members: set[UUID] = set()
-        self.last_occurred_at: datetime | None = None
+        self.changed_at: dict[UUID, datetime] = {}  # each member's last join or leave
 
     @classmethod
     def form(cls, data: CoalitionFormed, stamp: Stamp, stream_id: UUID | None = None) -> Coalition:
@@ -64,7 +64,7 @@ class Coalition(ChainedAggregate):
     def admit(self, data: values.MemberJoined, stamp: Stamp) -> None:
         """Record a partner joining; the application has checked that the partner exists."""
         check_not_future(stamp)
-        self._check_in_order(stamp)
+        self._check_in_order(data.partner_id, stamp)
         if data.partner_id in self.members:
             raise MembershipConflict(
                 f"Partner {data.partner_id} is already a member of {self.name}."
@@ -73,21 +73,23 @@ class Coalition(ChainedAggregate):
 
     def release(self, data: values.MemberLeft, stamp: Stamp) -> None:
         check_not_future(stamp)
-        self._check_in_order(stamp)
+        self._check_in_order(data.partner_id, stamp)
         if data.partner_id not in self.members:
             raise MembershipConflict(f"Partner {data.partner_id} is not a member of {self.name}.")
         self._record(Coalition.MemberLeft, data, stamp)
 
-    def _check_in_order(self, stamp: Stamp) -> None:
-        """Membership is recorded in the order it changed: the views fold it by occurred_at,
-        so a leave dated before its join would leave the member listed there."""
-        if self.last_occurred_at is not None and stamp.occurred_at < self.last_occurred_at:
+    def _check_in_order(self, partner_id: UUID, stamp: Stamp) -> None:
+        """A member's joins and leaves are recorded in the order they happened: the views fold
+        them by occurred_at, so a leave dated before its join would keep the member listed.
+        (Other members' changes, and the formation itself, may be backdated freely.)"""
+        last = self.changed_at.get(partner_id)
+        if last is not None and stamp.occurred_at < last:
             raise ValidationFailed(
                 [
                     Problem(
                         "occurred_at",
-                        f"is before this coalition's last recorded change "
-                        f"({self.last_occurred_at:%Y-%m-%d %H:%M} UTC); record changes in order",
+                        f"is before this partner's last join or leave "
+                        f"({last:%Y-%m-%d %H:%M} UTC); record them in the order they happened",
                     )
                 ]
             )

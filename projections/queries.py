@@ -465,10 +465,12 @@ class LedgerQueries:
     # ---- coalitions ---------------------------------------------------------------------
 
     def _coalition_entries(self, coalition_id: str, at: At) -> list[Entry]:
+        """The coalition's counting entries, its formation first (a membership may be dated
+        before the formation was recorded as happening)."""
         entries = counting(self.log.stream(coalition_id), at.as_of, at.position)
-        if not entries or entries[0].type != "coalition_formed":
+        if not any(e.type == "coalition_formed" for e in entries):
             raise CoalitionNotFound(coalition_id)
-        return entries
+        return sorted(entries, key=lambda e: e.type != "coalition_formed")
 
     def coalition(self, coalition_id: str, at: At) -> dict[str, Any]:
         entries = self._coalition_entries(coalition_id, at)
