@@ -88,7 +88,9 @@ class GroupWriter:
             self.keeper.wait_for(recorded.position)
             return recorded
         self._queue.put(job)
-        return job.future.result()
+        recorded = job.future.result()
+        self.keeper.wait_for(recorded.position)  # read-your-writes, in the request's thread
+        return recorded
 
     # ---- the writer thread --------------------------------------------------------------
 
@@ -152,7 +154,7 @@ class GroupWriter:
         }
         for aggregate in touched.values():
             self._remember(aggregate)
-        self.keeper.catch_up()
+        self.keeper.notify()  # the views catch up in their own thread while the next batch runs
         for job, aggregate in staged:
             job.future.set_result(recorded_from(by_event[aggregate.id, job.version_made]))
 
@@ -197,5 +199,5 @@ class GroupWriter:
             except Exception as error:
                 job.future.set_exception(error)
             else:
-                self.keeper.catch_up()
+                self.keeper.notify()
                 job.future.set_result(recorded)

@@ -12,6 +12,7 @@ Either way each page of events and its tracking record commit in one transaction
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from functools import singledispatchmethod
 from typing import Any
@@ -80,6 +81,10 @@ class ViewKeeper:
         self._thread: threading.Thread | None = None
         self._runner: ProjectionRunner[Partnerships, LedgerView] | None = None
         self.error: BaseException | None = None
+        # Writers announce new events; readers wait for the position they need.
+        self._written = threading.Event()
+        self._progress = threading.Condition()
+        self._seen = 0
 
     @property
     def uses_runner(self) -> bool:
@@ -90,17 +95,42 @@ class ViewKeeper:
         processed = 0
         with self._lock:
             while True:
-                page = self.log.page(self.view.processed_position(), PAGE_SIZE)
+                done = self.view.processed_position()
+                self._announce(done)
+                page = self.log.page(done, PAGE_SIZE)
                 if not page:
                     return processed
                 try:
                     processed += self.view.process_entries(page)
                 except IntegrityError:
                     continue  # another process took this page first; read the tracking again
+                self._announce(page[-1].position)
                 advance(len(page))
+
+    def _announce(self, position: int) -> None:
+        with self._progress:
+            if position > self._seen:
+                self._seen = position
+                self._progress.notify_all()
+
+    def notify(self) -> None:
+        """Events were recorded: catch up now rather than at the next poll."""
+        self._written.set()
 
     def wait_for(self, position: int, timeout: float = 2.0) -> None:
         """Return once the views reflect ``position`` (read-your-writes)."""
+        if self._seen >= position:
+            return
+        if self._thread is not None:
+            self.notify()
+            deadline = time.monotonic() + timeout
+            with self._progress:
+                while self._seen < position and (left := deadline - time.monotonic()) > 0:
+                    self._progress.wait(left)
+            if self._seen >= position:
+                return
+            self.catch_up()
+            return
         if self.view.processed_position() >= position:
             return
         if self._runner is not None:
@@ -145,7 +175,11 @@ class ViewKeeper:
         self._thread.start()
 
     def _poll(self) -> None:
-        while not self._stop.wait(POLL_SECONDS):
+        while not self._stop.is_set():
+            self._written.wait(POLL_SECONDS)
+            self._written.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.catch_up()
             except Exception as error:
@@ -155,6 +189,7 @@ class ViewKeeper:
 
     def stop(self) -> None:
         self._stop.set()
+        self._written.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._runner is not None:

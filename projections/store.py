@@ -23,6 +23,7 @@ stream from the log (see ``projections.queries``).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -42,6 +43,7 @@ from projections.snapshots import snapshot_from_json, snapshot_to_json
 __all__ = ["CHECKPOINT_EVERY", "LedgerView", "PostgresLedgerView", "SQLiteLedgerView"]
 
 CHECKPOINT_EVERY = 256
+SNAPSHOT_CACHE_SIZE = 5000
 LOG_TABLE_POSTGRES = "pledger_events"  # eventsourcing names it after the application
 APPLICATION_NAME = "pledger"
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
@@ -96,6 +98,14 @@ _TABLES = [
         events BIGINT NOT NULL)""",
 ]
 VIEW_TABLES = ("partners", "commitments", "coalitions", "digests", "chain_head")
+_CHANGES_COMMITMENTS = {
+    "partner_registered",
+    "commitment_made",
+    "commitment_fulfilled",
+    "commitment_renegotiated",
+    "commitment_cancelled",
+    "entry_retracted",
+}
 
 
 class _Fold:
@@ -107,10 +117,13 @@ class _Fold:
         self.registered_pos: dict[str, int] = {}
         self.refold: set[str] = set()
         self.touched: set[str] = set()
+        self.commitments_changed: set[str] = set()
 
     def apply(self, entry: Entry) -> None:
         sid = entry.stream_id
         self.touched.add(sid)
+        if entry.type in _CHANGES_COMMITMENTS:
+            self.commitments_changed.add(sid)
         snap = self.snaps.get(sid)
         if entry.type == "partner_registered" and snap is None:
             snap = fold_partner(sid, [entry])
@@ -176,22 +189,46 @@ class LedgerView(TrackingRecorder):
         """
         if not entries:
             return 0
-        with self.datastore.transaction(commit=True) as c:
-            done = self._tracked(c)
-            fresh = [e for e in entries if e.position > done]
-            if not fresh:
-                return 0
-            fold = _Fold()
-            partner_ids = sorted({e.stream_id for e in fresh if e.stream_type == "partner"})
-            for partner_id, snap, latest, registered_pos in self._load_snapshots(c, partner_ids):
-                fold.snaps[partner_id] = snap
-                fold.latest[partner_id] = latest
-                fold.registered_pos[partner_id] = registered_pos
-            self._apply_all(c, fold, fresh)
-            self._finish(c, fold, fresh[-1].position)
-            self._extend_chain(c, fresh)
-            self._insert_tracking(c, Tracking(APPLICATION_NAME, fresh[-1].position))
+        fold = _Fold()
+        try:
+            with self.datastore.transaction(commit=True) as c:
+                done = self._tracked(c)
+                fresh = [e for e in entries if e.position > done]
+                if not fresh:
+                    return 0
+                partner_ids = sorted({e.stream_id for e in fresh if e.stream_type == "partner"})
+                for partner_id, snap, latest, registered_pos in self._load_snapshots(
+                    c, partner_ids
+                ):
+                    fold.snaps[partner_id] = snap
+                    fold.latest[partner_id] = latest
+                    fold.registered_pos[partner_id] = registered_pos
+                self._apply_all(c, fold, fresh)
+                self._finish(c, fold, fresh[-1].position)
+                self._extend_chain(c, fresh)
+                self._insert_tracking(c, Tracking(APPLICATION_NAME, fresh[-1].position))
+        except BaseException:
+            for partner_id in fold.snaps:  # folded in place: forget what did not commit
+                self._cache.pop(partner_id, None)
+            raise
+        for partner_id in fold.touched:
+            self._remember(partner_id, fold.snaps[partner_id])
         return len(fresh)
+
+    @property
+    def _cache(self) -> OrderedDict[str, PartnerSnapshot]:
+        """Snapshots this process last wrote, so the next page needs not decode them again;
+        used only while the stored row still has the same position (no other writer since)."""
+        cache: OrderedDict[str, PartnerSnapshot] | None = self.__dict__.get("_snapshot_cache")
+        if cache is None:
+            cache = self.__dict__["_snapshot_cache"] = OrderedDict()
+        return cache
+
+    def _remember(self, partner_id: str, snap: PartnerSnapshot) -> None:
+        self._cache[partner_id] = snap
+        self._cache.move_to_end(partner_id)
+        while len(self._cache) > SNAPSHOT_CACHE_SIZE:
+            self._cache.popitem(last=False)
 
     def rebuild(self, pages: Iterable[Sequence[Entry]]) -> int:
         """Forget every view and fold the whole log again, in one transaction."""
@@ -268,6 +305,7 @@ class LedgerView(TrackingRecorder):
         touched = sorted(fold.touched)
         if not touched:
             return
+        rewrite = sorted(fold.commitments_changed | fold.refold)
         rows = []
         commitment_rows = []
         for partner_id in touched:
@@ -293,6 +331,8 @@ class LedgerView(TrackingRecorder):
                     snapshot_to_json(snap).decode(),
                 )
             )
+            if partner_id not in fold.commitments_changed and partner_id not in fold.refold:
+                continue
             for commitment in snap.commitments.values():
                 fulfilled = commitment.fulfilled_at is not None
                 commitment_rows.append(
@@ -313,6 +353,9 @@ class LedgerView(TrackingRecorder):
             chunk = touched[start : start + 500]
             marks = ", ".join("?" * len(chunk))
             c.execute(self._q(f"DELETE FROM {{p}}partners WHERE partner_id IN ({marks})"), chunk)
+        for start in range(0, len(rewrite), 500):
+            chunk = rewrite[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
             c.execute(self._q(f"DELETE FROM {{p}}commitments WHERE partner_id IN ({marks})"), chunk)
         c.executemany(self._q(f"INSERT INTO {{p}}partners VALUES ({', '.join('?' * 16)})"), rows)
         if commitment_rows:
@@ -326,17 +369,38 @@ class LedgerView(TrackingRecorder):
     ) -> Iterable[tuple[str, PartnerSnapshot, datetime, int]]:
         for start in range(0, len(partner_ids), 500):
             chunk = list(partner_ids[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
             c.execute(
                 self._q(
-                    "SELECT partner_id, snapshot, latest_occurred_at, registered_pos "
-                    f"FROM {{p}}partners WHERE partner_id IN ({', '.join('?' * len(chunk))})"
+                    "SELECT partner_id, position, latest_occurred_at, registered_pos "
+                    f"FROM {{p}}partners WHERE partner_id IN ({marks})"
                 ),
                 chunk,
             )
-            for row in c.fetchall():
+            rows = c.fetchall()
+            cached = {
+                row["partner_id"]: snap
+                for row in rows
+                if (snap := self._cache.get(row["partner_id"])) is not None
+                and snap.position == row["position"]
+            }
+            missing = [row["partner_id"] for row in rows if row["partner_id"] not in cached]
+            if missing:
+                c.execute(
+                    self._q(
+                        "SELECT partner_id, snapshot FROM {p}partners "
+                        f"WHERE partner_id IN ({', '.join('?' * len(missing))})"
+                    ),
+                    missing,
+                )
+                for row in c.fetchall():
+                    cached[row["partner_id"]] = snapshot_from_json(
+                        row["partner_id"], row["snapshot"]
+                    )
+            for row in rows:
                 yield (
                     row["partner_id"],
-                    snapshot_from_json(row["partner_id"], row["snapshot"]),
+                    cached[row["partner_id"]],
                     datetime.fromisoformat(row["latest_occurred_at"]),
                     row["registered_pos"],
                 )
