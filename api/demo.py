@@ -444,8 +444,11 @@ def _commitment(story: _Story, rng: random.Random, when: datetime, commitment_id
             ),
         )
         return
+    elif due > story.until.date() - timedelta(days=120):
+        return  # recent: still open, or overdue
     else:
-        return  # still open, or overdue
+        # Older promises left hanging get closed out eventually, months late.
+        done = _moment(rng, due + timedelta(days=rng.randint(41, 110)))
     done = max(done, when + timedelta(hours=1))
     story.add(done, CommitmentFulfilled(commitment_id=commitment_id, note="Done."))
     if money and amount is not None:

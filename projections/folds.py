@@ -7,6 +7,7 @@ by ``position`` — and hand them here, sorted by ``occurred_at`` then version.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -379,10 +380,11 @@ def band_of(score: int) -> Band:
 
 def health_of(snap: PartnerSnapshot, as_of: datetime) -> Health:
     today = as_of.astimezone(UTC).date()
+    ours = figures_of(snap.commitments.values(), today)["us"]
     components = (
         _cadence(snap, today),
-        _our_reliability(snap, today),
-        _reciprocity(snap, today),
+        _our_reliability(ours),
+        _reciprocity(snap, ours),
         _acknowledgment(snap, today),
         _trust(snap, today),
     )
@@ -418,8 +420,7 @@ def _cadence(snap: PartnerSnapshot, today: date) -> Component:
     return Component("cadence", score, f"Last two-way contact {_plural(d, 'day')} ago; {agreed}.")
 
 
-def _our_reliability(snap: PartnerSnapshot, today: date) -> Component:
-    ours = figures_of(snap.commitments.values(), today)["us"]
+def _our_reliability(ours: Figures) -> Component:
     count = ours.fulfilled_on_time + ours.fulfilled_late + ours.overdue
     if count == 0:
         return Component(
@@ -435,8 +436,7 @@ def _our_reliability(snap: PartnerSnapshot, today: date) -> Component:
     )
 
 
-def _reciprocity(snap: PartnerSnapshot, today: date) -> Component:
-    ours = figures_of(snap.commitments.values(), today)["us"]
+def _reciprocity(snap: PartnerSnapshot, ours: Figures) -> Component:
     fulfilled = ours.fulfilled_on_time + ours.fulfilled_late
     gives = fulfilled + len(snap.payments) + len(snap.thanks) + len(snap.outcomes)
     partner_made = sum(1 for c in snap.commitments.values() if c.owed_by == "partner")
@@ -462,10 +462,10 @@ def _acknowledgment(snap: PartnerSnapshot, today: date) -> Component:
     counted = acknowledged = waiting = 0
     for contribution in snap.contributions:
         day = contribution.astimezone(UTC).date()
-        if any(
-            a >= contribution and (a.astimezone(UTC).date() - day).days <= ACK_WINDOW_DAYS
-            for a in acks
-        ):
+        # The first acknowledgment at or after the contribution is the earliest candidate:
+        # if it falls outside the window, every later one does too.
+        first = bisect.bisect_left(acks, contribution)
+        if first < len(acks) and (acks[first].astimezone(UTC).date() - day).days <= ACK_WINDOW_DAYS:
             counted += 1
             acknowledged += 1
         elif (today - day).days < ACK_WINDOW_DAYS:

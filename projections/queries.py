@@ -274,6 +274,42 @@ class LedgerQueries:
                 continue  # registered after as_of
         return found
 
+    def _figures_from_totals(
+        self, sides: dict[str, Figures], today: str, coalition_id: str | None, owed_by: str | None
+    ) -> None:
+        """Fulfilment figures when every stored row answers: the closed groups from
+        ``commitment_totals``, open against overdue from the open commitments' due dates."""
+        filters, params = "1 = 1", []
+        if coalition_id is not None:
+            filters += " AND coalition_id = ?"
+            params.append(coalition_id)
+        if owed_by is not None:
+            filters += " AND owed_by = ?"
+            params.append(owed_by)
+        for row in self.view.select(
+            "SELECT owed_by, closed, on_time, SUM(made) AS made, SUM(after_due) AS after_due "
+            f"FROM {{p}}commitment_totals WHERE {filters} GROUP BY owed_by, closed, on_time",
+            params,
+        ):
+            figures = sides[row["owed_by"]]
+            made = int(row["made"])
+            figures.made += made
+            figures.renegotiated_after_due += int(row["after_due"])
+            if row["closed"] == "cancelled":
+                figures.cancelled += made
+            elif row["closed"] == "fulfilled" and int(row["on_time"]) == 1:
+                figures.fulfilled_on_time += made
+            elif row["closed"] == "fulfilled":
+                figures.fulfilled_late += made
+        for row in self.view.select(
+            "SELECT owed_by, SUM(CASE WHEN due_on >= ? THEN 1 ELSE 0 END) AS still_open, "
+            "SUM(CASE WHEN due_on < ? THEN 1 ELSE 0 END) AS overdue FROM {p}commitments "
+            f"WHERE closed IS NULL AND {filters} GROUP BY owed_by",
+            [today, today, *params],
+        ):
+            sides[row["owed_by"]].open += int(row["still_open"])
+            sides[row["owed_by"]].overdue += int(row["overdue"])
+
     def _stale_partners(self, at: At) -> list[str]:
         """Partners on record at the reference whose stored snapshot does not answer there."""
         rows = self.view.select(
@@ -291,7 +327,16 @@ class LedgerQueries:
         if coalition_id is not None:
             self._coalition_entries(coalition_id, at)  # 404 for an unknown coalition
         today = at.today.isoformat()
-        filters, params = _valid_sql(at)
+        stale = self._stale_partners(at)
+        registered_later = self.view.select(
+            "SELECT partner_id FROM {p}partners WHERE registered_pos > ? LIMIT 1", (at.position,)
+        )
+        current = not stale and not registered_later
+        if not current:
+            source = "{p}commitments c JOIN {p}partners p ON p.partner_id = c.partner_id"
+            filters, params = _valid_sql(at)
+        else:  # every stored row answers at this reference: no join needed
+            source, filters, params = "{p}commitments c", "1 = 1", []
         if coalition_id is not None:
             filters += " AND c.coalition_id = ?"
             params.append(coalition_id)
@@ -299,26 +344,31 @@ class LedgerQueries:
             filters += " AND c.owed_by = ?"
             params.append(owed_by)
         sides = {"us": Figures(), "partner": Figures()}
-        for row in self.view.select(
-            "SELECT c.owed_by AS owed_by, COUNT(*) AS made, "
-            "SUM(CASE WHEN c.closed = 'cancelled' THEN 1 ELSE 0 END) AS cancelled, "
-            "SUM(CASE WHEN c.closed = 'fulfilled' AND c.on_time = 1 THEN 1 ELSE 0 END) AS on_time, "
-            "SUM(CASE WHEN c.closed = 'fulfilled' AND c.on_time = 0 THEN 1 ELSE 0 END) AS late, "
-            "SUM(CASE WHEN c.closed IS NULL AND c.due_on >= ? THEN 1 ELSE 0 END) AS still_open, "
-            "SUM(CASE WHEN c.closed IS NULL AND c.due_on < ? THEN 1 ELSE 0 END) AS overdue, "
-            "SUM(c.after_due) AS after_due "
-            "FROM {p}commitments c JOIN {p}partners p ON p.partner_id = c.partner_id "
-            f"WHERE {filters} GROUP BY c.owed_by",
-            [today, today, *params],
-        ):
-            figures = sides[row["owed_by"]]
-            figures.made += int(row["made"])
-            figures.cancelled += int(row["cancelled"])
-            figures.fulfilled_on_time += int(row["on_time"])
-            figures.fulfilled_late += int(row["late"])
-            figures.open += int(row["still_open"])
-            figures.overdue += int(row["overdue"])
-            figures.renegotiated_after_due += int(row["after_due"])
+        if current:
+            self._figures_from_totals(sides, today, coalition_id, owed_by)
+        else:
+            for row in self.view.select(
+                "SELECT c.owed_by AS owed_by, COUNT(*) AS made, "
+                "SUM(CASE WHEN c.closed = 'cancelled' THEN 1 ELSE 0 END) AS cancelled, "
+                "SUM(CASE WHEN c.closed = 'fulfilled' AND c.on_time = 1 THEN 1 ELSE 0 END) "
+                "AS on_time, "
+                "SUM(CASE WHEN c.closed = 'fulfilled' AND c.on_time = 0 THEN 1 ELSE 0 END) "
+                "AS late, "
+                "SUM(CASE WHEN c.closed IS NULL AND c.due_on >= ? THEN 1 ELSE 0 END) "
+                "AS still_open, "
+                "SUM(CASE WHEN c.closed IS NULL AND c.due_on < ? THEN 1 ELSE 0 END) AS overdue, "
+                "SUM(c.after_due) AS after_due "
+                f"FROM {source} WHERE {filters} GROUP BY c.owed_by",
+                [today, today, *params],
+            ):
+                figures = sides[row["owed_by"]]
+                figures.made += int(row["made"])
+                figures.cancelled += int(row["cancelled"])
+                figures.fulfilled_on_time += int(row["on_time"])
+                figures.fulfilled_late += int(row["late"])
+                figures.open += int(row["still_open"])
+                figures.overdue += int(row["overdue"])
+                figures.renegotiated_after_due += int(row["after_due"])
         overdue = [
             {
                 "partner_id": row["partner_id"],
@@ -334,11 +384,12 @@ class LedgerQueries:
                 "commitment_id, c.owed_by AS owed_by, c.description AS description, "
                 "c.due_on AS due_on FROM {p}commitments c "
                 "JOIN {p}partners p ON p.partner_id = c.partner_id "
-                f"WHERE {filters} AND c.closed IS NULL AND c.due_on < ?",
+                f"WHERE {filters} "
+                "AND c.closed IS NULL AND c.due_on < ?",
                 [*params, today],
             )
         ]
-        for snap in self._snapshots(at, partner_ids=self._stale_partners(at)).values():
+        for snap in self._snapshots(at, partner_ids=stale).values():
             for commitment in snap.commitments.values():
                 if coalition_id is not None and commitment.coalition_id != coalition_id:
                     continue

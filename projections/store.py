@@ -13,6 +13,8 @@ database; unprefixed in the SQLite file beside the log):
                  columns lists and filters use, and what the snapshot is valid for: the latest
                  occurred_at it reflects and the position of the stream's last event
     commitments  every commitment's current state, for accountability and the agenda in SQL
+    commitment_totals  how many commitments are in each (side, coalition, closed, on time)
+                 group: the closed part of the fulfilment figures without a scan
     coalitions   each coalition's name, formation and last position
     digests      the ledger digest every 256 events, and the chain head after the last one
 
@@ -23,7 +25,7 @@ stream from the log (see ``projections.queries``).
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -80,6 +82,14 @@ _TABLES = [
         after_due INTEGER NOT NULL,
         PRIMARY KEY (partner_id, commitment_id))""",
     "CREATE INDEX IF NOT EXISTS {p}commitments_open ON {p}commitments (closed, due_on)",
+    """CREATE TABLE IF NOT EXISTS {p}commitment_totals (
+        owed_by TEXT NOT NULL,
+        coalition_id TEXT NOT NULL,
+        closed TEXT NOT NULL,
+        on_time INTEGER NOT NULL,
+        made BIGINT NOT NULL,
+        after_due BIGINT NOT NULL,
+        PRIMARY KEY (owed_by, coalition_id, closed, on_time))""",
     """CREATE TABLE IF NOT EXISTS {p}coalitions (
         coalition_id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -97,7 +107,14 @@ _TABLES = [
         digest TEXT NOT NULL,
         events BIGINT NOT NULL)""",
 ]
-VIEW_TABLES = ("partners", "commitments", "coalitions", "digests", "chain_head")
+VIEW_TABLES = (
+    "partners",
+    "commitments",
+    "commitment_totals",
+    "coalitions",
+    "digests",
+    "chain_head",
+)
 _CHANGES_COMMITMENTS = {
     "partner_registered",
     "commitment_made",
@@ -139,6 +156,13 @@ class _Fold:
             self.latest[sid] = max(self.latest[sid], entry.occurred_at)
             snap.version = entry.version
             snap.position = entry.position
+
+
+def _totals_key(
+    owed_by: str, coalition_id: str | None, closed: str | None, on_time: int | None
+) -> tuple[str, str, str, int]:
+    """A commitment's group in ``commitment_totals`` ('' and -1 stand for none)."""
+    return (owed_by, coalition_id or "", closed or "", -1 if on_time is None else int(on_time))
 
 
 def _closed(commitment: CommitmentView) -> str | None:
@@ -353,9 +377,23 @@ class LedgerView(TrackingRecorder):
             chunk = touched[start : start + 500]
             marks = ", ".join("?" * len(chunk))
             c.execute(self._q(f"DELETE FROM {{p}}partners WHERE partner_id IN ({marks})"), chunk)
+        totals: Counter[tuple[str, str, str, int, str]] = Counter()
         for start in range(0, len(rewrite), 500):
             chunk = rewrite[start : start + 500]
             marks = ", ".join("?" * len(chunk))
+            c.execute(
+                self._q(
+                    "SELECT owed_by, coalition_id, closed, on_time, after_due "
+                    f"FROM {{p}}commitments WHERE partner_id IN ({marks})"
+                ),
+                chunk,
+            )
+            for row in c.fetchall():
+                key = _totals_key(
+                    row["owed_by"], row["coalition_id"], row["closed"], row["on_time"]
+                )
+                totals[(*key, "made")] -= 1
+                totals[(*key, "after_due")] -= int(row["after_due"])
             c.execute(self._q(f"DELETE FROM {{p}}commitments WHERE partner_id IN ({marks})"), chunk)
         c.executemany(self._q(f"INSERT INTO {{p}}partners VALUES ({', '.join('?' * 16)})"), rows)
         if commitment_rows:
@@ -363,6 +401,28 @@ class LedgerView(TrackingRecorder):
                 self._q(f"INSERT INTO {{p}}commitments VALUES ({', '.join('?' * 10)})"),
                 commitment_rows,
             )
+        for row in commitment_rows:
+            key = _totals_key(row[2], row[3], row[7], row[8])
+            totals[(*key, "made")] += 1
+            totals[(*key, "after_due")] += int(row[9])
+        self._add_totals(c, totals)
+
+    def _add_totals(self, c: Any, totals: Counter[tuple[str, str, str, int, str]]) -> None:
+        """Keep ``commitment_totals`` equal to a GROUP BY over ``commitments``."""
+        keys = sorted({key[:4] for key in totals})
+        if not keys:
+            return
+        c.executemany(
+            self._q(
+                "INSERT INTO {p}commitment_totals "
+                "(owed_by, coalition_id, closed, on_time, made, after_due) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (owed_by, coalition_id, closed, on_time) "
+                "DO UPDATE SET made = {p}commitment_totals.made + excluded.made, "
+                "after_due = {p}commitment_totals.after_due + excluded.after_due"
+            ),
+            [(*key, totals[(*key, "made")], totals[(*key, "after_due")]) for key in keys],
+        )
+        c.execute(self._q("DELETE FROM {p}commitment_totals WHERE made = 0"))
 
     def _load_snapshots(
         self, c: Any, partner_ids: Sequence[str]

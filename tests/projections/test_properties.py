@@ -427,8 +427,17 @@ def answers(
 def tables(services: Services) -> dict[str, list[dict[str, Any]]]:
     view = services.view
     return {
-        table: [dict(row) for row in view.select(f"SELECT * FROM {{p}}{table} ORDER BY 1, 2")]
-        for table in ("partners", "commitments", "coalitions", "digests", "chain_head")
+        table: sorted(
+            (dict(row) for row in view.select(f"SELECT * FROM {{p}}{table}")), key=_row_key
+        )
+        for table in (
+            "partners",
+            "commitments",
+            "commitment_totals",
+            "coalitions",
+            "digests",
+            "chain_head",
+        )
     }
 
 
@@ -568,3 +577,8 @@ def test_the_counting_rule_by_hand_matches_the_views_on_a_retraction(
 
         assert reciprocity(At(late, feedback.position)).endswith("1 feedback received).")
         assert reciprocity(At(late, feedback.position + 1)).startswith("Nothing asked")
+
+
+def _row_key(row: dict[str, object]) -> list[str]:
+    """Rows in a stable order whatever order the store returns them in."""
+    return [str(value) for value in row.values()]
