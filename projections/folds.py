@@ -24,6 +24,7 @@ __all__ = [
     "Health",
     "PartnerSnapshot",
     "band_of",
+    "evolve_partner",
     "figures_of",
     "fold_partner",
     "health_of",
@@ -201,13 +202,14 @@ def fold_partner(partner_id: str, entries: Iterable[Entry]) -> PartnerSnapshot:
     snap = PartnerSnapshot(partner_id)
     ordered = sorted(entries, key=lambda e: e.type != "partner_registered")  # stable
     for entry in ordered:
-        _evolve(snap, entry)
+        evolve_partner(snap, entry)
         snap.version = max(snap.version, entry.version)
         snap.position = max(snap.position, entry.position)
     return snap
 
 
-def _evolve(snap: PartnerSnapshot, entry: Entry) -> None:
+def evolve_partner(snap: PartnerSnapshot, entry: Entry) -> None:
+    """One step of the fold: the next counting entry, in world order, changes the snapshot."""
     data, kind = entry.data, entry.type
     if kind == "partner_registered":
         snap.profile = {name: data.get(name) for name in _PROFILE_FIELDS}

@@ -38,7 +38,14 @@ from psycopg.sql import SQL
 
 from domain.chained import ChainedAggregate
 from domain.hashing import GENESIS, digest_step, format_instant
-from projections.folds import CommitmentView, Entry, PartnerSnapshot, counting, fold_partner
+from projections.folds import (
+    CommitmentView,
+    Entry,
+    PartnerSnapshot,
+    counting,
+    evolve_partner,
+    fold_partner,
+)
 from projections.log import LogReader, entry_of_event
 from projections.snapshots import snapshot_from_json, snapshot_to_json
 
@@ -151,7 +158,7 @@ class _Fold:
         if snap is None or entry.type == "entry_retracted" or entry.occurred_at < self.latest[sid]:
             self.refold.add(sid)  # out of world order, or a correction: fold the stream again
         elif sid not in self.refold:
-            fold_partner_into(snap, entry)
+            evolve_partner(snap, entry)
         if snap is not None:
             self.latest[sid] = max(self.latest[sid], entry.occurred_at)
             snap.version = entry.version
@@ -169,12 +176,6 @@ def _closed(commitment: CommitmentView) -> str | None:
     if commitment.fulfilled_at is not None:
         return "fulfilled"
     return "cancelled" if commitment.cancelled_at is not None else None
-
-
-def fold_partner_into(snap: PartnerSnapshot, entry: Entry) -> None:
-    from projections.folds import _evolve  # the same step fold_partner takes
-
-    _evolve(snap, entry)
 
 
 class LedgerView(TrackingRecorder):
