@@ -9,6 +9,8 @@ by its primary key.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -83,15 +85,26 @@ def _dashed(originator_id: Any) -> str:
     return text
 
 
+KEEP_ENTRIES = 50_000  # decoded entries kept across requests (some tens of MB)
+
+
 class LogReader:
     """The read side's view of the event log: pages by position, streams by id."""
 
     def __init__(self, recorder: ApplicationRecorder) -> None:
         self.recorder = recorder
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[str, list[Entry]] = OrderedDict()
+        self._kept_entries = 0
         self.postgres = isinstance(recorder, PostgresApplicationRecorder)
         table = recorder.events_table_name  # type: ignore[attr-defined]
         if self.postgres:
             schema = recorder.datastore.schema  # type: ignore[attr-defined]
+            self._versions_sql = (
+                "SELECT originator_id, MAX(originator_version) AS version "
+                f'FROM "{schema}"."{table}" WHERE originator_id = ANY(%s::uuid[]) '
+                "GROUP BY originator_id"
+            )
             self._stream_sql = (
                 "SELECT notification_id AS position, originator_id, originator_version, "
                 "topic, state "
@@ -99,6 +112,10 @@ class LogReader:
                 "ORDER BY originator_id, originator_version"
             )
         else:
+            self._versions_sql = (
+                "SELECT originator_id, MAX(originator_version) AS version "
+                f"FROM {table} WHERE originator_id IN ({{marks}}) GROUP BY originator_id"
+            )
             self._stream_sql = (
                 "SELECT rowid AS position, originator_id, originator_version, topic, state "
                 f"FROM {table} WHERE originator_id IN ({{marks}}) "
@@ -117,7 +134,58 @@ class LogReader:
         ]
 
     def streams(self, stream_ids: Sequence[str]) -> dict[str, list[Entry]]:
-        """Every event of each stream, in version order, with its position."""
+        """Every event of each stream, in version order, with its position.
+
+        Streams read before are kept (entries never change); one indexed query on the
+        streams' last versions tells which of them have grown since and must be read again.
+        """
+        found: dict[str, list[Entry]] = {}
+        wanted = list(dict.fromkeys(stream_ids))
+        with self._lock:
+            known = {sid: self._kept[sid] for sid in wanted if sid in self._kept}
+        if known:
+            for sid, version in self._last_versions(list(known)).items():
+                if known[sid] and known[sid][-1].version == version:
+                    found[sid] = known[sid]
+            with self._lock:
+                for sid in found:
+                    if sid in self._kept:
+                        self._kept.move_to_end(sid)
+        missing = [sid for sid in wanted if sid not in found]
+        read = self._read_streams(missing)
+        with self._lock:
+            for sid, entries in read.items():
+                self._keep(sid, entries)
+        found.update(read)
+        return {sid: found.get(sid, []) for sid in wanted}
+
+    def _keep(self, stream_id: str, entries: list[Entry]) -> None:
+        old = self._kept.pop(stream_id, None)
+        self._kept_entries -= len(old) if old else 0
+        if not entries:
+            return
+        self._kept[stream_id] = entries
+        self._kept_entries += len(entries)
+        while self._kept_entries > KEEP_ENTRIES:
+            _, dropped = self._kept.popitem(last=False)
+            self._kept_entries -= len(dropped)
+
+    def _last_versions(self, stream_ids: list[str]) -> dict[str, int]:
+        datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
+        versions: dict[str, int] = {}
+        for start in range(0, len(stream_ids), 500):
+            chunk = stream_ids[start : start + 500]
+            with datastore.transaction(commit=False) as c:
+                if self.postgres:
+                    c.execute(self._versions_sql, (chunk,))
+                else:
+                    keys = [sid.replace("-", "") for sid in chunk]
+                    c.execute(self._versions_sql.format(marks=", ".join("?" * len(keys))), keys)
+                rows = c.fetchall()
+            versions.update({_dashed(row["originator_id"]): row["version"] for row in rows})
+        return versions
+
+    def _read_streams(self, stream_ids: Sequence[str]) -> dict[str, list[Entry]]:
         found: dict[str, list[Entry]] = {sid: [] for sid in stream_ids}
         if not stream_ids:
             return found
