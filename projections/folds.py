@@ -47,7 +47,9 @@ WEIGHTS = {
 }
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass pays object.__setattr__ per field, and a rebuild makes one
+# Entry per event. Nothing changes an Entry after it is made (dataclasses.replace copies).
+@dataclass(slots=True)
 class Entry:
     """One recorded event as the views keep it (data exactly as the API shows it)."""
 

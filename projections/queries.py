@@ -312,12 +312,15 @@ class LedgerQueries:
 
     def _stale_partners(self, at: At) -> list[str]:
         """Partners on record at the reference whose stored snapshot does not answer there."""
+        # Two indexed range queries (each usually empty) rather than one scan with an OR.
         rows = self.view.select(
-            "SELECT partner_id FROM {p}partners WHERE registered_pos <= ? "
-            "AND (latest_occurred_at > ? OR position > ?)",
-            (at.position, format_instant(at.as_of), at.position),
+            "SELECT partner_id, registered_pos FROM {p}partners WHERE latest_occurred_at > ?",
+            (format_instant(at.as_of),),
+        ) + self.view.select(
+            "SELECT partner_id, registered_pos FROM {p}partners WHERE position > ?",
+            (at.position,),
         )
-        return [row["partner_id"] for row in rows]
+        return sorted({row["partner_id"] for row in rows if row["registered_pos"] <= at.position})
 
     def accountability(
         self, at: At, *, coalition_id: str | None = None, owed_by: str | None = None

@@ -76,6 +76,10 @@ _TABLES = [
         position BIGINT NOT NULL,
         snapshot TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS {p}partners_name ON {p}partners (name_key, name, partner_id)",
+    # What a reference needs to know is which snapshots do not answer there (usually none):
+    "CREATE INDEX IF NOT EXISTS {p}partners_latest ON {p}partners (latest_occurred_at)",
+    "CREATE INDEX IF NOT EXISTS {p}partners_position ON {p}partners (position)",
+    "CREATE INDEX IF NOT EXISTS {p}partners_registered ON {p}partners (registered_pos)",
     """CREATE TABLE IF NOT EXISTS {p}commitments (
         partner_id TEXT NOT NULL,
         commitment_id TEXT NOT NULL,
