@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import calendar
-from collections import Counter, defaultdict
+import threading
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -23,6 +24,7 @@ from projections.folds import (
     CommitmentView,
     Entry,
     Figures,
+    Health,
     PartnerSnapshot,
     counting,
     figures_of,
@@ -97,6 +99,35 @@ class LedgerQueries:
     def __init__(self, view: LedgerView, log: LogReader) -> None:
         self.view = view
         self.log = log
+        # Stored snapshots decoded, and health computed from them: both are pure functions of
+        # (partner, stored position) and of the as_of day, so they are kept for the next ask.
+        self._lock = threading.Lock()
+        self._snaps: OrderedDict[tuple[str, int], PartnerSnapshot] = OrderedDict()
+        self._healths: OrderedDict[tuple[str, int, date], Health] = OrderedDict()
+
+    def _decoded(self, partner_id: str, row: Any) -> PartnerSnapshot:
+        key = (partner_id, int(row["position"]))
+        with self._lock:
+            snap = self._snaps.get(key)
+        if snap is None:
+            snap = snapshot_from_json(partner_id, row["snapshot"])
+            with self._lock:
+                _keep(self._snaps, key, snap)
+        return snap
+
+    def _health(self, snap: PartnerSnapshot, at: At) -> Health:
+        """Health reads the reference only through its day, so the health of a stored snapshot
+        is kept per day; a snapshot folded for a past reference is computed afresh."""
+        key = (snap.partner_id, snap.position, at.today)
+        with self._lock:
+            stored = self._snaps.get((snap.partner_id, snap.position)) is snap
+            health = self._healths.get(key) if stored else None
+        if health is None:
+            health = health_of(snap, at.as_of)
+            if stored:
+                with self._lock:
+                    _keep(self._healths, key, health)
+        return health
 
     # ---- the reference ------------------------------------------------------------------
 
@@ -127,7 +158,7 @@ class LedgerQueries:
             (partner_id,),
         )
         if rows and _valid(rows[0], at):
-            return snapshot_from_json(partner_id, rows[0]["snapshot"])
+            return self._decoded(partner_id, rows[0])
         return _fold(partner_id, self.log.stream(partner_id), at)
 
     def partner(self, partner_id: str, at: At) -> dict[str, Any]:
@@ -140,7 +171,7 @@ class LedgerQueries:
             "partner_id": partner_id,
             "name": snap.name,
             **at.stamp(),
-            **health_of(snap, at.as_of).as_dict(),
+            **self._health(snap, at).as_dict(),
         }
 
     def health_history(
@@ -264,7 +295,7 @@ class LedgerQueries:
         stale = []
         for row in rows:
             if _valid(row, at):
-                found[row["partner_id"]] = snapshot_from_json(row["partner_id"], row["snapshot"])
+                found[row["partner_id"]] = self._decoded(row["partner_id"], row)
             else:
                 stale.append(row["partner_id"])
         for partner_id, stream in self.log.streams(stale).items():
@@ -439,7 +470,7 @@ class LedgerQueries:
                 continue
             if q and q.casefold() not in snap.name.casefold():
                 continue
-            health = health_of(snap, at.as_of)
+            health = self._health(snap, at)
             rows.append(
                 {
                     "id": snap.partner_id,
@@ -493,14 +524,15 @@ class LedgerQueries:
             )
             params += [after[0], after[0], after[1], after[1], after[2]]
         rows = self.view.select(
-            "SELECT p.partner_id AS partner_id, p.snapshot AS snapshot FROM {p}partners p "
+            "SELECT p.partner_id AS partner_id, p.snapshot AS snapshot, p.position AS position "
+            "FROM {p}partners p "
             f"WHERE {filters} ORDER BY p.name_key, p.name, p.partner_id LIMIT {limit + 1}",
             params,
         )
         page = []
         for row in rows[:limit]:
-            snap = snapshot_from_json(row["partner_id"], row["snapshot"])
-            health = health_of(snap, at.as_of)
+            snap = self._decoded(row["partner_id"], row)
+            health = self._health(snap, at)
             page.append(
                 {
                     "id": snap.partner_id,
@@ -615,7 +647,7 @@ class LedgerQueries:
             for breach in snap.breaches.values():
                 if in_period(breach.occurred_at):
                     breaches["repaired" if breach.repaired_at else "open"] += 1
-            health = health_of(snap, at.as_of)
+            health = self._health(snap, at)
             members.append(
                 {
                     "partner_id": snap.partner_id,
@@ -756,6 +788,15 @@ def _check_limit(limit: int) -> int:
     if limit < 1 or limit > MAX_PAGE:
         raise ValidationFailed([Problem("limit", f"must be between 1 and {MAX_PAGE}")])
     return limit
+
+
+CACHE_SIZE = 20_000
+
+
+def _keep(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    cache[key] = value
+    while len(cache) > CACHE_SIZE:
+        cache.popitem(last=False)
 
 
 def _valid(row: Any, at: At) -> bool:
