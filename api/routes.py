@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import orjson
@@ -46,7 +46,15 @@ from domain.coalition import Coalition
 from domain.errors import CoalitionNotFound, PartnerNotFound, Problem, ValidationFailed
 from domain.partner import Partner
 from domain.serialization import DATA_MODELS, public_event
-from domain.values import CoalitionFormed, MemberJoined, MemberLeft, PartnerRegistered, Side, Stage
+from domain.values import (
+    CoalitionFormed,
+    EventData,
+    MemberJoined,
+    MemberLeft,
+    PartnerRegistered,
+    Side,
+    Stage,
+)
 from projections.audit import verify_log
 from projections.queries import At
 
@@ -58,6 +66,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for status in (400, 401, 403, 404, 409, 422)
 }
 router = APIRouter(prefix="/v1", responses=_ERRORS)
+TData = TypeVar("TData", bound=EventData)
 _COMMON_WRITE_FIELDS = {"type", "occurred_at", "expected_version"}
 
 
@@ -208,6 +217,12 @@ def _replay(
     return _json(respond(recorded), 201)
 
 
+def _payload(model: type[TData], body: Any) -> TData:
+    """The event's own fields from a write body (without type, occurred_at, expected_version),
+    keeping which fields the caller actually sent."""
+    return model.model_validate(body.model_dump(exclude=_COMMON_WRITE_FIELDS, exclude_unset=True))
+
+
 def _created(recorded: Recorded) -> dict[str, Any]:
     return {
         "id": str(recorded.stream_id),
@@ -244,9 +259,7 @@ def register_partner(
     body: PartnerCreate, request: Request, services: ServicesDep, who: StewardDep
 ) -> Response:
     """Register a partner (an organization or an individual)."""
-    data = PartnerRegistered.model_validate(
-        body.model_dump(exclude=_COMMON_WRITE_FIELDS, exclude_unset=True)
-    )
+    data = _payload(PartnerRegistered, body)
     stamp = _stamp(who, body.occurred_at)
     ledger = services.ledger
     job = WriteJob(
@@ -271,8 +284,7 @@ def append_event(
 ) -> Response:
     """Append one event to a partner's history."""
     pid = parse_uuid(partner_id, PartnerNotFound)
-    model = DATA_MODELS[body.type]
-    data = model.model_validate(body.model_dump(exclude=_COMMON_WRITE_FIELDS, exclude_unset=True))
+    data = _payload(DATA_MODELS[body.type], body)
     stamp = _stamp(who, body.occurred_at)
     ledger = services.ledger
     ledger.check_references(pid, data)
@@ -294,9 +306,7 @@ def form_coalition(
     body: CoalitionCreate, request: Request, services: ServicesDep, who: StewardDep
 ) -> Response:
     """Form a coalition with a shared vision and agreed measures."""
-    data = CoalitionFormed.model_validate(
-        body.model_dump(exclude=_COMMON_WRITE_FIELDS, exclude_unset=True)
-    )
+    data = _payload(CoalitionFormed, body)
     stamp = _stamp(who, body.occurred_at)
     ledger = services.ledger
     job = WriteJob(
