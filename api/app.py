@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
         """Liveness: the store answers and the views are caught up (no token needed)."""
         services: Any = app.state.services
         body = {
-            "status": "ok" if services.keeper.error is None else "degraded",
+            "status": "ok" if services.keeper.healthy else "degraded",
             "store": resolved.store,
             "log_position": services.ledger.last_position(),
             "views_position": services.view.processed_position(),

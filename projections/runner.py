@@ -87,6 +87,15 @@ class ViewKeeper:
         self._seen = 0
 
     @property
+    def healthy(self) -> bool:
+        """False when keeping the views current has failed: the last catch-up raised, or the
+        library's projection runner stopped without being asked to."""
+        if self.error is not None:
+            return False
+        runner = self._runner
+        return runner is None or not runner.is_interrupted.is_set() or self._stop.is_set()
+
+    @property
     def uses_runner(self) -> bool:
         return self.view_env["PERSISTENCE_MODULE"].endswith("postgres")
 
