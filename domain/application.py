@@ -104,7 +104,12 @@ class Partnerships(Application[UUID]):
         return self._get(Partner, partner_id, version, PartnerNotFound)
 
     def partner_exists(self, partner_id: UUID) -> bool:
-        return bool(self.recorder.select_events(partner_id, limit=1))
+        """Whether a partner (not a coalition, not nothing) is on record under this id."""
+        try:
+            self.get_partner(partner_id)
+        except PartnerNotFound:
+            return False
+        return True
 
     # ---- coalitions ---------------------------------------------------------------------
 
@@ -133,7 +138,7 @@ class Partnerships(Application[UUID]):
     def check_joining(self, coalition_id: UUID, data: MemberJoined) -> None:
         """Rules of joining that look beyond the coalition's own stream."""
         self.get_coalition(coalition_id)  # 404 before 422
-        if not self._is_partner(data.partner_id):
+        if not self.partner_exists(data.partner_id):
             raise UnknownReference(f"No partner with id {data.partner_id} is on record.")
 
     def leave_coalition(
@@ -205,15 +210,8 @@ class Partnerships(Application[UUID]):
             raise not_found(aggregate_id)
         return aggregate
 
-    def _is_partner(self, partner_id: UUID) -> bool:
-        try:
-            self.get_partner(partner_id)
-        except PartnerNotFound:
-            return False
-        return True
-
     def _check_referrer(self, referred_by: UUID | None) -> None:
-        if referred_by is not None and not self._is_partner(referred_by):
+        if referred_by is not None and not self.partner_exists(referred_by):
             raise ValidationFailed(
                 [Problem("referred_by", f"no partner with id {referred_by} is on record")]
             )

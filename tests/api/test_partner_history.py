@@ -8,7 +8,6 @@ tells a small story in the world's time (2025) and asks with an explicit ``as_of
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import re
@@ -19,54 +18,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from domain.serialization import DATA_MODELS
+from tests.api.support import LOG_KEYS, STEWARD_NAME, figures, spec_hash
 
 if TYPE_CHECKING:
     from tests.api.conftest import Api
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
-LOG_KEYS = {
-    "position",
-    "stream_id",
-    "stream_type",
-    "version",
-    "type",
-    "occurred_at",
-    "recorded_at",
-    "recorded_by",
-    "data",
-    "prev_hash",
-    "hash",
-}
-STEWARD_NAME = "steward:ana"
-
-
-def figures(**counts: Any) -> dict[str, Any]:
-    """Fulfilment figures for one side: zeros and null rates unless given."""
-    base: dict[str, Any] = {
-        "made": 0,
-        "open": 0,
-        "overdue": 0,
-        "fulfilled_on_time": 0,
-        "fulfilled_late": 0,
-        "cancelled": 0,
-        "renegotiated_after_due": 0,
-        "fulfilled": 0,
-        "fulfilment_rate": None,
-        "on_time_rate": None,
-    }
-    unknown = set(counts) - set(base)
-    assert not unknown, unknown
-    return {**base, **counts}
-
-
-def spec_hash(event: dict[str, Any]) -> str:
-    """SPEC §5's ten lines: an event's hash from what the API shows, with the standard library."""
-    document = {k: event[k] for k in ("stream_id", "version", "type", "occurred_at")}
-    document |= {k: event[k] for k in ("recorded_at", "recorded_by", "data", "prev_hash")}
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 T0 = "2025-01-06T10:00:00Z"
 T1 = "2025-01-10T10:00:00Z"
 T2 = "2025-01-20T10:00:00Z"
