@@ -10,6 +10,7 @@ from uuid import UUID
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import Forbidden, Principal
 from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics
@@ -77,7 +78,7 @@ def _json(content: Any, status: int = 200) -> Response:
 # ---- dependencies -------------------------------------------------------------------------
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -85,7 +86,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_principal(
+async def get_principal(
     services: ServicesDep, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
     principal: Principal = services.tokens.authenticate(authorization)
@@ -95,13 +96,13 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_steward(who: PrincipalDep) -> Principal:
+async def get_steward(who: PrincipalDep) -> Principal:
     if who.role != "steward":
         raise Forbidden("Only a steward token can record events.")
     return who
 
 
-def get_reader(who: PrincipalDep) -> Principal:
+async def get_reader(who: PrincipalDep) -> Principal:
     if who.role not in ("steward", "viewer"):
         raise Forbidden(
             "A coalition token can read its coalition's report and its members' figures only."
@@ -153,7 +154,7 @@ def _stamp(who: Principal, occurred_at: Any) -> Stamp:
     return Stamp(occurred_at, who.name) if occurred_at is not None else stamp
 
 
-def _write(
+async def _write(
     services: Services,
     request: Request,
     who: Principal,
@@ -172,7 +173,7 @@ def _write(
             body.model_dump(mode="json", exclude_unset=True), option=orjson.OPT_SORT_KEYS
         )
         fingerprint = hashlib.sha256(f"{route}\n".encode() + canonical).hexdigest()
-        replay = _replay(services, key_hash, fingerprint, respond)
+        replay = await run_in_threadpool(_replay, services, key_hash, fingerprint, respond)
         if replay is not None:
             return replay
 
@@ -184,7 +185,7 @@ def _write(
         job.mark = RequestMark(key_hash, fingerprint, route)
         job.on_conflict = on_conflict
     try:
-        recorded = services.writer.submit(job)
+        recorded = await services.writer.record(job)
     except _Replayed as replayed:
         return replayed.response
     return _json(respond(recorded), 201)
@@ -255,7 +256,7 @@ def _appended(stream_key: str) -> Callable[[Recorded], dict[str, Any]]:
 
 
 @router.post("/partners", status_code=201, response_model=RecordedPublic, tags=["partners"])
-def register_partner(
+async def register_partner(
     body: PartnerCreate, request: Request, services: ServicesDep, who: StewardDep
 ) -> Response:
     """Register a partner (an organization or an individual)."""
@@ -266,7 +267,7 @@ def register_partner(
         alone=lambda options: ledger.register_partner(data, stamp, with_save=options),
         create=lambda: ledger.new_partner(data, stamp),
     )
-    return _write(services, request, who, body, "register_partner", job, _created)
+    return await _write(services, request, who, body, "register_partner", job, _created)
 
 
 @router.post(
@@ -275,7 +276,7 @@ def register_partner(
     response_model=EventRecordedPublic,
     tags=["partners"],
 )
-def append_event(
+async def append_event(
     partner_id: str,
     body: Annotated[EventBody, Body()],
     request: Request,
@@ -287,8 +288,8 @@ def append_event(
     data = _payload(DATA_MODELS[body.type], body)
     stamp = _stamp(who, body.occurred_at)
     ledger = services.ledger
-    ledger.check_references(pid, data)
     job = WriteJob(
+        check=lambda: ledger.check_references(pid, data),
         alone=lambda options: ledger.record(
             pid, data, stamp, expected_version=body.expected_version, with_save=options
         ),
@@ -298,11 +299,13 @@ def append_event(
         command=lambda partner: partner.execute(data, stamp),
         expected_version=body.expected_version,
     )
-    return _write(services, request, who, body, f"append_event:{pid}", job, _appended("partner_id"))
+    return await _write(
+        services, request, who, body, f"append_event:{pid}", job, _appended("partner_id")
+    )
 
 
 @router.post("/coalitions", status_code=201, response_model=RecordedPublic, tags=["coalitions"])
-def form_coalition(
+async def form_coalition(
     body: CoalitionCreate, request: Request, services: ServicesDep, who: StewardDep
 ) -> Response:
     """Form a coalition with a shared vision and agreed measures."""
@@ -313,7 +316,7 @@ def form_coalition(
         alone=lambda options: ledger.form_coalition(data, stamp, with_save=options),
         create=lambda: Coalition.form(data, stamp),
     )
-    return _write(services, request, who, body, "form_coalition", job, _created)
+    return await _write(services, request, who, body, "form_coalition", job, _created)
 
 
 @router.post(
@@ -322,7 +325,7 @@ def form_coalition(
     response_model=EventRecordedPublic,
     tags=["coalitions"],
 )
-def join_coalition(
+async def join_coalition(
     coalition_id: str, body: MemberCreate, request: Request, services: ServicesDep, who: StewardDep
 ) -> Response:
     """A partner joins the coalition."""
@@ -330,8 +333,8 @@ def join_coalition(
     data = MemberJoined(partner_id=body.partner_id)
     stamp = _stamp(who, body.occurred_at)
     ledger = services.ledger
-    ledger.check_joining(cid, data)
     job = WriteJob(
+        check=lambda: ledger.check_joining(cid, data),
         alone=lambda options: ledger.join_coalition(
             cid, data, stamp, expected_version=body.expected_version, with_save=options
         ),
@@ -341,7 +344,7 @@ def join_coalition(
         command=lambda coalition: coalition.admit(data, stamp),
         expected_version=body.expected_version,
     )
-    return _write(
+    return await _write(
         services, request, who, body, f"join_coalition:{cid}", job, _appended("coalition_id")
     )
 
@@ -352,7 +355,7 @@ def join_coalition(
     response_model=EventRecordedPublic,
     tags=["coalitions"],
 )
-def leave_coalition(
+async def leave_coalition(
     coalition_id: str,
     partner_id: str,
     request: Request,
@@ -382,7 +385,7 @@ def leave_coalition(
         command=lambda coalition: coalition.release(data, stamp),
         expected_version=expected_version,
     )
-    return _write(
+    return await _write(
         services, request, who, data, f"leave_coalition:{cid}", job, _appended("coalition_id")
     )
 

@@ -11,6 +11,7 @@ views catch up once, so every answered request is visible to the next read.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from collections import OrderedDict
@@ -21,6 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from api.recorders import RequestMark
 from domain.application import Partnerships, Recorded, SaveOptions, recorded_from
@@ -32,6 +34,7 @@ __all__ = ["GroupWriter", "WriteJob"]
 
 MAX_BATCH = 64
 CACHE_SIZE = 2000
+VIEWS_TIMEOUT = 2.0  # seconds a write waits for the views to show it before catching up itself
 
 
 @dataclass
@@ -44,6 +47,9 @@ class WriteJob:
     """
 
     alone: Callable[[SaveOptions | None], Recorded]
+    # Rules that look beyond the aggregate itself (a referenced partner or coalition exists);
+    # run in the writer thread just before ``command``, as ``alone`` runs them itself.
+    check: Callable[[], None] = lambda: None
     mark: RequestMark | None = None
     on_conflict: Callable[[], None] = lambda: None
     create: Callable[[], ChainedAggregate] | None = None
@@ -90,6 +96,25 @@ class GroupWriter:
         self._queue.put(job)
         recorded = job.future.result()
         self.keeper.wait_for(recorded.position)  # read-your-writes, in the request's thread
+        return recorded
+
+    async def record(self, job: WriteJob) -> Recorded:
+        """:meth:`submit` for async routes: the request waits for the writer and then for the
+        views without holding a thread of the server's pool."""
+        if self._thread is None:
+            return await run_in_threadpool(self.submit, job)
+        self._queue.put(job)
+        # Shielded: a request that goes away must not cancel what the writer will finish.
+        recorded = await asyncio.shield(asyncio.wrap_future(job.future))
+        seen = self.keeper.when_seen(recorded.position)
+        if seen is None:
+            await run_in_threadpool(self.keeper.wait_for, recorded.position)
+            return recorded
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(seen), VIEWS_TIMEOUT)
+        except TimeoutError:
+            # The views' thread is stuck or slow: catch up here (as wait_for does).
+            await run_in_threadpool(self.keeper.wait_for, recorded.position)
         return recorded
 
     # ---- the writer thread --------------------------------------------------------------
@@ -160,6 +185,7 @@ class GroupWriter:
 
     def _stage(self, job: WriteJob, touched: dict[UUID, ChainedAggregate]) -> ChainedAggregate:
         """Run the job's command on its aggregate (no I/O but a load on a cache miss)."""
+        job.check()
         if job.create is not None:
             aggregate = job.create()
             touched[aggregate.id] = aggregate

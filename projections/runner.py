@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from functools import singledispatchmethod
 from typing import Any
 
@@ -85,6 +86,7 @@ class ViewKeeper:
         self._written = threading.Event()
         self._progress = threading.Condition()
         self._seen = 0
+        self._waiters: list[tuple[int, Future[None]]] = []
 
     @property
     def healthy(self) -> bool:
@@ -121,10 +123,31 @@ class ViewKeeper:
             if position > self._seen:
                 self._seen = position
                 self._progress.notify_all()
+                reached = [w for w in self._waiters if w[0] <= position]
+                if reached:
+                    self._waiters = [w for w in self._waiters if w[0] > position]
+                    for _, waiter in reached:
+                        if waiter.set_running_or_notify_cancel():  # False: it stopped waiting
+                            waiter.set_result(None)
 
     def notify(self) -> None:
         """Events were recorded: catch up now rather than at the next poll."""
         self._written.set()
+
+    def when_seen(self, position: int) -> Future[None] | None:
+        """A future that completes once this process's catch-up thread has brought the views
+        to ``position`` (for callers that must not block a thread while they wait), or None
+        when no such thread runs here: then call :meth:`wait_for`."""
+        if self._thread is None:
+            return None
+        seen: Future[None] = Future()
+        with self._progress:
+            if self._seen >= position:
+                seen.set_result(None)
+                return seen
+            self._waiters.append((position, seen))
+        self.notify()
+        return seen
 
     def wait_for(self, position: int, timeout: float = 2.0) -> None:
         """Return once the views reflect ``position`` (read-your-writes)."""

@@ -1077,3 +1077,37 @@ def test_a_member_whose_registration_is_dated_after_its_joining(scenario: Scenar
 def _row_key(row: dict[str, object]) -> list[str]:
     """Rows in a stable order whatever order the store returns them in."""
     return [str(value) for value in row.values()]
+
+
+def test_a_waiting_write_is_told_when_the_views_reach_its_position(services: Services) -> None:
+    services.keeper.start()
+    if services.keeper.uses_runner:
+        # PostgreSQL: the library's runner keeps the views, and a write waits with wait_for.
+        assert services.keeper.when_seen(1) is None
+        return
+    stamp = Stamp(on(2, 1), "steward")
+    first = services.ledger.register_partner(
+        PartnerRegistered(name="Ana", kind="individual"), stamp
+    )
+    gone = services.keeper.when_seen(first.position + 1)
+    assert gone is not None
+    gone.cancel()  # a request that stopped waiting must not upset the views' thread
+
+    waiting = services.keeper.when_seen(first.position + 1)
+    assert waiting is not None
+    assert not waiting.done()
+    second = services.ledger.register_partner(
+        PartnerRegistered(name="Bo", kind="individual"), stamp
+    )
+    services.keeper.notify()
+
+    waiting.result(timeout=5)
+    assert services.view.processed_position() >= second.position
+    assert services.keeper.healthy
+    done = services.keeper.when_seen(first.position)
+    assert done is not None
+    assert done.done()
+
+
+def test_without_a_views_thread_a_write_waits_by_catching_up(services: Services) -> None:
+    assert services.keeper.when_seen(1) is None
