@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -281,6 +282,21 @@ def serve_command(
     demo: Annotated[
         bool, typer.Option("--demo", help="Load the demo ledger first if the ledger is empty.")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Server processes sharing the ledger (about one per CPU core for heavy writing).",
+        ),
+    ] = 1,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log every HTTP request (events record who wrote them either way).",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Run the HTTP API (uvicorn) on the SQLite file or on $PLEDGER_DATABASE_URL."""
@@ -305,11 +321,23 @@ def serve_command(
         typer.echo("More tokens: pledger token create --role viewer --name NAME\n")
     services.close()
     typer.echo(f"Serving the ledger in {settings.describe()}", err=True)
+    host, port = host or settings.host, port or settings.port
+    if workers == 1:
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_level="info", access_log=access_log
+        )
+        return
+    # Each worker process builds its own app from the environment: its own group-commit writer
+    # and views thread; the log's and views' transactions (and their tracking) keep them apart.
+    os.environ["PLEDGER_DB"] = str(settings.db_path)
     uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
+        "api.app:create_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
         log_level="info",
+        access_log=access_log,
     )
 
 

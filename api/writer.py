@@ -6,7 +6,9 @@ every new event in ONE transaction, with each request's Idempotency-Key row. One
 many requests. If the shared save conflicts (another process wrote to one of those streams, or
 a key was already used), the writer forgets the cached aggregates and falls back to saving the
 requests one by one, each with a fresh load and the usual retry. After each transaction the
-views catch up once, so every answered request is visible to the next read.
+views take its events straight from memory (or catch up from the log when another process
+wrote in between) before the requests are answered, so every answer is visible to the next
+read.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
@@ -28,6 +30,7 @@ from api.recorders import RequestMark
 from domain.application import Partnerships, Recorded, SaveOptions, recorded_from
 from domain.chained import ChainedAggregate
 from domain.errors import LedgerError, VersionConflict
+from projections.log import entry_of_event
 from projections.runner import ViewKeeper
 
 __all__ = ["GroupWriter", "WriteJob"]
@@ -106,6 +109,8 @@ class GroupWriter:
         self._queue.put(job)
         # Shielded: a request that goes away must not cancel what the writer will finish.
         recorded = await asyncio.shield(asyncio.wrap_future(job.future))
+        if self.keeper.has_seen(recorded.position):  # the usual case: the writer's views took it
+            return recorded
         seen = self.keeper.when_seen(recorded.position)
         if seen is None:
             await run_in_threadpool(self.keeper.wait_for, recorded.position)
@@ -179,7 +184,14 @@ class GroupWriter:
         }
         for aggregate in touched.values():
             self._remember(aggregate)
-        self.keeper.notify()  # the views catch up in their own thread while the next batch runs
+        # The views take the new events straight from memory, before the requests are
+        # answered: each answer is then readable at once (read-your-writes).
+        self.keeper.take(
+            [
+                entry_of_event(cast(ChainedAggregate.Event, r.domain_event), r.notification.id)
+                for r in recordings
+            ]
+        )
         for job, aggregate in staged:
             job.future.set_result(recorded_from(by_event[aggregate.id, job.version_made]))
 

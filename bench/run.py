@@ -151,10 +151,11 @@ def average_row_size(db_path: Path) -> int:
 
 
 class Server:
-    def __init__(self, settings: Settings, directory: Path) -> None:
+    def __init__(self, settings: Settings, directory: Path, workers: int = 1) -> None:
         self.port = free_port()
         env = dict(os.environ)
         args = [shutil.which("pledger") or "pledger", "serve", "--port", str(self.port)]
+        args += ["--workers", str(workers)]
         if settings.database_url:
             env["PLEDGER_DATABASE_URL"] = settings.database_url
         else:

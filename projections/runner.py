@@ -11,9 +11,11 @@ Either way each page of events and its tracking record commit in one transaction
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from functools import singledispatchmethod
 from typing import Any
@@ -130,9 +132,35 @@ class ViewKeeper:
                         if waiter.set_running_or_notify_cancel():  # False: it stopped waiting
                             waiter.set_result(None)
 
+    def take(self, entries: Sequence[Entry]) -> None:
+        """Reflect events this process has just recorded (in position order) without reading
+        them back from the log. Only when the views stand right before the first of them:
+        otherwise (another process wrote in between, or the log has not been caught up) the
+        views catch up from the log, which reads everything in order. A failure here never
+        fails the write (it is already recorded); the next catch-up tries again."""
+        if self.uses_runner or not entries:
+            self.notify()  # PostgreSQL: the library's runner follows the log
+            return
+        follows = all(b.position == a.position + 1 for a, b in itertools.pairwise(entries))
+        try:
+            with self._lock:
+                if follows and self.view.processed_position() == entries[0].position - 1:
+                    with contextlib.suppress(IntegrityError):  # another process took them first
+                        self.view.process_entries(entries)
+                    self._announce(self.view.processed_position())
+                    return
+            self.catch_up()
+        except Exception as error:
+            self.error = error
+            self.notify()
+
     def notify(self) -> None:
         """Events were recorded: catch up now rather than at the next poll."""
         self._written.set()
+
+    def has_seen(self, position: int) -> bool:
+        """Whether the views already reflect ``position`` (as far as this process knows)."""
+        return self._seen >= position
 
     def when_seen(self, position: int) -> Future[None] | None:
         """A future that completes once this process's catch-up thread has brought the views
