@@ -17,12 +17,6 @@ from projections.folds import Breach, CommitmentView, PartnerSnapshot
 __all__ = ["snapshot_from_json", "snapshot_to_json"]
 
 
-# Snapshots hold aware UTC instants only; plain isoformat() round-trips them exactly and costs a
-# third of format_instant() (this codec runs for every partner a page of events touches).
-def _t(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
 def _p(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text is not None else None
 
@@ -31,10 +25,9 @@ def _i(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _d(day: date | None) -> str | None:
-    return day.isoformat() if day is not None else None
-
-
+# Snapshots hold aware UTC instants only. orjson writes datetimes and dates itself, in C, as
+# exactly their isoformat() (``2025-01-05T15:00:00+00:00``, ``2025-01-05``), which fromisoformat()
+# reads back; this codec runs for every partner a write touches.
 def snapshot_to_json(snap: PartnerSnapshot) -> bytes:
     document = {
         "v": snap.version,
@@ -42,36 +35,36 @@ def snapshot_to_json(snap: PartnerSnapshot) -> bytes:
         "profile": snap.profile,
         "stage": snap.stage,
         "cadence": snap.cadence_days,
-        "reg": _t(snap.registered_at),
-        "touch": _t(snap.last_touch_at),
+        "reg": snap.registered_at,
+        "touch": snap.last_touch_at,
         "c": [
             [
                 c.commitment_id,
                 c.owed_by,
                 c.description,
                 c.resource,
-                _t(c.made_at),
-                _d(c.original_due_on),
-                _d(c.due_on),
+                c.made_at,
+                c.original_due_on,
+                c.due_on,
                 c.coalition_id,
                 c.amount,
                 c.currency,
                 c.version,
-                _t(c.fulfilled_at),
-                _d(c.due_on_at_fulfilment),
-                _t(c.cancelled_at),
+                c.fulfilled_at,
+                c.due_on_at_fulfilment,
+                c.cancelled_at,
                 c.renegotiations,
                 c.renegotiated_after_due,
             ]
             for c in snap.commitments.values()
         ],
-        "pay": [[_t(m), str(a), cur, cid] for m, a, cur, cid in snap.payments],
-        "thanks": [_t(m) for m in snap.thanks],
-        "out": [_t(m) for m in snap.outcomes],
-        "fb": [_t(m) for m in snap.feedback],
-        "contrib": [_t(m) for m in snap.contributions],
+        "pay": [[m, str(a), cur, cid] for m, a, cur, cid in snap.payments],
+        "thanks": snap.thanks,
+        "out": snap.outcomes,
+        "fb": snap.feedback,
+        "contrib": snap.contributions,
         "b": [
-            [b.breach_id, b.severity, b.caused_by, _t(b.occurred_at), _t(b.repaired_at)]
+            [b.breach_id, b.severity, b.caused_by, b.occurred_at, b.repaired_at]
             for b in snap.breaches.values()
         ],
     }
