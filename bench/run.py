@@ -64,7 +64,9 @@ def build_ledger(settings: Settings, partners: int, per_partner: int) -> dict[st
     partner with 1,000 events; returns ids the measurements use."""
     services = open_services(settings)
     ledger = services.ledger
-    plan = DemoPlan(partners=partners, months=60, seed=11, events_per_partner=per_partner)
+    # 200 months: long enough that the quieter relationships reach ~100 events too (the story
+    # caps each partner at the target), so the ledger holds about partners x per_partner events.
+    plan = DemoPlan(partners=partners, months=200, seed=11, events_per_partner=per_partner)
     partner_ids: list[str] = []
     started = time.perf_counter()
     total = 0
