@@ -9,6 +9,7 @@ from api.auth import TokenBook
 from api.settings import Settings
 from api.writer import GroupWriter
 from domain.application import Partnerships
+from projections.locking import WriteLock
 from projections.queries import LedgerQueries
 from projections.runner import ViewKeeper, open_view
 from projections.store import LedgerView
@@ -40,12 +41,19 @@ class Services:
         self.keeper.stop()
         self.ledger.close()
         self.view.datastore.close()
+        self.keeper.lock.close()
 
 
 def open_services(settings: Settings) -> Services:
     ledger = open_ledger(settings)
     view = open_view(settings.views_env())
-    keeper = ViewKeeper(ledger, view, settings.views_env())
+    # SQLite: one lock file orders the writing transactions of every server process.
+    lock = WriteLock(
+        settings.db_path.with_name(settings.db_path.name + ".lock")
+        if settings.store == "sqlite"
+        else None
+    )
+    keeper = ViewKeeper(ledger, view, settings.views_env(), lock)
     return Services(
         settings,
         ledger,

@@ -166,6 +166,15 @@ class GroupWriter:
             for job, aggregate in staged
             if job.mark is not None
         ]
+        with self.keeper.lock:  # the views take these events before the next save anywhere
+            self._save(staged, touched, marks)
+
+    def _save(
+        self,
+        staged: list[tuple[WriteJob, ChainedAggregate]],
+        touched: dict[UUID, ChainedAggregate],
+        marks: list[RequestMark],
+    ) -> None:
         try:
             recordings = self.ledger.save(*touched.values(), requests=marks)
         except IntegrityError:

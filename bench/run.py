@@ -264,15 +264,18 @@ def append_over_http(server: Server, partners: list[str], seconds: float) -> tup
     def mine_of(index: int) -> list[bytes]:
         return [post(partners[(index * 100 + k) % len(partners)]) for k in range(100)]
 
-    def warm_up(index: int) -> None:
-        conn = RawHttp(server.port)
-        for request in mine_of(index):
-            conn.exchange(request)
-        conn.close()
+    ready = threading.Barrier(CLIENTS + 1)
 
     def client(index: int) -> None:
         conn = RawHttp(server.port)
         mine = mine_of(index)
+        # Warm up on the same connection (so on the same server process): one untimed post to
+        # each of its partners, so the figure is the steady state of a working day rather than
+        # the first touch after a restart.
+        for request in mine:
+            conn.exchange(request)
+        ready.wait()
+        stop_at = time.monotonic() + seconds
         rng = random.Random(index)
         local: list[float] = []
         while time.monotonic() < stop_at:
@@ -286,18 +289,11 @@ def append_over_http(server: Server, partners: list[str], seconds: float) -> tup
         with lock:
             latencies.extend(local)
 
-    # Warm up: each client records once on each of its partners (not timed), so the figure is
-    # the steady state of a working day rather than the first touch after a restart.
-    warm = [threading.Thread(target=warm_up, args=(i,)) for i in range(CLIENTS)]
-    for thread in warm:
-        thread.start()
-    for thread in warm:
-        thread.join()
-    stop_at = time.monotonic() + seconds
     threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
-    started = time.perf_counter()
     for thread in threads:
         thread.start()
+    ready.wait()
+    started = time.perf_counter()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started

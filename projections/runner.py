@@ -27,6 +27,7 @@ from eventsourcing.utils import Environment
 from domain.application import Partnerships
 from domain.chained import ChainedAggregate
 from projections.folds import Entry
+from projections.locking import WriteLock
 from projections.log import LogReader
 from projections.store import LedgerView, PostgresLedgerView, SQLiteLedgerView
 
@@ -72,14 +73,21 @@ def open_view(env: dict[str, str]) -> LedgerView:
 class ViewKeeper:
     """Brings the views up to the end of the log and keeps them there."""
 
-    def __init__(self, ledger: Partnerships, view: LedgerView, view_env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        ledger: Partnerships,
+        view: LedgerView,
+        view_env: dict[str, str],
+        lock: WriteLock | None = None,
+    ) -> None:
         self.ledger = ledger
         self.view = view
         self.log = LogReader(ledger.recorder)
         if view.log is None:
             view.log = self.log
         self.view_env = view_env
-        self._lock = threading.Lock()
+        # Taken around every views transaction; the writer holds it around its save as well.
+        self.lock = self._lock = lock or WriteLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._runner: ProjectionRunner[Partnerships, LedgerView] | None = None
