@@ -8,6 +8,7 @@ by ``position`` — and hand them here, sorted by ``occurred_at`` then version.
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -180,6 +181,7 @@ class PartnerSnapshot:
 
 
 _PROFILE_FIELDS = ("name", "kind", "roles", "communities", "region", "referred_by", "preferences")
+_WORLD_ORDER = operator.attrgetter("occurred_at", "version")  # (occurred_at, version), in C
 
 
 def counting(entries: Iterable[Entry], as_of: datetime, position: int) -> list[Entry]:
@@ -192,7 +194,7 @@ def counting(entries: Iterable[Entry], as_of: datetime, position: int) -> list[E
         for e in found
         if e.occurred_at <= as_of and e.type != "entry_retracted" and e.version not in retracted
     ]
-    kept.sort(key=lambda e: (e.occurred_at, e.version))
+    kept.sort(key=_WORLD_ORDER)
     return kept
 
 
@@ -205,8 +207,10 @@ def fold_partner(partner_id: str, entries: Iterable[Entry]) -> PartnerSnapshot:
     ordered = sorted(entries, key=lambda e: e.type != "partner_registered")  # stable
     for entry in ordered:
         evolve_partner(snap, entry)
-        snap.version = max(snap.version, entry.version)
-        snap.position = max(snap.position, entry.position)
+        if entry.version > snap.version:
+            snap.version = entry.version
+        if entry.position > snap.position:
+            snap.position = entry.position
     return snap
 
 

@@ -2,9 +2,11 @@
 
 The stored state of every event is plain JSON whose ``data`` is already in the API's shape
 (see ``domain.serialization``), so the read side reads it with orjson only. Pages of the global
-log come through the library's ``select_notifications``; one stream's events (with their
-positions, which the library's ``select_events`` does not return) come from the log's table
-by its primary key.
+log, for catching up, come through the library's ``select_notifications``; one stream's events
+(with their positions, which the library's ``select_events`` does not return) come from the
+log's table by its primary key, with the statements of ``projections.logtable``, which also
+holds the one decoding of a stored row into an entry. The rebuild reads the whole log with
+those statements too, without notifications (see ``projections.rebuild`` for why).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic
 
 from domain.chained import ChainedAggregate
-from domain.hashing import format_instant, parse_instant
+from domain.hashing import format_instant
 from domain.serialization import EVENT_CLASSES, stream_type_of
 from projections.folds import Entry
+from projections.logtable import LogTable, decode_entry, stream_id_text
 
-__all__ = ["LogReader", "entry_of", "entry_of_event"]
+__all__ = ["LogReader", "entry_of", "entry_of_event", "log_table"]
 
 
 @cache
@@ -40,21 +43,7 @@ def _topics() -> dict[str, tuple[str, str]]:
 
 def entry_of(position: int, stream_id: str, version: int, topic: str, state: bytes) -> Entry:
     """An entry from a stored event's raw columns."""
-    document = orjson.loads(state)
-    type_name, stream_type = _topics()[topic]
-    return Entry(
-        position=position,
-        stream_id=stream_id,
-        version=version,
-        type=type_name,
-        occurred_at=parse_instant(document["occurred_at"]),
-        data=document["data"],
-        recorded_at=document["recorded_at"],
-        recorded_by=document["recorded_by"],
-        prev_hash=document["prev_hash"],
-        hash=document["hash"],
-        stream_type=stream_type,
-    )
+    return decode_entry(_topics(), position, stream_id, version, topic, state)
 
 
 def entry_of_event(event: ChainedAggregate.Event, position: int) -> Entry:
@@ -77,12 +66,25 @@ def entry_of_event(event: ChainedAggregate.Event, position: int) -> Entry:
     )
 
 
-def _dashed(originator_id: Any) -> str:
-    """A stream id as text: SQLite keeps UUIDs as 32 hex digits, PostgreSQL as uuid."""
-    text = str(originator_id)
-    if len(text) == 32:
-        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-    return text
+def log_table(recorder: ApplicationRecorder) -> LogTable:
+    """The log's table behind the library's recorder, and how another process connects to it
+    (the connection settings of the recorder's own pool)."""
+    datastore: Any = recorder.datastore  # type: ignore[attr-defined]
+    table = recorder.events_table_name  # type: ignore[attr-defined]
+    if isinstance(recorder, PostgresApplicationRecorder):
+        settings = ("dbname", "host", "port", "user", "password")
+        return LogTable(
+            postgres=True,
+            name=f'"{datastore.schema}"."{table}"',
+            topics=_topics(),
+            connect_args={k: v for k, v in datastore.pool.kwargs.items() if k in settings},
+        )
+    return LogTable(
+        postgres=False,
+        name=table,
+        topics=_topics(),
+        connect_args={"database": datastore.pool.db_name, "uri": True},
+    )
 
 
 KEEP_ENTRIES = 50_000  # decoded entries kept across requests (some tens of MB)
@@ -96,31 +98,7 @@ class LogReader:
         self._lock = threading.Lock()
         self._kept: OrderedDict[str, list[Entry]] = OrderedDict()
         self._kept_entries = 0
-        self.postgres = isinstance(recorder, PostgresApplicationRecorder)
-        table = recorder.events_table_name  # type: ignore[attr-defined]
-        if self.postgres:
-            schema = recorder.datastore.schema  # type: ignore[attr-defined]
-            self._versions_sql = (
-                "SELECT originator_id, MAX(originator_version) AS version "
-                f'FROM "{schema}"."{table}" WHERE originator_id = ANY(%s::uuid[]) '
-                "GROUP BY originator_id"
-            )
-            self._stream_sql = (
-                "SELECT notification_id AS position, originator_id, originator_version, "
-                "topic, state "
-                f'FROM "{schema}"."{table}" WHERE originator_id = ANY(%s::uuid[]) '
-                "ORDER BY originator_id, originator_version"
-            )
-        else:
-            self._versions_sql = (
-                "SELECT originator_id, MAX(originator_version) AS version "
-                f"FROM {table} WHERE originator_id IN ({{marks}}) GROUP BY originator_id"
-            )
-            self._stream_sql = (
-                "SELECT rowid AS position, originator_id, originator_version, topic, state "
-                f"FROM {table} WHERE originator_id IN ({{marks}}) "
-                "ORDER BY originator_id, originator_version"
-            )
+        self.table = log_table(recorder)
 
     def page(self, after: int, limit: int) -> list[Entry]:
         """The entries after position ``after``, at most ``limit`` of them, in position order
@@ -176,13 +154,11 @@ class LogReader:
         for start in range(0, len(stream_ids), 500):
             chunk = stream_ids[start : start + 500]
             with datastore.transaction(commit=False) as c:
-                if self.postgres:
-                    c.execute(self._versions_sql, (chunk,))
-                else:
-                    keys = [sid.replace("-", "") for sid in chunk]
-                    c.execute(self._versions_sql.format(marks=", ".join("?" * len(keys))), keys)
+                c.execute(
+                    self.table.versions_statement(len(chunk)), self.table.streams_params(chunk)
+                )
                 rows = c.fetchall()
-            versions.update({_dashed(row["originator_id"]): row["version"] for row in rows})
+            versions.update({stream_id_text(row["originator_id"]): row["version"] for row in rows})
         return versions
 
     def _read_streams(self, stream_ids: Sequence[str]) -> dict[str, list[Entry]]:
@@ -193,14 +169,12 @@ class LogReader:
         for start in range(0, len(stream_ids), 500):
             chunk = list(stream_ids[start : start + 500])
             with datastore.transaction(commit=False) as c:
-                if self.postgres:
-                    c.execute(self._stream_sql, (chunk,))
-                else:
-                    keys = [sid.replace("-", "") for sid in chunk]
-                    c.execute(self._stream_sql.format(marks=", ".join("?" * len(keys))), keys)
+                c.execute(
+                    self.table.streams_statement(len(chunk)), self.table.streams_params(chunk)
+                )
                 rows = c.fetchall()
             for row in rows:
-                sid = _dashed(row["originator_id"])
+                sid = stream_id_text(row["originator_id"])
                 found.setdefault(sid, []).append(
                     entry_of(
                         row["position"],

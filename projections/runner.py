@@ -15,7 +15,7 @@ import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from functools import singledispatchmethod
 from typing import Any
@@ -29,13 +29,13 @@ from domain.chained import ChainedAggregate
 from projections.folds import Entry
 from projections.locking import WriteLock
 from projections.log import LogReader
+from projections.rebuild import LogFold
 from projections.store import LedgerView, PostgresLedgerView, SQLiteLedgerView
 
 __all__ = ["PROJECTION_NAME", "LedgerProjection", "ViewKeeper", "open_view"]
 
 PROJECTION_NAME = "ledger_views"
 PAGE_SIZE = 500
-REBUILD_PAGE_SIZE = 5000
 POLL_SECONDS = 0.5
 
 
@@ -209,22 +209,17 @@ class ViewKeeper:
             return
         self.catch_up()
 
-    def rebuild(self, *, advance: Callable[[int], None] = lambda _: None) -> int:
-        """Forget the views and fold the whole log again from position 0, in one transaction;
-        then take whatever was recorded meanwhile."""
+    def rebuild(
+        self, *, advance: Callable[[int], None] = lambda _: None, workers: int | None = None
+    ) -> int:
+        """Forget the views and fold the whole log again from position 0, in one transaction
+        (in ``workers`` processes; by default as ``projections.rebuild`` decides); then take
+        whatever was recorded meanwhile."""
         with self._lock:
-            done = self.view.rebuild(self._pages(advance))
+            upto = self.ledger.recorder.max_notification_id() or 0
+            with LogFold(self.log.table, upto, workers=workers) as fold:
+                done = self.view.rebuild(fold, advance=advance)
         return done + self.catch_up(advance=advance)
-
-    def _pages(self, advance: Callable[[int], None]) -> Iterator[list[Entry]]:
-        after = 0
-        while True:
-            page = self.log.page(after, REBUILD_PAGE_SIZE)
-            if not page:
-                return
-            yield page
-            advance(len(page))
-            after = page[-1].position
 
     def start(self) -> None:
         """Keep the views current in the background until :meth:`stop`."""

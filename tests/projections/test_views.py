@@ -1020,6 +1020,24 @@ def test_rebuild_gives_the_same_views_and_answers(scenario: Scenario) -> None:
     assert [scenario.everything(at) for at in references] == answers
 
 
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_rebuild_in_worker_processes_gives_the_same_views_and_answers(
+    scenario: Scenario, workers: int
+) -> None:
+    """A large log is folded in worker processes, one per range of stream ids, beside one that
+    computes the digest: wherever the ranges fall, the views come out the same."""
+    record_more(scenario)
+    references = [scenario.at(), scenario.at(AS_OF, scenario.honorarium_kept.position)]
+    answers = [scenario.everything(at) for at in references]
+    tables = scenario.tables()
+    events = scenario.services.ledger.last_position()
+
+    assert scenario.services.keeper.rebuild(workers=workers) == events
+
+    assert scenario.tables() == tables
+    assert [scenario.everything(at) for at in references] == answers
+
+
 def test_a_restart_resumes_where_the_views_stopped(settings: Settings, scenario: Scenario) -> None:
     processed = scenario.end
     tables = scenario.tables()

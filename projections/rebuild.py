@@ -1,0 +1,297 @@
+"""Rebuilding the views: the whole log folded again from position 0.
+
+A rebuild reads every event, so it reads the log's table with SQL of its own
+(``projections.logtable``) rather than through the library's ``select_notifications``, which
+makes a ``Notification`` and a ``UUID`` for every row: that was a third of the rebuild's time
+when it read through it. Catching up, a page of new events at a time, still polls the library's
+call (``projections.runner``); both decode a stored row with the same function into the same
+entry.
+
+What the views hold splits along the log's two orders:
+
+* a stream's rows (a partner's snapshot and commitments, a coalition) depend on that stream
+  alone, so the streams are read along the primary key (stream id, version), and each is folded
+  as soon as it is complete, by the definition of a snapshot (``rows.fold_stream``: the fold of
+  its counting entries), and its rows handed on: nothing is held but the stream in hand;
+* the ledger digest is a chain over every event's hash in position order: one pass along
+  positions.
+
+On a large log both run in worker processes (``python -m projections.rebuild``): the range of
+stream ids is cut in equal parts, one fold per part, beside one digest pass, while the calling
+process writes the rows they send into the views, all in the one transaction of
+``LedgerView.rebuild``. Workers only read, over connections of their own, and send their rows
+as JSON lines on stdout. A small log (under PARALLEL_FROM events) is folded in the calling
+process, the same way: there, starting three processes (a tenth of a second) would cost more
+than they save.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from projections.folds import Entry
+from projections.logtable import LogTable, OpenLog
+from projections.rows import (
+    DigestChain,
+    Totals,
+    coalition_row,
+    commitment_rows,
+    count_commitments,
+    fold_stream,
+    partner_row,
+)
+
+__all__ = ["FOLD_WORKERS", "PARALLEL_FROM", "LogFold", "ViewRows"]
+
+PAGE_SIZE = 5000
+PARALLEL_FROM = 20_000  # events: below this a rebuild folds in the calling process
+FOLD_WORKERS = 2  # processes folding streams (beside one computing the digest)
+
+
+@dataclass
+class ViewRows:
+    """The rows of streams folded to their end, how many events were read for them, and what
+    their commitments add to ``commitment_totals``."""
+
+    events: int
+    partners: list[Sequence[Any]] = field(default_factory=list)
+    commitments: list[Sequence[Any]] = field(default_factory=list)
+    coalitions: list[Sequence[Any]] = field(default_factory=list)
+    totals: Totals = field(default_factory=Counter)
+
+
+def fold_streams(log: OpenLog, lower: str, upper: str | None, upto: int) -> Iterator[ViewRows]:
+    """The rows of every stream whose id is in [lower, upper) (no upper: to the last), as
+    recorded up to position ``upto``; a batch for every page of events read."""
+    stream: list[Entry] = []
+    stream_id = None
+    for page in log.stream_pages(lower, upper, upto, PAGE_SIZE):
+        rows = ViewRows(len(page))
+        for entry in page:
+            if entry.stream_id != stream_id:
+                if stream:
+                    _add_stream(rows, stream, upto)
+                stream = []
+                stream_id = entry.stream_id
+            stream.append(entry)
+        count_commitments(rows.totals, rows.commitments)
+        yield rows
+    if stream:
+        rows = ViewRows(0)
+        _add_stream(rows, stream, upto)
+        count_commitments(rows.totals, rows.commitments)
+        yield rows
+
+
+def _add_stream(rows: ViewRows, stream: list[Entry], upto: int) -> None:
+    stream_id = stream[0].stream_id
+    if stream[0].stream_type == "partner":
+        folded = fold_stream(stream_id, stream, upto)
+        rows.partners.append(partner_row(stream_id, folded))
+        rows.commitments.extend(commitment_rows(stream_id, folded.snap))
+    elif (row := coalition_row(stream)) is not None:
+        rows.coalitions.append(row)
+
+
+def digest_log(log: OpenLog, upto: int) -> DigestChain:
+    """The ledger digest over every event up to position ``upto``."""
+    chain = DigestChain()
+    for page in log.hash_pages(upto, PAGE_SIZE):
+        chain.extend(page)
+    return chain
+
+
+class LogFold:
+    """The log up to position ``upto`` folded into the views' rows.
+
+    Iterate for the rows, batch by batch as they are ready; afterwards ``chain`` holds the
+    ledger digest. ``workers``: how many processes fold streams (0: fold here); by default
+    FOLD_WORKERS from PARALLEL_FROM events on, on a machine with more than one core. Entered
+    as a context manager, it starts its worker processes at once (they start while the caller
+    clears the views) and stops any still running when it is left.
+    """
+
+    def __init__(self, table: LogTable, upto: int, *, workers: int | None = None) -> None:
+        if workers is None:
+            several_cores = (os.cpu_count() or 1) > 1
+            workers = FOLD_WORKERS if upto >= PARALLEL_FROM and several_cores else 0
+        self.table = table
+        self.upto = upto
+        self.workers = workers
+        self.chain = DigestChain()
+        self._started: _Workers | None = None
+
+    def __enter__(self) -> LogFold:
+        if self.workers and self._started is None:
+            self._started = _Workers(self._jobs())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        started, self._started = self._started, None
+        if started is not None:
+            started.close()
+
+    def __iter__(self) -> Iterator[ViewRows]:
+        if not self.workers:
+            with OpenLog(self.table) as log:
+                yield from fold_streams(log, self.table.lowest_key(), None, self.upto)
+                self.chain = digest_log(log, self.upto)
+        elif self._started is not None:
+            yield from self._receive(self._started)
+        else:
+            with self:
+                assert self._started is not None
+                yield from self._receive(self._started)
+
+    def _jobs(self) -> list[dict[str, Any]]:
+        """One job a range of stream ids, and one for the digest (plain JSON)."""
+        table = {
+            "postgres": self.table.postgres,
+            "name": self.table.name,
+            "topics": dict(self.table.topics),
+            "connect_args": dict(self.table.connect_args),
+        }
+        bounds = [self.table.split_key(part, self.workers) for part in range(self.workers)]
+        bounds[0] = self.table.lowest_key()
+        jobs: list[dict[str, Any]] = [
+            {"table": table, "upto": self.upto, "streams": [lower, upper]}
+            for lower, upper in zip(bounds, [*bounds[1:], None], strict=True)
+        ]
+        jobs.append({"table": table, "upto": self.upto, "streams": None})
+        return jobs
+
+    def _receive(self, workers: _Workers) -> Iterator[ViewRows]:
+        for message in workers.messages():
+            if "chain" in message:
+                digest, events, position, checkpoints = message["chain"]
+                self.chain = DigestChain(digest, events, position, checkpoints)
+                continue
+            events, partners, commitments, coalitions, totals = message["rows"]
+            yield ViewRows(
+                events,
+                partners,
+                commitments,
+                coalitions,
+                Counter({tuple(key): count for *key, count in totals}),
+            )
+
+
+# ---- worker processes ---------------------------------------------------------------------
+
+_ROOT = Path(__file__).resolve().parent.parent  # where this copy of the package is imported from
+
+
+class _Workers:
+    """Worker processes running ``python -m projections.rebuild``, one per job; a thread per
+    worker reads its messages (JSON lines) into one queue, in the order they arrive."""
+
+    def __init__(self, jobs: list[dict[str, Any]]) -> None:
+        path = [str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+        self._arrived: queue.SimpleQueue[tuple[int, bytes | None]] = queue.SimpleQueue()
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._readers: list[threading.Thread] = []
+        try:
+            for job in jobs:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "projections.rebuild"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=env,
+                )
+                self._processes.append(process)
+                assert process.stdin is not None
+                _write_all(process.stdin.fileno(), orjson.dumps(job))
+                process.stdin.close()
+        except BaseException:
+            self.close()
+            raise
+        for index, process in enumerate(self._processes):
+            reader = threading.Thread(
+                target=self._read, args=(index, process), name=f"rebuild-worker-{index}"
+            )
+            reader.start()
+            self._readers.append(reader)
+
+    def _read(self, index: int, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self._arrived.put((index, line))
+        self._arrived.put((index, None))
+
+    def messages(self) -> Iterator[dict[str, Any]]:
+        """Every worker's messages, until each has ended; raises if one failed."""
+        running = len(self._processes)
+        while running:
+            index, line = self._arrived.get()
+            if line is not None:
+                yield orjson.loads(line)
+                continue
+            running -= 1
+            status = self._processes[index].wait()
+            if status != 0:
+                msg = f"rebuild worker {index} exited with status {status} (its error is above)"
+                raise ChildProcessError(msg)
+
+    def close(self) -> None:
+        """Stop the workers still running; wait for them, then for their readers."""
+        for process in self._processes:
+            if process.poll() is None:
+                process.terminate()
+            process.wait()
+        for reader in self._readers:
+            reader.join()  # a dead worker's pipe ends, and with it its reader
+        for process in self._processes:
+            if process.stdout is not None:
+                process.stdout.close()
+
+
+def _run(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """One worker's job, as the messages it sends."""
+    table = LogTable(**job["table"])
+    with OpenLog(table) as log:
+        if job["streams"] is None:
+            chain = digest_log(log, job["upto"])
+            yield {"chain": [chain.digest, chain.events, chain.position, chain.checkpoints]}
+            return
+        lower, upper = job["streams"]
+        for rows in fold_streams(log, lower, upper, job["upto"]):
+            totals = [[*key, count] for key, count in rows.totals.items()]
+            yield {"rows": [rows.events, rows.partners, rows.commitments, rows.coalitions, totals]}
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # os.write until all is written, not a buffered file: stopped and continued in the middle
+    # of a write to a full pipe (Ctrl-Z, then fg), Python 3.11's BufferedWriter has been seen to
+    # drop what the interrupted write(2) did not take, without an error.
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def main() -> None:
+    """A worker: its job is a JSON object on stdin; its messages go to stdout, a line each."""
+    # A short-lived process whose objects form no reference cycles: collecting is wasted time.
+    gc.disable()
+    # Ctrl-C reaches the whole process group: the rebuild stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    job = orjson.loads(sys.stdin.buffer.read())
+    for message in _run(job):
+        _write_all(sys.stdout.fileno(), orjson.dumps(message) + b"\n")
+
+
+if __name__ == "__main__":
+    main()
