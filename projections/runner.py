@@ -37,12 +37,16 @@ __all__ = ["PROJECTION_NAME", "LedgerProjection", "ViewKeeper", "open_view"]
 PROJECTION_NAME = "ledger_views"
 PAGE_SIZE = 500
 POLL_SECONDS = 0.5
+RACE_ATTEMPTS = 5
 
 
 class LedgerProjection(Projection[LedgerView]):
     """Folds every ledger event into the views; anything else is tracked and passed over."""
 
     name = PROJECTION_NAME
+    # Told each position the views have reached (the ViewKeeper of the process it runs in
+    # wakes the requests waiting for it); nobody by default.
+    announce: Callable[[int], None] = staticmethod(lambda _: None)
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:  # noqa: ARG002
@@ -50,13 +54,26 @@ class LedgerProjection(Projection[LedgerView]):
 
     @process_event.register
     def _(self, domain_event: ChainedAggregate.Event, tracking: Tracking) -> None:
-        try:
-            self.view.process([(domain_event, tracking.notification_id)])
-        except IntegrityError:
-            # Another processor (an API worker's catch_up) committed this position first;
-            # anything else is a real error, and must stop the runner.
-            if self.view.processed_position() < tracking.notification_id:
-                raise
+        position = tracking.notification_id
+        view = self.view
+        for attempt in range(RACE_ATTEMPTS):
+            done = view.processed_position()
+            if done >= position:
+                self.announce(done)
+                return  # taken (by this call, an earlier page, or another processor)
+            try:
+                if view.log is None:
+                    view.process([(domain_event, position)])
+                else:
+                    # The notification wakes the views up: they take a page of the log from
+                    # where they stand (this event, and whatever was recorded since), in one
+                    # transaction, rather than one transaction an event.
+                    view.process_entries(view.log.page(done, PAGE_SIZE))
+            except IntegrityError:
+                # Another processor (an API worker's catch_up) committed some of these first:
+                # look again; anything else, or a race that never ends, stops the runner.
+                if attempt == RACE_ATTEMPTS - 1 and view.processed_position() < position:
+                    raise
 
 
 def open_view(env: dict[str, str]) -> LedgerView:
@@ -171,10 +188,11 @@ class ViewKeeper:
         return self._seen >= position
 
     def when_seen(self, position: int) -> Future[None] | None:
-        """A future that completes once this process's catch-up thread has brought the views
-        to ``position`` (for callers that must not block a thread while they wait), or None
-        when no such thread runs here: then call :meth:`wait_for`."""
-        if self._thread is None:
+        """A future that completes once this process's catch-up thread (or, on PostgreSQL,
+        its projection runner) has brought the views to ``position`` (for callers that must
+        not block a thread while they wait), or None when neither runs here: then call
+        :meth:`wait_for`."""
+        if self._thread is None and self._runner is None:
             return None
         seen: Future[None] = Future()
         with self._progress:
@@ -233,6 +251,10 @@ class ViewKeeper:
                 view_class=PostgresLedgerView,
                 env=self.view_env,
             ).__enter__()
+            self._runner.view.log = self.log  # so that it reads pages, and refolds, from the log
+            projection = self._runner.projection
+            assert isinstance(projection, LedgerProjection)
+            projection.announce = self._announce
             return
         self._thread = threading.Thread(target=self._poll, name="pledger-views", daemon=True)
         self._thread.start()
