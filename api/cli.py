@@ -328,21 +328,16 @@ def serve_command(
         typer.echo("More tokens: pledger token create --role viewer --name NAME\n")
     services.close()
     typer.echo(f"Serving the ledger in {settings.describe()}", err=True)
-    host, port = host or settings.host, port or settings.port
-    if workers == 1:
-        uvicorn.run(
-            create_app(settings), host=host, port=port, log_level="info", access_log=access_log
-        )
-        return
-    # Each worker process builds its own app from the environment: its own group-commit writer
-    # and views thread; the log's and views' transactions (and their tracking) keep them apart.
-    os.environ["PLEDGER_DB"] = str(settings.db_path)
+    if workers > 1:
+        # Each worker process builds its own app from the environment (a writer and views
+        # thread of its own); the write lock and the tracking records keep them apart.
+        os.environ["PLEDGER_DB"] = str(settings.db_path)
     uvicorn.run(
-        "api.app:create_app",
-        factory=True,
+        create_app(settings) if workers == 1 else "api.app:create_app",
+        factory=workers > 1,
         workers=workers,
-        host=host,
-        port=port,
+        host=host or settings.host,
+        port=port or settings.port,
         log_level="info",
         access_log=access_log,
     )

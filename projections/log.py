@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import UTC
 from functools import cache
 from typing import Any
 
@@ -47,22 +48,22 @@ def entry_of(position: int, stream_id: str, version: int, topic: str, state: byt
 
 
 def entry_of_event(event: ChainedAggregate.Event, position: int) -> Entry:
-    """An entry from a typed event (as the library's projection runner delivers them)."""
-    return entry_of(
+    """An entry from a typed event (as the writer and the library's projection runner have
+    them): the same entry :func:`entry_of` decodes from its stored row, built without a round
+    trip through JSON (this runs for every event written)."""
+    return Entry(
         position,
         str(event.originator_id),
         event.originator_version,
-        get_topic(type(event)),
-        orjson.dumps(
-            {
-                "occurred_at": format_instant(event.occurred_at),
-                "recorded_at": format_instant(event.timestamp),
-                "recorded_by": event.recorded_by,
-                "prev_hash": event.prev_hash,
-                "hash": event.hash,
-                "data": event.data.model_dump(mode="json"),
-            }
-        ),
+        event.type,
+        event.occurred_at.astimezone(UTC),
+        event.data.model_dump(mode="json"),
+        format_instant(event.timestamp),
+        event.recorded_by,
+        event.prev_hash,
+        event.hash,
+        False,  # retracted
+        stream_type_of(event),
     )
 
 

@@ -310,13 +310,7 @@ class LedgerQueries:
     ) -> None:
         """Fulfilment figures when every stored row answers: the closed groups from
         ``commitment_totals``, open against overdue from the open commitments' due dates."""
-        filters, params = "1 = 1", []
-        if coalition_id is not None:
-            filters += " AND coalition_id = ?"
-            params.append(coalition_id)
-        if owed_by is not None:
-            filters += " AND owed_by = ?"
-            params.append(owed_by)
+        filters, params = _narrowed("1 = 1", [], "", coalition_id, owed_by)
         for row in self.view.select(
             "SELECT owed_by, closed, on_time, SUM(made) AS made, SUM(after_due) AS after_due "
             f"FROM {{p}}commitment_totals WHERE {filters} GROUP BY owed_by, closed, on_time",
@@ -371,12 +365,7 @@ class LedgerQueries:
             filters, params = _valid_sql(at)
         else:  # every stored row answers at this reference: no join needed
             source, filters, params = "{p}commitments c", "1 = 1", []
-        if coalition_id is not None:
-            filters += " AND c.coalition_id = ?"
-            params.append(coalition_id)
-        if owed_by is not None:
-            filters += " AND c.owed_by = ?"
-            params.append(owed_by)
+        filters, params = _narrowed(filters, params, "c.", coalition_id, owed_by)
         sides = {"us": Figures(), "partner": Figures()}
         if current:
             self._figures_from_totals(sides, today, coalition_id, owed_by)
@@ -804,6 +793,20 @@ def _valid(row: Any, at: At) -> bool:
     return bool(
         row["latest_occurred_at"] <= format_instant(at.as_of) and row["position"] <= at.position
     )
+
+
+def _narrowed(
+    filters: str, params: list[Any], table: str, coalition_id: str | None, owed_by: str | None
+) -> tuple[str, list[Any]]:
+    """``filters`` narrowed to one coalition and one side, when asked (columns of ``table``,
+    a prefix such as ``"c."``, or ``""``)."""
+    if coalition_id is not None:
+        filters += f" AND {table}coalition_id = ?"
+        params = [*params, coalition_id]
+    if owed_by is not None:
+        filters += f" AND {table}owed_by = ?"
+        params = [*params, owed_by]
+    return filters, params
 
 
 def _valid_sql(at: At) -> tuple[str, list[Any]]:

@@ -122,12 +122,13 @@ def totals_key(
     return (owed_by, coalition_id or "", closed or "", -1 if on_time is None else int(on_time))
 
 
-def count_commitments(totals: Totals, rows: Iterable[Sequence[Any]], sign: int = 1) -> None:
-    """Add ``commitments`` rows to their groups' totals (or, with sign -1, take them away)."""
+def count_commitments(totals: Totals, rows: Iterable[Sequence[Any]]) -> None:
+    """Add ``commitments`` rows (as :func:`commitment_rows` makes them) to their groups'
+    totals."""
     for row in rows:
         key = totals_key(row[2], row[3], row[7], row[8])
-        totals[(*key, "made")] += sign
-        totals[(*key, "after_due")] += sign * int(row[9])
+        totals[(*key, "made")] += 1
+        totals[(*key, "after_due")] += int(row[9])
 
 
 def coalition_row(entries: Sequence[Entry]) -> tuple[Any, ...] | None:

@@ -104,7 +104,7 @@ class ViewKeeper:
             view.log = self.log
         self.view_env = view_env
         # Taken around every views transaction; the writer holds it around its save as well.
-        self.lock = self._lock = lock or WriteLock()
+        self.lock = lock or WriteLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._runner: ProjectionRunner[Partnerships, LedgerView] | None = None
@@ -131,7 +131,7 @@ class ViewKeeper:
     def catch_up(self, *, advance: Callable[[int], None] = lambda _: None) -> int:
         """Process every event recorded after the tracked position; returns how many."""
         processed = 0
-        with self._lock:
+        with self.lock:
             while True:
                 done = self.view.processed_position()
                 self._announce(done)
@@ -168,7 +168,7 @@ class ViewKeeper:
             return
         follows = all(b.position == a.position + 1 for a, b in itertools.pairwise(entries))
         try:
-            with self._lock:
+            with self.lock:
                 if follows and self.view.processed_position() == entries[0].position - 1:
                     with contextlib.suppress(IntegrityError):  # another process took them first
                         self.view.process_entries(entries)
@@ -233,7 +233,7 @@ class ViewKeeper:
         """Forget the views and fold the whole log again from position 0, in one transaction
         (in ``workers`` processes; by default as ``projections.rebuild`` decides); then take
         whatever was recorded meanwhile."""
-        with self._lock:
+        with self.lock:
             upto = self.ledger.recorder.max_notification_id() or 0
             with LogFold(self.log.table, upto, workers=workers) as fold:
                 done = self.view.rebuild(fold, advance=advance)

@@ -42,6 +42,7 @@ from domain.values import (
 )
 from projections.folds import Entry, figures_of, fold_partner, health_of
 from projections.queries import At, end_of_day
+from projections.store import VIEW_TABLES
 
 T = TypeVar("T")
 START = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)
@@ -430,14 +431,7 @@ def tables(services: Services) -> dict[str, list[dict[str, Any]]]:
         table: sorted(
             (dict(row) for row in view.select(f"SELECT * FROM {{p}}{table}")), key=_row_key
         )
-        for table in (
-            "partners",
-            "commitments",
-            "commitment_totals",
-            "coalitions",
-            "digests",
-            "chain_head",
-        )
+        for table in VIEW_TABLES
     }
 
 

@@ -27,6 +27,7 @@ from domain.errors import PartnerNotFound, ValidationFailed
 from domain.serialization import DATA_MODELS
 from domain.values import CoalitionFormed, MemberJoined, MemberLeft, PartnerRegistered
 from projections.queries import At, end_of_day
+from projections.store import VIEW_TABLES
 
 RECORDER = "steward:amara"
 AS_OF = end_of_day(date(2025, 7, 10))
@@ -119,14 +120,7 @@ class Scenario:
             table: sorted(
                 (dict(row) for row in view.select(f"SELECT * FROM {{p}}{table}")), key=_row_key
             )
-            for table in (
-                "partners",
-                "commitments",
-                "commitment_totals",
-                "coalitions",
-                "digests",
-                "chain_head",
-            )
+            for table in VIEW_TABLES
         }
 
 
