@@ -7,12 +7,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from fastapi import FastAPI
-from fastapi.responses import Response
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
 
 from api.problems import install_problem_handlers
 from api.routes import router
 from api.settings import Settings
+from api.web import install_web
+from api.web.pages import NeedsSignIn, html_error
 from api.wiring import open_services
 
 __all__ = ["create_app"]
@@ -50,9 +52,20 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # /docs and /redoc are served by api.web from assets inside the installed packages.
+        docs_url=None,
+        redoc_url=None,
     )
     install_problem_handlers(app)
+    app.state.html_error = html_error
     app.include_router(router)
+    install_web(app)
+
+    @app.exception_handler(NeedsSignIn)
+    async def needs_sign_in(request: Request, _: NeedsSignIn) -> Response:
+        if request.method in ("GET", "HEAD"):
+            return RedirectResponse("/signin", status_code=303)
+        return html_error(request, 403, "Sign in first: nothing was recorded.")
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> Response:

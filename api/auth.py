@@ -74,6 +74,11 @@ class TokenBook:
         )
         return token
 
+    def session_secret(self) -> str:
+        """The key that signs web sessions and CSRF cookies: made once per ledger, shared by
+        every server process (it lives beside the tokens, never in a file or the URL)."""
+        return str(self.recorder.state("session_secret", secrets.token_urlsafe(32)))  # type: ignore[attr-defined]
+
     def has_any(self) -> bool:
         return bool(self.recorder.count_tokens())  # type: ignore[attr-defined]
 
@@ -83,7 +88,10 @@ class TokenBook:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Use the Bearer scheme: Authorization: Bearer <token>.")
-        presented = hash_token(token.strip())
+        return self.authenticate_hash(hash_token(token.strip()))
+
+    def authenticate_hash(self, presented: str) -> Principal:
+        """The holder of the token whose SHA-256 this is (a web session keeps only that)."""
         known = self._known.get(presented)
         if known is not None and time.monotonic() - known[0] < REMEMBER_SECONDS:
             return known[1]

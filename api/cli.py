@@ -18,7 +18,7 @@ from api.progress import progress_bar
 from api.settings import Settings
 from api.wiring import Services, open_ledger, open_services
 from domain.errors import CoalitionNotFound, LedgerError
-from projections.audit import export_events, verify_log
+from projections.audit import export_events
 from projections.queries import At
 
 __all__ = ["app", "main"]
@@ -78,9 +78,9 @@ def export_events_command(
 @app.command("verify")
 def verify_command(db: DbOption = None) -> None:
     """Recompute every event hash, chain link and the ledger digest; fail on any mismatch."""
-    ledger = open_ledger(_settings(db))
-    with progress_bar("Verifying events", ledger.last_position()) as advance:
-        report = verify_log(ledger, advance=advance)
+    services = open_services(_settings(db))
+    with progress_bar("Verifying events", services.ledger.last_position()) as advance:
+        report = services.verify(advance=advance)
     for problem in report.problems:
         typer.echo(
             f"MISMATCH position {problem.position}: stream {problem.stream_id} "
@@ -223,6 +223,16 @@ def _write(content: bytes, output: Path | None) -> None:
         sys.stdout.buffer.flush()
 
 
+def _base_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a name to print
+    return f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}"
+
+
+def sign_in_link(base_url: str, token: str) -> str:
+    """The web UI's sign-in link for a token: opening it starts a session (SPEC §8)."""
+    return f"{base_url}/signin?token={token}"
+
+
 @token_app.command("create")
 def token_create_command(
     role: Annotated[str, typer.Option("--role", help="steward, viewer or coalition.")],
@@ -230,9 +240,19 @@ def token_create_command(
     coalition: Annotated[
         str | None, typer.Option("--coalition", help="The coalition a coalition token may read.")
     ] = None,
+    link: Annotated[
+        bool,
+        typer.Option(
+            "--link",
+            help="Print a sign-in link for the web UI instead of the bare token "
+            "(the server's address from --host/--port or PLEDGER_HOST/PLEDGER_PORT).",
+        ),
+    ] = False,
+    host: Annotated[str | None, typer.Option("--host", help="Server address in the link.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Server port in the link.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Create an API token; it is printed once, on stdout, and only its hash is kept."""
+    """Create a token; it is printed once, on stdout, and only its hash is kept."""
     services = open_services(_settings(db))
     try:
         if coalition is not None:
@@ -241,7 +261,12 @@ def token_create_command(
     except (LedgerError, ValueError) as error:
         typer.echo(f"error: {getattr(error, 'detail', error)}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(token)
+    settings = services.settings
+    services.close()
+    if link:
+        typer.echo(sign_in_link(_base_url(host or settings.host, port or settings.port), token))
+    else:
+        typer.echo(token)
 
 
 @app.command("demo")
@@ -317,15 +342,15 @@ def serve_command(
         _load_demo(services, 60, 18, 7, if_empty=True)
     if not services.tokens.has_any():
         token = services.tokens.issue("steward", "first-steward")
+        base = _base_url(host or settings.host, port or settings.port)
         typer.echo(
-            "No API token existed, so a steward token was created. Keep it; it is shown once:"
+            "No token existed, so a steward token was created. It is shown once; keep the link"
         )
-        typer.echo(f"\n    {token}\n")
-        typer.echo(
-            f"Try: curl -H 'Authorization: Bearer {token}' "
-            f"http://{host or settings.host}:{port or settings.port}/v1/partners"
-        )
-        typer.echo("More tokens: pledger token create --role viewer --name NAME\n")
+        typer.echo("private (anyone who opens it signs in as a steward).\n")
+        typer.echo("Open the ledger in your browser:\n")
+        typer.echo(f"    {sign_in_link(base, token)}\n")
+        typer.echo(f"API: curl -H 'Authorization: Bearer {token}' {base}/v1/partners")
+        typer.echo("More sign-ins: pledger token create --role viewer --name NAME --link\n")
     services.close()
     typer.echo(f"Serving the ledger in {settings.describe()}", err=True)
     if workers > 1:

@@ -21,7 +21,7 @@ from domain.errors import (
 )
 from domain.serialization import DATA_MODELS
 
-__all__ = ["install_problem_handlers", "problem"]
+__all__ = ["field_problems", "install_problem_handlers", "problem"]
 
 _TITLES = {
     400: "Bad request",
@@ -69,7 +69,8 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def _pydantic_problems(errors: Any) -> list[dict[str, str]]:
+def field_problems(errors: Any) -> list[dict[str, str]]:
+    """pydantic's errors as ``[{field, message}]``, the field dotted as the API names it."""
     found = []
     for error in errors:
         loc = tuple(error.get("loc", ()))
@@ -80,30 +81,40 @@ def _pydantic_problems(errors: Any) -> list[dict[str, str]]:
     return found
 
 
+def _answer(request: Request, status: int, detail: str, **extra: Any) -> Response:
+    """problem+json for the API; a page for a person when a page was asked for."""
+    render = getattr(request.app.state, "html_error", None)
+    path = request.url.path
+    if render is not None and not path.startswith("/v1/") and path != "/healthz":
+        response: Response = render(request, status, detail)
+        return response
+    return problem(status, detail, **extra)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(LedgerError)
-    async def ledger_error(_: Request, error: LedgerError) -> Response:
+    async def ledger_error(request: Request, error: LedgerError) -> Response:
         extra: dict[str, Any] = {}
         if isinstance(error, ValidationFailed):
             extra["errors"] = [{"field": p.field, "message": p.message} for p in error.problems]
         if isinstance(error, VersionConflict):
             extra["current_version"] = error.current_version
-        return problem(_status_of(error), error.detail, **extra)
+        return _answer(request, _status_of(error), error.detail, **extra)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> Response:
-        problems = _pydantic_problems(error.errors())
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        problems = field_problems(error.errors())
         detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        return problem(422, detail or "The request is not valid.", errors=problems)
+        return _answer(request, 422, detail or "The request is not valid.", errors=problems)
 
     @app.exception_handler(Unauthorized)
-    async def unauthorized(_: Request, error: Unauthorized) -> Response:
-        return problem(401, error.detail)
+    async def unauthorized(request: Request, error: Unauthorized) -> Response:
+        return _answer(request, 401, error.detail)
 
     @app.exception_handler(Forbidden)
-    async def forbidden(_: Request, error: Forbidden) -> Response:
-        return problem(403, error.detail)
+    async def forbidden(request: Request, error: Forbidden) -> Response:
+        return _answer(request, 403, error.detail)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> Response:
-        return problem(error.status_code, str(error.detail))
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        return _answer(request, error.status_code, str(error.detail))

@@ -5,6 +5,8 @@ Two small tables live in the event log's own database, outside the log:
     api_requests   one row per Idempotency-Key, inserted in the same transaction as the
                    events the request recorded, so a retried request can never record twice
     api_tokens     credentials: only a SHA-256 of each token, its name, role and coalition
+    api_state      named values every process shares: the web sessions' signing secret,
+                   the last verification's result
 
 They extend eventsourcing's SQLite and PostgreSQL application recorders through the
 library's APPLICATION_RECORDER_TOPIC setting; the log's own tables are untouched.
@@ -47,6 +49,9 @@ _TABLES = [
         role TEXT NOT NULL,
         coalition_id TEXT,
         created_at TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS {p}api_state (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL)""",
 ]
 
 
@@ -145,6 +150,30 @@ class _ApiTables:
         if row is None:
             return None
         return StoredToken(row["name"], row["role"], row["coalition_id"], row["token_hash"])
+
+    def state(self, name: str, default: str) -> str:
+        """The value kept under ``name``; ``default`` is stored first when there is none, so
+        every process of a ledger reads the same value (the session secret, for one)."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._q(
+                    "INSERT INTO {p}api_state (name, value) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO NOTHING"
+                ),
+                (name, default),
+            )
+        row = self._one("SELECT value FROM {p}api_state WHERE name = ?", (name,))
+        return str(row["value"])
+
+    def set_state(self, name: str, value: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._q(
+                    "INSERT INTO {p}api_state (name, value) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+                ),
+                (name, value),
+            )
 
     def count_tokens(self) -> int:
         row = self._one("SELECT COUNT(*) AS n FROM {p}api_tokens", ())

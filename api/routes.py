@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from api.auth import Forbidden, Principal
 from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics
 from api.params import parse_as_of, parse_day, parse_moment, parse_uuid
-from api.recorders import RequestMark
 from api.schemas import (
     AccountabilityPublic,
     AgendaPublic,
@@ -39,13 +36,10 @@ from api.schemas import (
     TimelinePublic,
     VerifyPublic,
 )
+from api.service import Ask
 from api.wiring import Services
-from api.writer import WriteJob
 from domain.application import Recorded
-from domain.chained import Stamp
-from domain.coalition import Coalition
 from domain.errors import CoalitionNotFound, PartnerNotFound, Problem, ValidationFailed
-from domain.partner import Partner
 from domain.serialization import DATA_MODELS, public_event
 from domain.values import (
     CoalitionFormed,
@@ -56,7 +50,6 @@ from domain.values import (
     Side,
     Stage,
 )
-from projections.audit import verify_log
 from projections.queries import At
 
 __all__ = ["router"]
@@ -140,82 +133,18 @@ def _member_or_forbidden(services: Services, who: Principal, partner_id: str, at
         raise Forbidden("This coalition token can read only its coalition members' figures.")
 
 
-# ---- writes -------------------------------------------------------------------------------
+# ---- writes: parse, call the service, answer ------------------------------------------
 
 
-class _Replayed(Exception):
-    def __init__(self, response: Response) -> None:
-        super().__init__("replayed")
-        self.response = response
-
-
-def _stamp(who: Principal, occurred_at: Any) -> Stamp:
-    stamp = Stamp.now(who.name)
-    return Stamp(occurred_at, who.name) if occurred_at is not None else stamp
-
-
-async def _write(
-    services: Services,
-    request: Request,
-    who: Principal,
-    body: Any,
-    route: str,
-    job: WriteJob,
-    respond: Callable[[Recorded], dict[str, Any]],
-) -> Response:
-    """Run a write once per Idempotency-Key (through the group-commit writer), answer 201."""
-    key = request.headers.get("idempotency-key")
-    if key is not None:
-        if not 1 <= len(key) <= 255:
-            raise ValidationFailed([Problem("Idempotency-Key", "must be 1 to 255 characters")])
-        key_hash = hashlib.sha256(f"{who.name}\n{key}".encode()).hexdigest()
-        canonical = orjson.dumps(
-            body.model_dump(mode="json", exclude_unset=True), option=orjson.OPT_SORT_KEYS
-        )
-        fingerprint = hashlib.sha256(f"{route}\n".encode() + canonical).hexdigest()
-        replay = await run_in_threadpool(_replay, services, key_hash, fingerprint, respond)
-        if replay is not None:
-            return replay
-
-        def on_conflict() -> None:
-            again = _replay(services, key_hash, fingerprint, respond)
-            if again is not None:
-                raise _Replayed(again)
-
-        job.mark = RequestMark(key_hash, fingerprint, route)
-        job.on_conflict = on_conflict
-    try:
-        recorded = await services.writer.record(job)
-    except _Replayed as replayed:
-        return replayed.response
-    return _json(respond(recorded), 201)
-
-
-def _replay(
-    services: Services,
-    key_hash: str,
-    fingerprint: str,
-    respond: Callable[[Recorded], dict[str, Any]],
-) -> Response | None:
-    stored = services.ledger.recorder.find_request(key_hash)  # type: ignore[attr-defined]
-    if stored is None:
-        return None
-    if stored.fingerprint != fingerprint:
-        raise ValidationFailed(
-            [Problem("Idempotency-Key", "was already used with a different request; use a new key")]
-        )
-    entry = next(
-        e for e in services.keeper.log.stream(stored.stream_id) if e.version == stored.version
+def _ask(who: Principal, request: Request, body: Any, occurred_at: Any = None) -> Ask:
+    """The terms of a write from its request: who, when, expected version, Idempotency-Key."""
+    return Ask(
+        recorded_by=who.name,
+        occurred_at=occurred_at if occurred_at is not None else getattr(body, "occurred_at", None),
+        expected_version=getattr(body, "expected_version", None),
+        idempotency_key=request.headers.get("idempotency-key"),
+        sent=body.model_dump(mode="json", exclude_unset=True),
     )
-    recorded = Recorded(
-        stream_id=UUID(entry.stream_id),
-        version=entry.version,
-        position=entry.position,
-        hash=entry.hash,
-        type=entry.type,
-        data=entry.data,
-    )
-    return _json(respond(recorded), 201)
 
 
 def _payload(model: type[TData], body: Any) -> TData:
@@ -224,25 +153,28 @@ def _payload(model: type[TData], body: Any) -> TData:
     return model.model_validate(body.model_dump(exclude=_COMMON_WRITE_FIELDS, exclude_unset=True))
 
 
-def _created(recorded: Recorded) -> dict[str, Any]:
-    return {
-        "id": str(recorded.stream_id),
-        "version": recorded.version,
-        "position": recorded.position,
-        "hash": recorded.hash,
-        "type": recorded.type,
-        "data": recorded.data,
+def _created(recorded: Recorded) -> Response:
+    return _json(
+        {
+            "id": str(recorded.stream_id),
+            "version": recorded.version,
+            "position": recorded.position,
+            "hash": recorded.hash,
+            "type": recorded.type,
+            "data": recorded.data,
+        },
+        201,
+    )
+
+
+def _appended(stream_key: str, recorded: Recorded) -> Response:
+    made = {
+        k: recorded.data[k]
+        for k in ("commitment_id", "breach_id", "feedback_id")
+        if recorded.data.get(k)
     }
-
-
-def _appended(stream_key: str) -> Callable[[Recorded], dict[str, Any]]:
-    def respond(recorded: Recorded) -> dict[str, Any]:
-        made = {
-            k: recorded.data[k]
-            for k in ("commitment_id", "breach_id", "feedback_id")
-            if recorded.data.get(k)
-        }
-        return {
+    return _json(
+        {
             stream_key: str(recorded.stream_id),
             "version": recorded.version,
             "position": recorded.position,
@@ -250,9 +182,9 @@ def _appended(stream_key: str) -> Callable[[Recorded], dict[str, Any]]:
             "type": recorded.type,
             "data": recorded.data,
             **made,
-        }
-
-    return respond
+        },
+        201,
+    )
 
 
 @router.post("/partners", status_code=201, response_model=RecordedPublic, tags=["partners"])
@@ -261,13 +193,7 @@ async def register_partner(
 ) -> Response:
     """Register a partner (an organization or an individual)."""
     data = _payload(PartnerRegistered, body)
-    stamp = _stamp(who, body.occurred_at)
-    ledger = services.ledger
-    job = WriteJob(
-        alone=lambda options: ledger.register_partner(data, stamp, with_save=options),
-        create=lambda: ledger.new_partner(data, stamp),
-    )
-    return await _write(services, request, who, body, "register_partner", job, _created)
+    return _created(await services.service.register_partner(data, _ask(who, request, body)))
 
 
 @router.post(
@@ -286,22 +212,8 @@ async def append_event(
     """Append one event to a partner's history."""
     pid = parse_uuid(partner_id, PartnerNotFound)
     data = _payload(DATA_MODELS[body.type], body)
-    stamp = _stamp(who, body.occurred_at)
-    ledger = services.ledger
-    job = WriteJob(
-        check=lambda: ledger.check_references(pid, data),
-        alone=lambda options: ledger.record(
-            pid, data, stamp, expected_version=body.expected_version, with_save=options
-        ),
-        stream_id=pid,
-        load=lambda: ledger.get_partner(pid),
-        kind=Partner,
-        command=lambda partner: partner.execute(data, stamp),
-        expected_version=body.expected_version,
-    )
-    return await _write(
-        services, request, who, body, f"append_event:{pid}", job, _appended("partner_id")
-    )
+    recorded = await services.service.record_event(pid, data, _ask(who, request, body))
+    return _appended("partner_id", recorded)
 
 
 @router.post("/coalitions", status_code=201, response_model=RecordedPublic, tags=["coalitions"])
@@ -310,13 +222,7 @@ async def form_coalition(
 ) -> Response:
     """Form a coalition with a shared vision and agreed measures."""
     data = _payload(CoalitionFormed, body)
-    stamp = _stamp(who, body.occurred_at)
-    ledger = services.ledger
-    job = WriteJob(
-        alone=lambda options: ledger.form_coalition(data, stamp, with_save=options),
-        create=lambda: Coalition.form(data, stamp),
-    )
-    return await _write(services, request, who, body, "form_coalition", job, _created)
+    return _created(await services.service.form_coalition(data, _ask(who, request, body)))
 
 
 @router.post(
@@ -331,22 +237,8 @@ async def join_coalition(
     """A partner joins the coalition."""
     cid = parse_uuid(coalition_id, CoalitionNotFound)
     data = MemberJoined(partner_id=body.partner_id)
-    stamp = _stamp(who, body.occurred_at)
-    ledger = services.ledger
-    job = WriteJob(
-        check=lambda: ledger.check_joining(cid, data),
-        alone=lambda options: ledger.join_coalition(
-            cid, data, stamp, expected_version=body.expected_version, with_save=options
-        ),
-        stream_id=cid,
-        load=lambda: ledger.get_coalition(cid),
-        kind=Coalition,
-        command=lambda coalition: coalition.admit(data, stamp),
-        expected_version=body.expected_version,
-    )
-    return await _write(
-        services, request, who, body, f"join_coalition:{cid}", job, _appended("coalition_id")
-    )
+    recorded = await services.service.join_coalition(cid, data, _ask(who, request, body))
+    return _appended("coalition_id", recorded)
 
 
 @router.delete(
@@ -372,22 +264,9 @@ async def leave_coalition(
     except ValueError:
         raise ValidationFailed([Problem("partner_id", "is not a partner id (a UUID)")]) from None
     data = MemberLeft(partner_id=pid, reason=reason)
-    moment = parse_moment(occurred_at, "occurred_at", day_end=False)
-    stamp = _stamp(who, moment)
-    ledger = services.ledger
-    job = WriteJob(
-        alone=lambda options: ledger.leave_coalition(
-            cid, data, stamp, expected_version=expected_version, with_save=options
-        ),
-        stream_id=cid,
-        load=lambda: ledger.get_coalition(cid),
-        kind=Coalition,
-        command=lambda coalition: coalition.release(data, stamp),
-        expected_version=expected_version,
-    )
-    return await _write(
-        services, request, who, data, f"leave_coalition:{cid}", job, _appended("coalition_id")
-    )
+    ask = _ask(who, request, data, parse_moment(occurred_at, "occurred_at", day_end=False))
+    ask = replace(ask, expected_version=expected_version)
+    return _appended("coalition_id", await services.service.leave_coalition(cid, data, ask))
 
 
 # ---- reads: partners ----------------------------------------------------------------------
@@ -401,13 +280,18 @@ def list_partners(
     community: str | None = None,
     role: str | None = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
+    region: Annotated[str | None, Query(max_length=200)] = None,
     sort: Literal["health", "name", "last_touch"] = "name",
+    order: Annotated[
+        Literal["asc", "desc"] | None,
+        Query(description="asc or desc; default: names A-Z, strongest health first."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
     as_of: AsOf = None,
     position: Position = None,
 ) -> Response:
-    """Partners with their health; filter by stage, community, role or name; cursor pagination."""
+    """Partners with their health; filter by stage, community, role, region or name; sorted."""
     at = _at(services, as_of, position)
     return _json(
         services.queries.partners(
@@ -416,7 +300,9 @@ def list_partners(
             community=community,
             role=role,
             q=q,
+            region=region,
             sort=sort,
+            order=order,
             cursor=cursor,
             limit=limit,
         )
@@ -666,4 +552,4 @@ def events(
 @router.get("/audit/verify", response_model=VerifyPublic, tags=["audit"])
 def audit_verify(services: ServicesDep, who: ReaderDep) -> Response:
     """Recompute every hash, chain link and the digest over the whole log."""
-    return _json(verify_log(services.ledger).as_dict())
+    return _json(services.verify().as_dict())

@@ -265,6 +265,7 @@ class PartnerListItem(_Open):
 
 class PartnersPublic(_Reference):
     sort: str
+    order: Literal["asc", "desc"]
     partners: list[PartnerListItem]
     next_cursor: str | None
 

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import getpass
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
 
 from api.auth import TokenBook
+from api.service import LedgerService
 from api.settings import Settings
 from api.writer import GroupWriter
 from domain.application import Partnerships
+from domain.hashing import format_instant
+from projections.audit import AuditReport, verify_log
 from projections.locking import WriteLock
 from projections.queries import LedgerQueries
 from projections.runner import ViewKeeper, open_view
 from projections.store import LedgerView
 
 __all__ = ["Services", "cli_user", "open_ledger", "open_services"]
+
+LAST_VERIFICATION = "last_verification"
 
 
 def open_ledger(settings: Settings) -> Partnerships:
@@ -35,6 +45,20 @@ class Services:
     queries: LedgerQueries
     tokens: TokenBook
     writer: GroupWriter
+    service: LedgerService
+
+    def verify(self, advance: Callable[[int], None] = lambda _: None) -> AuditReport:
+        """Verify the whole log (projections.audit) and keep the result, with when it ran,
+        for the home and audit pages."""
+        report = verify_log(self.ledger, advance=advance)
+        stored = {**report.as_dict(), "verified_at": format_instant(datetime.now(UTC))}
+        self.ledger.recorder.set_state(LAST_VERIFICATION, orjson.dumps(stored).decode())  # type: ignore[attr-defined]
+        return report
+
+    def last_verification(self) -> dict[str, Any] | None:
+        """The kept result of the last verification (``verified_at`` added), or ``None``."""
+        stored = self.ledger.recorder.state(LAST_VERIFICATION, "")  # type: ignore[attr-defined]
+        return orjson.loads(stored) if stored else None
 
     def close(self) -> None:
         self.writer.stop()
@@ -54,6 +78,7 @@ def open_services(settings: Settings) -> Services:
         else None
     )
     keeper = ViewKeeper(ledger, view, settings.views_env(), lock)
+    writer = GroupWriter(ledger, keeper)
     return Services(
         settings,
         ledger,
@@ -61,7 +86,8 @@ def open_services(settings: Settings) -> Services:
         keeper,
         LedgerQueries(view, keeper.log),
         TokenBook(ledger.recorder),
-        GroupWriter(ledger, keeper),
+        writer,
+        LedgerService(ledger, keeper, writer),
     )
 
 

@@ -41,6 +41,8 @@ GENERATED_BY = "Partnership Ledger 0.1.0"
 OVER_ENGAGED_ASKS = 4
 OVER_ENGAGED_DAYS = 90
 MAX_PAGE = 1000
+# Each sort's own direction: names A to Z, the strongest health first, the longest untouched first.
+_NATURAL_ORDER = {"name": "asc", "health": "desc", "last_touch": "asc"}
 
 _CONTACT_TYPES = ("meeting_held", "contact_made")
 _PROFILE_TYPES = (
@@ -438,12 +440,21 @@ class LedgerQueries:
         community: str | None = None,
         role: str | None = None,
         q: str | None = None,
+        region: str | None = None,
         sort: Literal["health", "name", "last_touch"] = "name",
+        order: Literal["asc", "desc"] | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> dict[str, Any]:
+        """Partners with their health, filtered and sorted, one page at a time.
+
+        ``sort=health`` lists the strongest first and ``sort=last_touch`` the longest without a
+        two-way touch first; ``order`` says which way explicitly (``health`` with ``asc`` is
+        weakest first). Raises ``ValidationFailed`` for a bad ``limit`` or ``cursor``.
+        """
         limit = _check_limit(limit)
-        if sort == "name" and not self._stale_partners(at):
+        reverse = order is not None and order != _NATURAL_ORDER[sort]
+        if sort == "name" and not reverse and not region and not self._stale_partners(at):
             return self._partners_by_name(
                 at, stage=stage, community=community, role=role, q=q, cursor=cursor, limit=limit
             )
@@ -459,6 +470,8 @@ class LedgerQueries:
                 continue
             if q and q.casefold() not in snap.name.casefold():
                 continue
+            if region and (profile["region"] or "").casefold() != region.casefold():
+                continue
             health = self._health(snap, at)
             rows.append(
                 {
@@ -467,15 +480,20 @@ class LedgerQueries:
                     "health": {"score": health.score, "band": health.band},
                 }
             )
-        rows.sort(key=lambda r: _sort_key(r, sort))
+        rows.sort(key=lambda r: _sort_key(r, sort), reverse=reverse)
         if cursor:
-            after = _decode_cursor(cursor)
-            rows = [r for r in rows if _sort_key(r, sort) > tuple(after)]
+            after = tuple(_decode_cursor(cursor))
+            rows = [
+                r
+                for r in rows
+                if (_sort_key(r, sort) < after if reverse else _sort_key(r, sort) > after)
+            ]
         page = rows[:limit]
         more = len(rows) > limit
         return {
             **at.stamp(),
             "sort": sort,
+            "order": order or _NATURAL_ORDER[sort],
             "partners": page,
             "next_cursor": _encode_cursor(_sort_key(page[-1], sort)) if more and page else None,
         }
@@ -533,6 +551,7 @@ class LedgerQueries:
         return {
             **at.stamp(),
             "sort": "name",
+            "order": "asc",
             "partners": page,
             "next_cursor": _encode_cursor(_sort_key(page[-1], "name")) if more and page else None,
         }

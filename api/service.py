@@ -1,0 +1,201 @@
+"""The write use cases, shared by every entrypoint (JSON routes, HTML forms).
+
+An entrypoint parses what it was sent into a payload model and an :class:`Ask`, calls one
+method of :class:`LedgerService`, and maps what it gets back (a :class:`Recorded`) or what is
+raised (a ``LedgerError``) to its own medium. Group commit, idempotency (one event per
+Idempotency-Key, SPEC §4) and read-your-writes all live here, behind the call, so a form and a
+JSON request to the same use case behave the same (cosmicpython ch. 4, "service layer").
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+
+from api.recorders import RequestMark
+from api.writer import GroupWriter, WriteJob
+from domain.application import Partnerships, Recorded
+from domain.chained import Stamp
+from domain.coalition import Coalition
+from domain.errors import Problem, ValidationFailed
+from domain.partner import Partner
+from domain.values import CoalitionFormed, EventData, MemberJoined, MemberLeft, PartnerRegistered
+from projections.runner import ViewKeeper
+
+__all__ = ["Ask", "LedgerService"]
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@dataclass(frozen=True)
+class Ask:
+    """Who asks for a write and on what terms.
+
+    ``recorded_by`` is the credential's name (SPEC §2); ``occurred_at`` when it happened in the
+    world (``None``: now); ``expected_version`` the stream version the asker last saw (a
+    different current version is a 409, SPEC §4); ``idempotency_key`` makes a retry return the
+    first answer; ``sent`` is what was sent, as plain JSON values, which a reused key must match.
+    """
+
+    recorded_by: str
+    occurred_at: datetime | None = None
+    expected_version: int | None = None
+    idempotency_key: str | None = None
+    sent: Mapping[str, Any] = field(default_factory=dict)
+
+    def stamp(self) -> Stamp:
+        if self.occurred_at is None:
+            return Stamp.now(self.recorded_by)
+        return Stamp(self.occurred_at, self.recorded_by)
+
+
+class _Replayed(Exception):
+    """The same request was recorded while this one waited: answer with the first one."""
+
+    def __init__(self, recorded: Recorded) -> None:
+        super().__init__("replayed")
+        self.recorded = recorded
+
+
+class LedgerService:
+    """Every write the ledger takes: register, record, form, join, leave.
+
+    Each method returns the :class:`Recorded` event (on a replayed Idempotency-Key, the one
+    recorded the first time) once the views show it. Raises the domain's errors:
+    ``ValidationFailed`` (422), ``NotFound`` (404), ``Conflict``/``VersionConflict`` (409).
+    """
+
+    def __init__(self, ledger: Partnerships, keeper: ViewKeeper, writer: GroupWriter) -> None:
+        self.ledger = ledger
+        self.keeper = keeper
+        self.writer = writer
+
+    async def register_partner(self, data: PartnerRegistered, ask: Ask) -> Recorded:
+        stamp = ask.stamp()
+        job = WriteJob(
+            alone=lambda options: self.ledger.register_partner(data, stamp, with_save=options),
+            create=lambda: self.ledger.new_partner(data, stamp),
+        )
+        return await self._write(job, ask, "register_partner")
+
+    async def record_event(self, partner_id: UUID, data: EventData, ask: Ask) -> Recorded:
+        stamp = ask.stamp()
+        ledger = self.ledger
+        job = WriteJob(
+            check=lambda: ledger.check_references(partner_id, data),
+            alone=lambda options: ledger.record(
+                partner_id, data, stamp, expected_version=ask.expected_version, with_save=options
+            ),
+            stream_id=partner_id,
+            load=lambda: ledger.get_partner(partner_id),
+            kind=Partner,
+            command=lambda partner: partner.execute(data, stamp),
+            expected_version=ask.expected_version,
+        )
+        return await self._write(job, ask, f"append_event:{partner_id}")
+
+    async def form_coalition(self, data: CoalitionFormed, ask: Ask) -> Recorded:
+        stamp = ask.stamp()
+        job = WriteJob(
+            alone=lambda options: self.ledger.form_coalition(data, stamp, with_save=options),
+            create=lambda: Coalition.form(data, stamp),
+        )
+        return await self._write(job, ask, "form_coalition")
+
+    async def join_coalition(self, coalition_id: UUID, data: MemberJoined, ask: Ask) -> Recorded:
+        stamp = ask.stamp()
+        ledger = self.ledger
+        job = WriteJob(
+            check=lambda: ledger.check_joining(coalition_id, data),
+            alone=lambda options: ledger.join_coalition(
+                coalition_id,
+                data,
+                stamp,
+                expected_version=ask.expected_version,
+                with_save=options,
+            ),
+            stream_id=coalition_id,
+            load=lambda: ledger.get_coalition(coalition_id),
+            kind=Coalition,
+            command=lambda coalition: coalition.admit(data, stamp),
+            expected_version=ask.expected_version,
+        )
+        return await self._write(job, ask, f"join_coalition:{coalition_id}")
+
+    async def leave_coalition(self, coalition_id: UUID, data: MemberLeft, ask: Ask) -> Recorded:
+        stamp = ask.stamp()
+        ledger = self.ledger
+        job = WriteJob(
+            alone=lambda options: ledger.leave_coalition(
+                coalition_id,
+                data,
+                stamp,
+                expected_version=ask.expected_version,
+                with_save=options,
+            ),
+            stream_id=coalition_id,
+            load=lambda: ledger.get_coalition(coalition_id),
+            kind=Coalition,
+            command=lambda coalition: coalition.release(data, stamp),
+            expected_version=ask.expected_version,
+        )
+        return await self._write(job, ask, f"leave_coalition:{coalition_id}")
+
+    # ---- once per Idempotency-Key ----------------------------------------------------------
+
+    async def _write(self, job: WriteJob, ask: Ask, route: str) -> Recorded:
+        """Run a write once per Idempotency-Key, through the group-commit writer."""
+        key = ask.idempotency_key
+        if key is not None:
+            if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+                raise ValidationFailed([Problem("Idempotency-Key", "must be 1 to 255 characters")])
+            key_hash = hashlib.sha256(f"{ask.recorded_by}\n{key}".encode()).hexdigest()
+            canonical = orjson.dumps(dict(ask.sent), option=orjson.OPT_SORT_KEYS)
+            fingerprint = hashlib.sha256(f"{route}\n".encode() + canonical).hexdigest()
+            replay = await run_in_threadpool(self._replay, key_hash, fingerprint)
+            if replay is not None:
+                return replay
+
+            def on_conflict() -> None:
+                again = self._replay(key_hash, fingerprint)
+                if again is not None:
+                    raise _Replayed(again)
+
+            job.mark = RequestMark(key_hash, fingerprint, route)
+            job.on_conflict = on_conflict
+        try:
+            return await self.writer.record(job)
+        except _Replayed as replayed:
+            return replayed.recorded
+
+    def _replay(self, key_hash: str, fingerprint: str) -> Recorded | None:
+        stored = self.ledger.recorder.find_request(key_hash)  # type: ignore[attr-defined]
+        if stored is None:
+            return None
+        if stored.fingerprint != fingerprint:
+            raise ValidationFailed(
+                [
+                    Problem(
+                        "Idempotency-Key",
+                        "was already used with a different request; use a new key",
+                    )
+                ]
+            )
+        entry = next(
+            e for e in self.keeper.log.stream(stored.stream_id) if e.version == stored.version
+        )
+        return Recorded(
+            stream_id=UUID(entry.stream_id),
+            version=entry.version,
+            position=entry.position,
+            hash=entry.hash,
+            type=entry.type,
+            data=entry.data,
+        )

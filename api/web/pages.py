@@ -1,0 +1,896 @@
+"""Page handlers: read a query or call the write service, then render. No rule lives here.
+
+Every read goes through the same ``LedgerQueries`` as the JSON API and every write through the
+same ``LedgerService`` (api.service), so a page can show or do nothing the API would not, and
+a refused form shows the API's own words beside each field.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import Forbidden, Principal, Unauthorized, hash_token
+from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES
+from api.params import parse_as_of, parse_day, parse_uuid
+from api.problems import field_problems
+from api.service import Ask
+from api.web.forms import (
+    CHOSEN_IDS,
+    EVENT_LABELS,
+    FieldSpec,
+    body_from_form,
+    event_models,
+    field_specs,
+    readable,
+)
+from api.wiring import Services
+from domain.errors import (
+    CoalitionNotFound,
+    LedgerError,
+    PartnerNotFound,
+    Problem,
+    ValidationFailed,
+    VersionConflict,
+)
+from domain.hashing import format_instant
+from domain.values import CoalitionFormed, MemberJoined, MemberLeft, PartnerRegistered, Stage
+from projections.queries import At
+
+__all__ = ["NeedsSignIn", "router", "templates"]
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.filters["readable"] = lambda v: readable(str(v)) if v is not None else ""
+templates.env.filters["event_label"] = lambda t: EVENT_LABELS.get(str(t), readable(str(t)))
+templates.env.filters["day"] = lambda v: str(v)[:10] if v else ""
+templates.env.filters["when"] = lambda v: str(v)[:16].replace("T", " ") if v else ""
+templates.env.globals["EVENT_LABELS"] = EVENT_LABELS
+
+router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 50
+
+
+class NeedsSignIn(Exception):
+    """No session, or one whose token is no longer valid: GET goes to the sign-in page, a POST
+    is refused (403) without recording anything."""
+
+
+# ---- who is asking ------------------------------------------------------------------------
+
+
+async def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_visitor(request: Request, services: ServicesDep) -> Principal:
+    token_hash = request.session.get("token")
+    if not token_hash:
+        raise NeedsSignIn
+    try:
+        principal: Principal = services.tokens.authenticate_hash(str(token_hash))
+    except Unauthorized:
+        request.session.clear()
+        raise NeedsSignIn from None
+    return principal
+
+
+VisitorDep = Annotated[Principal, Depends(get_visitor)]
+
+
+async def get_reader(who: VisitorDep) -> Principal:
+    if who.role not in ("steward", "viewer"):
+        raise Forbidden("A coalition token can open its coalition's page and report only.")
+    return who
+
+
+async def get_steward(who: VisitorDep) -> Principal:
+    if who.role != "steward":
+        raise Forbidden("Only a steward can record. This sign-in can read but not write.")
+    return who
+
+
+ReaderDep = Annotated[Principal, Depends(get_reader)]
+StewardDep = Annotated[Principal, Depends(get_steward)]
+
+
+def _page(
+    request: Request, name: str, who: Principal | None, status: int = 200, **context: Any
+) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request,
+        name,
+        {"who": who, "csrftoken": _csrf(request), "path": request.url.path, **context},
+        status_code=status,
+    )
+
+
+def _csrf(request: Request) -> str:
+    make = request.scope.get("csrftoken")
+    return str(make()) if callable(make) else ""
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _at(services: Services, as_of: str | None = None) -> At:
+    return services.queries.at(parse_as_of(as_of or None))
+
+
+# ---- signing in and out -------------------------------------------------------------------
+
+
+@router.get("/signin")
+async def signin_page(
+    request: Request, services: ServicesDep, token: str | None = None
+) -> Response:
+    """The sign-in link (``/signin?token=...``) opens a session and forgets the token."""
+    if token:
+        return await _open_session(request, services, token)
+    return _page(request, "signin.html", None)
+
+
+@router.post("/signin")
+async def signin_form(request: Request, services: ServicesDep) -> Response:
+    form = await request.form()
+    return await _open_session(request, services, str(form.get("token") or ""))
+
+
+async def _open_session(request: Request, services: Services, token: str) -> Response:
+    token_hash = hash_token(token.strip())
+    try:
+        await run_in_threadpool(services.tokens.authenticate_hash, token_hash)
+    except Unauthorized:
+        return _page(
+            request,
+            "signin.html",
+            None,
+            status=401,
+            error="That sign-in link or token is not valid for this ledger.",
+        )
+    request.session.clear()
+    request.session["token"] = token_hash
+    return _see_other("/")
+
+
+@router.post("/signout")
+async def signout(request: Request) -> Response:
+    request.session.clear()
+    return _see_other("/signin")
+
+
+# ---- home ---------------------------------------------------------------------------------
+
+
+@router.get("/")
+def home(request: Request, services: ServicesDep, who: VisitorDep) -> Response:
+    """What needs attention today."""
+    if who.role == "coalition":
+        return _see_other(f"/coalitions/{who.coalition_id}")
+    queries = services.queries
+    at = _at(services)
+    agenda = queries.agenda(at, within_days=14)
+    weakest = queries.partners(at, sort="health", order="asc", limit=10)["partners"]
+    review = queries.review(at)
+    return _page(
+        request,
+        "home.html",
+        who,
+        at=at.stamp(),
+        overdue=[c for c in agenda["commitments"] if c["overdue_days"] > 0],
+        due_soon=[c for c in agenda["commitments"] if c["overdue_days"] <= 0],
+        checkins=[c for c in agenda["checkins"] if c["overdue_days"] >= 0],
+        at_risk=[p for p in weakest if p["health"]["band"] in ("at_risk", "critical")],
+        neglected=review["neglected"][:10],
+        neglected_count=len(review["neglected"]),
+        recent=_recent_activity(services, 12),
+        digest=queries.digest(at),
+        verification=services.last_verification(),
+    )
+
+
+def _recent_activity(services: Services, count: int) -> list[dict[str, Any]]:
+    last = services.view.processed_position()
+    page = services.ledger.recorder.select_notifications(
+        start=max(0, last - count), limit=count, inclusive_of_start=False
+    )
+    names: dict[str, str] = {}
+    items = []
+    for notification in reversed(page):
+        event = services.ledger.decode(notification)
+        stream = str(event.originator_id)
+        if stream not in names:
+            names[stream] = _stream_name(services, stream, event)
+        items.append(
+            {
+                "position": notification.id,
+                "type": event.data.TYPE,
+                "stream_id": stream,
+                "is_partner": event.data.TYPE not in _COALITION_TYPES,
+                "name": names[stream],
+                "occurred_at": format_instant(event.occurred_at),
+                "recorded_by": event.recorded_by,
+            }
+        )
+    return items
+
+
+_COALITION_TYPES = ("coalition_formed", "member_joined", "member_left")
+
+
+def _stream_name(services: Services, stream: str, event: Any) -> str:
+    entries = services.keeper.log.stream(stream)
+    first = entries[0].data if entries else {}
+    return str(first.get("name", stream))
+
+
+# ---- partners -----------------------------------------------------------------------------
+
+_SORTS = {"health": "Health", "name": "Name", "last_touch": "Last two-way touch"}
+
+
+def _partner_filters(request: Request) -> dict[str, str]:
+    wanted = ("q", "stage", "community", "role", "region", "sort", "order")
+    return {k: request.query_params[k] for k in wanted if request.query_params.get(k)}
+
+
+def _query_partners(
+    services: Services, filters: Mapping[str, str], cursor: str | None, limit: int
+) -> dict[str, Any]:
+    sort = filters.get("sort", "name")
+    order = filters.get("order")
+    stage = filters.get("stage")
+    problems = []
+    if sort not in _SORTS:
+        problems.append(Problem("sort", "must be health, name or last_touch"))
+    if order not in (None, "asc", "desc"):
+        problems.append(Problem("order", "must be asc or desc"))
+    if stage and stage not in {s.value for s in Stage}:
+        problems.append(Problem("stage", f"{stage!r} is not a stage"))
+    if problems:
+        raise ValidationFailed(problems)
+    return services.queries.partners(
+        _at(services),
+        stage=stage,
+        community=filters.get("community"),
+        role=filters.get("role"),
+        region=filters.get("region"),
+        q=filters.get("q"),
+        sort=sort,  # type: ignore[arg-type]
+        order=order,  # type: ignore[arg-type]
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+@router.get("/partners")
+def partners_page(
+    request: Request, services: ServicesDep, who: ReaderDep, cursor: str | None = None
+) -> Response:
+    """Find a partner: search, filters, sort, pages."""
+    filters = _partner_filters(request)
+    result = _query_partners(services, filters, cursor, PAGE_SIZE)
+    next_url = (
+        "/partners?" + urlencode({**filters, "cursor": result["next_cursor"]})
+        if result["next_cursor"]
+        else None
+    )
+    return _page(
+        request,
+        "partners.html",
+        who,
+        result=result,
+        filters=filters,
+        stages=[s.value for s in Stage],
+        sorts=_SORTS,
+        next_url=next_url,
+        csv_url="/partners.csv" + ("?" + urlencode(filters) if filters else ""),
+    )
+
+
+@router.get("/partners.csv")
+def partners_csv(request: Request, services: ServicesDep, who: ReaderDep) -> Response:
+    """The partners the page shows (every page of them), as a spreadsheet."""
+    filters = _partner_filters(request)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "id",
+            "name",
+            "kind",
+            "stage",
+            "health",
+            "band",
+            "region",
+            "communities",
+            "roles",
+            "last_touch_at",
+        ]
+    )
+    cursor = None
+    while True:
+        result = _query_partners(services, filters, cursor, 1000)
+        for p in result["partners"]:
+            writer.writerow(
+                [
+                    p["id"],
+                    _cell(p["name"]),
+                    p.get("kind") or "",
+                    p["stage"],
+                    p["health"]["score"],
+                    p["health"]["band"],
+                    _cell(p.get("region") or ""),
+                    _cell(";".join(p.get("communities") or ())),
+                    _cell(";".join(p.get("roles") or ())),
+                    p.get("last_touch_at") or "",
+                ]
+            )
+        cursor = result["next_cursor"]
+        if not cursor:
+            break
+    return Response(
+        "\ufeff" + out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="partners.csv"'},
+    )
+
+
+def _cell(text: str) -> str:
+    # A cell starting with = + - @ is a formula to a spreadsheet (OWASP CSV injection).
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@router.get("/partners/new")
+def register_page(request: Request, services: ServicesDep, who: StewardDep) -> Response:
+    return _record_form(request, who, _register_form(services), {}, None, {})
+
+
+def _register_form(services: Services) -> _Form:
+    return _Form(
+        title="Register a partner",
+        action="/partners/new",
+        submit="Register partner",
+        specs=field_specs(PartnerRegistered, event_type="partner_registered"),
+        model=PartnerRegistered,
+        back=("/partners", "Partners"),
+    )
+
+
+@router.post("/partners/new")
+async def register_submit(request: Request, services: ServicesDep, who: StewardDep) -> Response:
+    form = _register_form(services)
+    return await _submit(
+        request,
+        who,
+        form,
+        lambda data, ask: services.service.register_partner(data, ask),
+        lambda recorded: f"/partners/{recorded.stream_id}",
+    )
+
+
+@router.get("/partners/{partner_id}")
+def partner_page(
+    request: Request,
+    partner_id: str,
+    services: ServicesDep,
+    who: ReaderDep,
+    as_of: str | None = None,
+    cursor: str | None = None,
+) -> Response:
+    """One relationship: profile, health, promises both ways, the timeline; or as it stood."""
+    parse_uuid(partner_id, PartnerNotFound)
+    queries = services.queries
+    at = _at(services, as_of)
+    profile = queries.partner(partner_id, at)
+    health = queries.health(partner_id, at)
+    commitments = queries.commitments(partner_id, at)
+    timeline = queries.timeline(partner_id, at, cursor=cursor, limit=100)
+    history = queries.health_history(partner_id, at, start=at.today - timedelta(days=366), end=None)
+    return _page(
+        request,
+        "partner.html",
+        who,
+        partner=profile,
+        health=health,
+        commitments=commitments,
+        timeline=timeline,
+        history=history["points"],
+        as_of=as_of,
+        as_of_day=parse_as_of(as_of).date().isoformat() if as_of else None,  # type: ignore[union-attr]
+        today=date.today().isoformat(),
+        record_types=list(event_models()),
+        retractable=_retractable(timeline["events"]),
+        coalitions=queries.coalitions(at)["coalitions"],
+    )
+
+
+def _retractable(events: Sequence[dict[str, Any]]) -> set[int]:
+    return {
+        e["version"]
+        for e in events
+        if not e["retracted"] and e["type"] not in ("partner_registered", "entry_retracted")
+    }
+
+
+# ---- record forms -------------------------------------------------------------------------
+
+
+class _Form:
+    """A form page: its fields, where it posts, and what its button says."""
+
+    def __init__(
+        self,
+        *,
+        title: str,
+        action: str,
+        submit: str,
+        specs: list[FieldSpec],
+        model: type[BaseModel],
+        back: tuple[str, str],
+        expected_version: int | None = None,
+        intro: str = "",
+    ) -> None:
+        self.title = title
+        self.action = action
+        self.submit = submit
+        self.specs = specs
+        self.model = model
+        self.back = back
+        self.expected_version = expected_version
+        self.intro = intro
+
+
+def _event_form(services: Services, partner_id: str, event_type: str) -> _Form:
+    models = event_models()
+    if event_type not in models:
+        raise _unknown_type(event_type)
+    at = _at(services)
+    profile = services.queries.partner(partner_id, at)
+    choices = _choices(services, partner_id, event_type, at)
+    return _Form(
+        title=f"{EVENT_LABELS[event_type]} — {profile['name']}",
+        action=f"/partners/{partner_id}/record/{event_type}",
+        submit="Record",
+        specs=field_specs(models[event_type], event_type=event_type, choices=choices),
+        model=models[event_type],
+        back=(f"/partners/{partner_id}", profile["name"]),
+        expected_version=profile["version"],
+    )
+
+
+def _unknown_type(event_type: str) -> LedgerError:
+    return ValidationFailed([Problem("type", f"unknown event type {event_type!r}")])
+
+
+def _choices(
+    services: Services, partner_id: str, event_type: str, at: At
+) -> dict[str, list[tuple[str, str]]]:
+    """What a select offers: this partner's commitments, breaches, feedback and entries, and
+    the ledger's coalitions. (Offering is not deciding: the aggregate still checks.)"""
+    queries = services.queries
+    commitments = queries.commitments(partner_id, at)["commitments"]
+
+    def described(c: dict[str, Any]) -> tuple[str, str]:
+        side = "we owe" if c["owed_by"] == "us" else "they owe"
+        return c["commitment_id"], f"{c['description']} ({side}, due {c['due_on']})"
+
+    pending = [described(c) for c in commitments if c["status"] in ("open", "overdue")]
+    snap = queries.snapshot(partner_id, at)
+    events = queries.timeline(partner_id, at, limit=1000)["events"]
+    choices: dict[str, list[tuple[str, str]]] = {
+        "commitment_id": pending
+        if event_type != "payment_made"
+        else [described(c) for c in commitments],
+        "for_commitment_id": [described(c) for c in commitments],
+        "breach_id": [
+            (b.breach_id, f"{readable(b.severity)} breach of {b.occurred_at.date().isoformat()}")
+            for b in snap.breaches.values()
+            if b.repaired_at is None
+        ],
+        "feedback_id": [
+            (e["data"]["feedback_id"], f"{e['occurred_at'][:10]}: {e['data']['summary'][:80]}")
+            for e in events
+            if e["type"] == "feedback_received" and not e["retracted"]
+        ],
+        "version": [
+            (
+                str(e["version"]),
+                f"{e['occurred_at'][:10]} {EVENT_LABELS.get(e['type'], e['type'])} "
+                f"(entry {e['version']})",
+            )
+            for e in events
+            if e["version"] in _retractable(events)
+        ],
+        "coalition_id": [(c["id"], c["name"]) for c in queries.coalitions(at)["coalitions"]],
+    }
+    return {k: v for k, v in choices.items() if k in CHOSEN_IDS or k == "coalition_id"}
+
+
+@router.get("/partners/{partner_id}/record/{event_type}")
+def record_page(
+    request: Request, partner_id: str, event_type: str, services: ServicesDep, who: StewardDep
+) -> Response:
+    parse_uuid(partner_id, PartnerNotFound)
+    form = _event_form(services, partner_id, event_type)
+    preset = {k: v for k, v in request.query_params.items() if k in {s.name for s in form.specs}}
+    return _record_form(request, who, form, preset, None, {})
+
+
+@router.post("/partners/{partner_id}/record/{event_type}")
+async def record_submit(
+    request: Request, partner_id: str, event_type: str, services: ServicesDep, who: StewardDep
+) -> Response:
+    pid = parse_uuid(partner_id, PartnerNotFound)
+    form = await run_in_threadpool(_event_form, services, partner_id, event_type)
+    return await _submit(
+        request,
+        who,
+        form,
+        lambda data, ask: services.service.record_event(pid, data, ask),
+        lambda recorded: f"/partners/{partner_id}#entry-{recorded.version}",
+    )
+
+
+def _record_form(
+    request: Request,
+    who: Principal,
+    form: _Form,
+    values: Mapping[str, Any],
+    message: str | None,
+    errors: Mapping[str, list[str]],
+    *,
+    status: int = 200,
+    idempotency_key: str | None = None,
+    occurred_at: str | None = None,
+) -> HTMLResponse:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")
+    return _page(
+        request,
+        "record.html",
+        who,
+        status=status,
+        form=form,
+        values=values,
+        message=message,
+        errors=errors,
+        idempotency_key=idempotency_key or str(uuid.uuid4()),
+        occurred_at=occurred_at if occurred_at is not None else now,
+        max_occurred_at=(datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"),
+    )
+
+
+async def _submit(request: Request, who: Principal, form: _Form, call: Any, then: Any) -> Response:
+    """Parse a submitted form, call the write service, and either go on to the result or show
+    the form again with each problem beside its field."""
+    submitted = await request.form()
+    values: dict[str, Any] = {
+        spec.name: (
+            submitted.getlist(spec.name)
+            if spec.control == "checkboxes"
+            else submitted.get(spec.name)
+        )
+        for spec in form.specs
+    }
+    occurred_text = str(submitted.get("occurred_at") or "")
+    key = str(submitted.get("idempotency_key") or "") or None
+    expected_text = str(submitted.get("expected_version") or "")
+    errors: dict[str, list[str]] = {}
+    message = None
+    status = 422
+    try:
+        occurred_at = _occurred_at(occurred_text)
+        body = body_from_form(form.specs, values)
+        try:
+            data = form.model.model_validate(body)
+        except ValidationError as error:
+            raise ValidationFailed(
+                [Problem(p["field"], p["message"]) for p in field_problems(error.errors())]
+            ) from None
+        ask = Ask(
+            recorded_by=who.name,
+            occurred_at=occurred_at,
+            expected_version=int(expected_text) if expected_text.isdigit() else None,
+            idempotency_key=key,
+            sent={
+                **body,
+                "occurred_at": occurred_text,
+                "expected_version": expected_text,
+                "form": form.action,
+            },
+        )
+        recorded = await call(data, ask)
+    except ValidationFailed as error:
+        for problem in error.problems:
+            errors.setdefault(problem.field, []).append(problem.message)
+        message = "The entry was not recorded. Please correct what is marked below."
+    except VersionConflict:
+        status = 409
+        message = (
+            "Someone recorded something for this partner while you had this form open, so "
+            "nothing was recorded. Check the partner's page for what changed, then submit "
+            "again."
+        )
+        key = None  # a new attempt is a new request
+    except LedgerError as error:
+        status = 409 if "conflict" in type(error).__name__.lower() else 422
+        message = f"The entry was not recorded: {error.detail}"
+    else:
+        return _see_other(then(recorded))
+    return _record_form(
+        request,
+        who,
+        form,
+        values,
+        message,
+        errors,
+        status=status,
+        idempotency_key=key,
+        occurred_at=occurred_text,
+    )
+
+
+def _occurred_at(text: str) -> datetime | None:
+    """A form's "when it happened" (``YYYY-MM-DDTHH:MM``, read in UTC, the ledger's zone)."""
+    if not text.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValidationFailed(
+            [Problem("occurred_at", f"{text!r} is not a date and time such as 2026-03-31T17:00")]
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# ---- coalitions ---------------------------------------------------------------------------
+
+
+@router.get("/coalitions")
+def coalitions_page(request: Request, services: ServicesDep, who: ReaderDep) -> Response:
+    return _page(
+        request, "coalitions.html", who, coalitions=services.queries.coalitions(_at(services))
+    )
+
+
+def _coalition_form() -> _Form:
+    return _Form(
+        title="Form a coalition",
+        action="/coalitions/new",
+        submit="Form coalition",
+        specs=field_specs(CoalitionFormed, event_type="coalition_formed"),
+        model=CoalitionFormed,
+        back=("/coalitions", "Coalitions"),
+    )
+
+
+@router.get("/coalitions/new")
+def coalition_new(request: Request, who: StewardDep) -> Response:
+    return _record_form(request, who, _coalition_form(), {}, None, {})
+
+
+@router.post("/coalitions/new")
+async def coalition_submit(request: Request, services: ServicesDep, who: StewardDep) -> Response:
+    return await _submit(
+        request,
+        who,
+        _coalition_form(),
+        lambda data, ask: services.service.form_coalition(data, ask),
+        lambda recorded: f"/coalitions/{recorded.stream_id}",
+    )
+
+
+def _coalition_reader(who: Principal, coalition_id: str) -> None:
+    if who.role == "coalition" and who.coalition_id != coalition_id:
+        raise Forbidden("This sign-in can open only its own coalition's page.")
+
+
+@router.get("/coalitions/{coalition_id}")
+def coalition_page(
+    request: Request,
+    coalition_id: str,
+    services: ServicesDep,
+    who: VisitorDep,
+    as_of: str | None = None,
+) -> Response:
+    """A coalition: vision, measures, members with health, and its report in the page."""
+    parse_uuid(coalition_id, CoalitionNotFound)
+    start = request.query_params.get("from") or None
+    end = request.query_params.get("to") or None
+    as_of = as_of or None
+    _coalition_reader(who, coalition_id)
+    at = _at(services, as_of)
+    coalition = services.queries.coalition(coalition_id, at)
+    report = services.queries.report(
+        coalition_id, at, start=parse_day(start, "from"), end=parse_day(end, "to")
+    )
+    period = {k: v for k, v in (("from", start), ("to", end), ("as_of", as_of)) if v}
+    members = {m["partner_id"] for m in coalition["members"]}
+    candidates = []
+    if who.role == "steward":
+        every = services.queries.partners(at, sort="name", limit=1000)["partners"]
+        candidates = [(p["id"], p["name"]) for p in every if p["id"] not in members]
+    return _page(
+        request,
+        "coalition.html",
+        who,
+        coalition=coalition,
+        report=report,
+        period=period,
+        query=("?" + urlencode(period)) if period else "",
+        candidates=candidates,
+        formats={"json": "JSON", "csv": "CSV", "md": "Markdown", "html": "HTML"},
+    )
+
+
+@router.get("/coalitions/{coalition_id}/report.{fmt}")
+def coalition_report_download(
+    request: Request,
+    coalition_id: str,
+    fmt: str,
+    services: ServicesDep,
+    who: VisitorDep,
+    as_of: str | None = None,
+) -> Response:
+    """The report as a file, in the same formats as the API's."""
+    parse_uuid(coalition_id, CoalitionNotFound)
+    _coalition_reader(who, coalition_id)
+    if fmt not in REPORT_FORMATS:
+        raise ValidationFailed([Problem("format", "must be json, csv, md or html")])
+    start, end = request.query_params.get("from"), request.query_params.get("to")
+    report = services.queries.report(
+        coalition_id,
+        _at(services, as_of),
+        start=parse_day(start, "from"),
+        end=parse_day(end, "to"),
+    )
+    name = f"coalition-report-{report['position']}.{fmt}"
+    return Response(
+        REPORT_FORMATS[fmt](report),
+        media_type=REPORT_MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.post("/coalitions/{coalition_id}/members")
+async def coalition_join(
+    request: Request, coalition_id: str, services: ServicesDep, who: StewardDep
+) -> Response:
+    cid = parse_uuid(coalition_id, CoalitionNotFound)
+    form = await request.form()
+    return await _membership(
+        request,
+        coalition_id,
+        lambda ask, partner: services.service.join_coalition(
+            cid, MemberJoined(partner_id=partner), ask
+        ),
+        who,
+        str(form.get("partner_id") or ""),
+        form,
+    )
+
+
+@router.post("/coalitions/{coalition_id}/members/{partner_id}/leave")
+async def coalition_leave(
+    request: Request, coalition_id: str, partner_id: str, services: ServicesDep, who: StewardDep
+) -> Response:
+    cid = parse_uuid(coalition_id, CoalitionNotFound)
+    form = await request.form()
+    reason = str(form.get("reason") or "")
+    return await _membership(
+        request,
+        coalition_id,
+        lambda ask, partner: services.service.leave_coalition(
+            cid, MemberLeft(partner_id=partner, reason=reason), ask
+        ),
+        who,
+        partner_id,
+        form,
+    )
+
+
+async def _membership(
+    request: Request, coalition_id: str, call: Any, who: Principal, partner_id: str, form: Any
+) -> Response:
+    try:
+        try:
+            partner = uuid.UUID(partner_id)
+        except ValueError:
+            raise ValidationFailed([Problem("partner_id", "choose a partner")]) from None
+        ask = Ask(
+            recorded_by=who.name,
+            idempotency_key=str(form.get("idempotency_key") or "") or None,
+            sent={"partner_id": partner_id, "form": request.url.path},
+        )
+        await call(ask, partner)
+    except LedgerError as error:
+        return _page(
+            request,
+            "refused.html",
+            who,
+            status=409 if "conflict" in type(error).__name__.lower() else 422,
+            title="The membership was not changed",
+            detail=error.detail,
+            back=f"/coalitions/{coalition_id}",
+        )
+    return _see_other(f"/coalitions/{coalition_id}#members")
+
+
+# ---- agenda, review, audit ----------------------------------------------------------------
+
+
+@router.get("/agenda")
+def agenda_page(
+    request: Request, services: ServicesDep, who: ReaderDep, within_days: int = 14
+) -> Response:
+    agenda = services.queries.agenda(_at(services), within_days=max(0, min(within_days, 3660)))
+    return _page(request, "agenda.html", who, agenda=agenda)
+
+
+@router.get("/review")
+def review_page(request: Request, services: ServicesDep, who: ReaderDep) -> Response:
+    return _page(request, "review.html", who, review=services.queries.review(_at(services)))
+
+
+@router.get("/audit")
+def audit_page(request: Request, services: ServicesDep, who: ReaderDep) -> Response:
+    return _page(
+        request,
+        "audit.html",
+        who,
+        verification=services.last_verification(),
+        digest=services.queries.digest(_at(services)),
+    )
+
+
+@router.post("/audit/verify")
+def audit_verify(request: Request, services: ServicesDep, who: ReaderDep) -> Response:
+    """Recompute every hash, chain link and the digest now, and keep the result."""
+    services.verify()
+    return _see_other("/audit")
+
+
+# ---- the API's own documentation, served from here ----------------------------------------
+
+
+@router.get("/docs")
+def swagger_ui(request: Request) -> Response:
+    return templates.TemplateResponse(request, "docs.html", {"viewer": "swagger"})
+
+
+@router.get("/redoc")
+def redoc(request: Request) -> Response:
+    return templates.TemplateResponse(request, "docs.html", {"viewer": "redoc"})
+
+
+def html_error(request: Request, status: int, detail: str) -> HTMLResponse:
+    """An error on a page, as a page (the JSON API answers problem+json instead)."""
+    titles = {401: "Please sign in", 403: "Not available to this sign-in", 404: "Not found"}
+    return templates.TemplateResponse(
+        request,
+        "refused.html",
+        {
+            "who": None,
+            "csrftoken": "",
+            "title": titles.get(status, "That did not work"),
+            "detail": detail,
+            "back": "/",
+        },
+        status_code=status,
+    )
