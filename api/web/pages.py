@@ -60,6 +60,7 @@ templates.env.globals["EVENT_LABELS"] = EVENT_LABELS
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
+TIMELINE_PAGE = 25
 
 
 class NeedsSignIn(Exception):
@@ -392,7 +393,7 @@ def partner_page(
     services: ServicesDep,
     who: ReaderDep,
     as_of: str | None = None,
-    cursor: str | None = None,
+    older: int = 0,
 ) -> Response:
     """One relationship: profile, health, promises both ways, the timeline; or as it stood."""
     parse_uuid(partner_id, PartnerNotFound)
@@ -401,7 +402,10 @@ def partner_page(
     profile = queries.partner(partner_id, at)
     health = queries.health(partner_id, at)
     commitments = queries.commitments(partner_id, at)
-    timeline = queries.timeline(partner_id, at, cursor=cursor, limit=100)
+    timeline = queries.timeline(partner_id, at, limit=1000)
+    newest_first = timeline["events"][::-1]
+    older = max(0, older)
+    shown = newest_first[older : older + TIMELINE_PAGE]
     history = queries.health_history(partner_id, at, start=at.today - timedelta(days=366), end=None)
     return _page(
         request,
@@ -410,13 +414,15 @@ def partner_page(
         partner=profile,
         health=health,
         commitments=commitments,
-        timeline=timeline,
+        timeline=shown,
+        older=older + TIMELINE_PAGE if len(newest_first) > older + TIMELINE_PAGE else None,
+        newer=max(0, older - TIMELINE_PAGE) if older else None,
         history=history["points"],
         as_of=as_of,
         as_of_day=parse_as_of(as_of).date().isoformat() if as_of else None,  # type: ignore[union-attr]
         today=date.today().isoformat(),
         record_types=list(event_models()),
-        retractable=_retractable(timeline["events"]),
+        retractable=_retractable(shown),
         coalitions=queries.coalitions(at)["coalitions"],
     )
 
