@@ -152,6 +152,8 @@ def average_row_size(db_path: Path) -> int:
 
 # ---- the server ---------------------------------------------------------------------------
 
+SIGN_IN_LINK = re.compile(r"/signin\?token=(pl_[A-Za-z0-9_-]+)")
+
 
 class Server:
     def __init__(self, settings: Settings, directory: Path, workers: int = 1) -> None:
@@ -168,9 +170,9 @@ class Server:
         assert self.process.stdout is not None
         self.token = ""
         for raw in self.process.stdout:
-            line = raw.decode().strip()
-            if line.startswith("pl_"):
-                self.token = line
+            link = SIGN_IN_LINK.search(raw.decode())
+            if link:
+                self.token = link.group(1)
                 break
         # Keep reading what the server prints (access log), or it blocks on a full pipe.
         threading.Thread(target=self._drain, daemon=True).start()
@@ -193,9 +195,22 @@ class Server:
     def connection(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
 
-    def get(self, path: str, conn: http.client.HTTPConnection | None = None) -> tuple[int, bytes]:
+    def sign_in(self) -> str:
+        """Open a web session through the printed sign-in link; its cookie, for page figures."""
+        conn = self.connection()
+        conn.request("GET", f"/signin?token={self.token}")
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+        cookies = response.msg.get_all("set-cookie") or []
+        return "; ".join(c.split(";", 1)[0] for c in cookies)
+
+    def get(
+        self, path: str, conn: http.client.HTTPConnection | None = None, cookie: str = ""
+    ) -> tuple[int, bytes]:
         own = conn or self.connection()
-        own.request("GET", path, headers={"Authorization": f"Bearer {self.token}"})
+        headers = {"Cookie": cookie} if cookie else {"Authorization": f"Bearer {self.token}"}
+        own.request("GET", path, headers=headers)
         response = own.getresponse()
         body = response.read()
         if conn is None:
@@ -303,12 +318,15 @@ def append_over_http(server: Server, partners: list[str], seconds: float) -> tup
     return len(latencies) / elapsed, percentile(latencies, 0.99) * 1000
 
 
-def p95_ms(server: Server, paths: Callable[[int], str], requests: int = 60) -> float:
+def p95_ms(
+    server: Server, paths: Callable[[int], str], requests: int = 60, cookie: str = ""
+) -> float:
+    """The 95th percentile of one client's GETs in milliseconds (a page with ``cookie``)."""
     conn = server.connection()
     timings = []
     for i in range(requests):
         started = time.perf_counter()
-        status, body = server.get(paths(i), conn)
+        status, body = server.get(paths(i), conn, cookie)
         timings.append(time.perf_counter() - started)
         if status != 200:
             msg = f"GET {paths(i)} answered {status}: {body[:200]!r}"
@@ -448,6 +466,15 @@ def main() -> None:
                 1,
             ),
         }
+        # The web UI's pages, with a session cookie as a browser sends them (issue 9).
+        cookie = server.sign_in()
+        figures["p95_ms"]["ui_home"] = round(p95_ms(server, lambda _: "/", 30, cookie), 1)
+        figures["p95_ms"]["ui_partners"] = round(
+            p95_ms(server, lambda _: "/partners?sort=health&order=asc", 30, cookie), 1
+        )
+        figures["p95_ms"]["ui_partner"] = round(
+            p95_ms(server, lambda i: f"/partners/{sample[i]}", 60, cookie), 1
+        )
     finally:
         server.stop()
 
@@ -465,6 +492,9 @@ def main() -> None:
         "coalition_report": 100,
         "partners_list": 30,
         "as_of_health": 20,
+        "ui_home": 50,
+        "ui_partners": 50,
+        "ui_partner": 50,
     }
     print()
     print(f"{'figure':<28}{'value':>14}  target")
