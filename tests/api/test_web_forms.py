@@ -1,0 +1,163 @@
+"""The web forms take the same path as the JSON API: same models, same words, same idempotency.
+
+Browser stories (tests/ui) drive the pages in Chromium; these check, without a browser, that a
+form holds no rule of its own: what it refuses and how it says so come from the API's models
+and the aggregates, and a double submit records once.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from pydantic import ValidationError
+
+from api.web.forms import body_from_form, field_specs
+from domain.values import CommitmentMade, MeetingHeld, PartnerRegistered
+from tests.api.conftest import Api
+
+CSRF = re.compile(r'name="csrftoken" value="([^"]+)"')
+KEY = re.compile(r'name="idempotency_key" value="([^"]+)"')
+
+
+def test_a_form_has_a_control_for_every_field_of_the_event_in_order() -> None:
+    specs = field_specs(CommitmentMade, event_type="commitment_made")
+    assert [s.name for s in specs] == list(CommitmentMade.model_fields)
+    by_name = {s.name: s for s in specs}
+    assert by_name["owed_by"].control == "select"
+    assert ("us", "Us") in by_name["owed_by"].options
+    assert by_name["due_on"].control == "date"
+    assert by_name["amount"].control == "money"
+    assert by_name["description"].required
+    assert not by_name["commitment_id"].required  # the ledger makes one
+
+
+def test_nested_preferences_become_dotted_fields_as_the_api_names_them() -> None:
+    names = [s.name for s in field_specs(PartnerRegistered, event_type="partner_registered")]
+    assert "preferences.channels" in names
+    assert "preferences.language" in names
+
+
+def test_a_submitted_form_becomes_the_json_body_unchanged_but_for_blanks_and_lines() -> None:
+    specs = field_specs(MeetingHeld, event_type="meeting_held")
+    body = body_from_form(
+        specs,
+        {"kind": "check_in", "location": "theirs", "summary": "", "attendees": "Rosa\r\n\r\nDev"},
+    )
+    # A blank optional field is a field not sent; lists are one item per line.
+    assert body == {"kind": "check_in", "location": "theirs", "attendees": ["Rosa", "Dev"]}
+    data = MeetingHeld.model_validate(body)
+    assert data.attendees == ("Rosa", "Dev")
+
+
+def test_an_amount_is_passed_on_as_typed_for_the_model_to_judge() -> None:
+    specs = field_specs(CommitmentMade, event_type="commitment_made")
+    body = body_from_form(specs, {"amount": "1,500.00", "owed_by": "us"})
+    assert body["amount"] == "1,500.00"  # never "fixed" on the way in
+    with pytest.raises(ValidationError) as refused:
+        CommitmentMade.model_validate(
+            {**body, "description": "x", "due_on": "2026-03-01", "resource": "financial"}
+        )
+    assert [e["loc"] for e in refused.value.errors()] == [("amount",)]
+
+
+def _signed_in(api: Api) -> None:
+    token = api.app.state.services.tokens.issue("steward", "web-steward")
+    response = api.client.get(f"/signin?token={token}", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/"
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie.replace("httponly", "HttpOnly")
+    assert "samesite=strict" in cookie.lower()
+
+
+def test_a_refused_form_shows_the_apis_words_beside_the_field_and_records_nothing(
+    api: Api,
+) -> None:
+    partner = api.register("Eastside Tenants Union")
+    _signed_in(api)
+    page = api.client.get(f"/partners/{partner}/record/commitment_made")
+    assert page.status_code == 200
+    before = api.event_count()
+    form = {
+        "csrftoken": CSRF.search(page.text).group(1),  # type: ignore[union-attr]
+        "idempotency_key": KEY.search(page.text).group(1),  # type: ignore[union-attr]
+        "owed_by": "us",
+        "description": "Stipend",
+        "due_on": "2026-03-01",
+        "resource": "financial",
+        "amount": "-5",
+        "currency": "USD",
+        "occurred_at": "2026-01-05T10:00",
+    }
+    refused = api.client.post(f"/partners/{partner}/record/commitment_made", data=form)
+    assert refused.status_code == 422
+    assert 'class="field-error"' in refused.text
+    json_refusal = api.client.post(
+        f"/v1/partners/{partner}/events",
+        json={
+            "type": "commitment_made",
+            "owed_by": "us",
+            "description": "Stipend",
+            "due_on": "2026-03-01",
+            "resource": "financial",
+            "amount": "-5",
+            "currency": "USD",
+            "occurred_at": "2026-01-05T10:00:00Z",
+        },
+        headers=api.steward,
+    )
+    words = json_refusal.json()["errors"][0]["message"]
+    assert words in refused.text.replace("&#39;", "'")
+    assert api.event_count() == before
+
+
+def test_a_double_submitted_form_records_once(api: Api) -> None:
+    partner = api.register("Northside Youth Collective")
+    _signed_in(api)
+    page = api.client.get(f"/partners/{partner}/record/contact_made")
+    form = {
+        "csrftoken": CSRF.search(page.text).group(1),  # type: ignore[union-attr]
+        "idempotency_key": KEY.search(page.text).group(1),  # type: ignore[union-attr]
+        "channel": "phone",
+        "direction": "inbound",
+        "summary": "Called about the stipend",
+        "occurred_at": "2026-01-05T10:00",
+    }
+    before = api.event_count()
+    first = api.client.post(
+        f"/partners/{partner}/record/contact_made", data=form, follow_redirects=False
+    )
+    again = api.client.post(
+        f"/partners/{partner}/record/contact_made", data=form, follow_redirects=False
+    )
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == again.headers["location"]
+    assert api.event_count() == before + 1
+
+
+def test_a_form_without_its_csrf_token_is_refused_and_records_nothing(api: Api) -> None:
+    partner = api.register("Riverside Health Promoters")
+    _signed_in(api)
+    api.client.get(f"/partners/{partner}/record/contact_made")  # sets the CSRF cookie
+    before = api.event_count()
+    refused = api.client.post(
+        f"/partners/{partner}/record/contact_made",
+        data={"channel": "phone", "direction": "inbound"},
+    )
+    assert refused.status_code == 403
+    assert api.event_count() == before
+
+
+def test_the_api_docs_load_nothing_from_another_origin(api: Api) -> None:
+    for path in ("/docs", "/redoc"):
+        page = api.client.get(path)
+        assert page.status_code == 200
+        sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert sources, path
+        assert all(s.startswith("/") for s in sources), sources
+        for source in sources:
+            assert api.client.get(source).status_code == 200, source
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp
+        assert "unsafe-inline" not in csp.split("script-src", 1)[1].split(";", 1)[0]
