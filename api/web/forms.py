@@ -171,6 +171,8 @@ def field_specs(
         hint = _HINTS.get(name) or _HINTS.get(control, "")
         if name in CREATING_TYPES.values() and CREATING_TYPES.get(event_type or "") != name:
             hint = ""
+        if all_optional and not prefix:
+            hint = f"{hint} Leave blank to keep it as it is.".strip()
         specs.append(
             FieldSpec(
                 name=dotted,

@@ -866,7 +866,7 @@ def audit_page(request: Request, services: ServicesDep, who: ReaderDep) -> Respo
 
 
 @router.post("/audit/verify")
-def audit_verify(request: Request, services: ServicesDep, who: ReaderDep) -> Response:
+def audit_verify(request: Request, services: ServicesDep, who: StewardDep) -> Response:
     """Recompute every hash, chain link and the digest now, and keep the result."""
     services.verify()
     return _see_other("/audit")
