@@ -85,12 +85,14 @@ class Site:
 
     def link(self, *args: str) -> str:
         """`pledger token create ARGS --link`: its stdout is the sign-in link and nothing else."""
-        created = pledger(self.settings, "token", "create", *args, "--link")
+        where = urlsplit(self.url)
+        address = ["--host", str(where.hostname), "--port", str(where.port)]
+        created = pledger(self.settings, "token", "create", *args, *address, "--link")
         assert created.returncode == 0, created.stderr
         printed = created.stdout.removesuffix("\n")
         found = SIGNIN_LINK.fullmatch(printed)
         assert found is not None, f"--link should print only a sign-in link: {created.stdout!r}"
-        assert urlsplit(printed).netloc, printed
+        assert urlsplit(printed).netloc == where.netloc, f"{printed} is not on {self.url}"
         return printed
 
     def viewer_link(self) -> str:
@@ -151,9 +153,16 @@ class Site:
         out, err = self.server.stdout(), self.server.stderr()
         fresh = out[self._out_seen :] + err[self._err_seen :]
         self._out_seen, self._err_seen = len(out), len(err)
-        if "Traceback" in fresh or re.search(r'HTTP/1\.1" 5\d\d', fresh):
-            return fresh
-        return ""
+        lines = fresh.splitlines()
+        shown = [line for line in lines if re.search(r'HTTP/1\.1" 5\d\d', line)]
+        for at, line in enumerate(lines):
+            if line.startswith("Traceback"):
+                end = next(
+                    (i for i in range(at + 1, len(lines)) if lines[i] and lines[i][0] != " "),
+                    len(lines) - 1,
+                )
+                shown.extend(["...", *lines[max(at, end - 8) : end + 1]])
+        return "\n".join(shown)
 
 
 def token_of(link: str) -> str:
@@ -282,6 +291,8 @@ class Ui:
         url = path if path.startswith("http") else self.origin + path
         response = self.page.goto(url)
         assert response is not None, url
+        if response.status != expect:
+            self._unaudited.clear()  # the story fails here, on what matters
         assert response.status == expect, (
             f"GET {url} answered {response.status}, not {expect}: {response.text()[:500]}"
         )
@@ -296,6 +307,8 @@ class Ui:
             button.click()
         response = navigation.value
         assert response is not None
+        if response.status != expect:
+            self._unaudited.clear()  # the story fails here, on what matters
         assert response.status == expect, (
             f"{response.request.method} {response.url} answered {response.status}, "
             f"not {expect}: {self.main_text()[:800]}"
