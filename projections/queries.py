@@ -12,6 +12,7 @@ import threading
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -71,7 +72,7 @@ class At:
     as_of: datetime
     position: int
 
-    @property
+    @cached_property
     def today(self) -> date:
         return self.as_of.astimezone(UTC).date()
 
@@ -106,6 +107,9 @@ class LedgerQueries:
         self._lock = threading.Lock()
         self._snaps: OrderedDict[tuple[str, int], PartnerSnapshot] = OrderedDict()
         self._healths: OrderedDict[tuple[str, int, date], Health] = OrderedDict()
+        # Sorted partner lists (sort=health or last_touch), kept per position, day and filters
+        # while every snapshot answers at the reference: paging through them is then cheap.
+        self._lists: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = OrderedDict()
 
     def _decoded(self, partner_id: str, row: Any) -> PartnerSnapshot:
         key = (partner_id, int(row["position"]))
@@ -454,10 +458,54 @@ class LedgerQueries:
         """
         limit = _check_limit(limit)
         reverse = order is not None and order != _NATURAL_ORDER[sort]
-        if sort == "name" and not reverse and not region and not self._stale_partners(at):
+        settled = self.settled(at)
+        if sort == "name" and not reverse and not region and settled:
             return self._partners_by_name(
                 at, stage=stage, community=community, role=role, q=q, cursor=cursor, limit=limit
             )
+        key = (at.position, at.today, stage, community, role, q, region, sort, reverse)
+        with self._lock:
+            rows = self._lists.get(key) if settled else None
+        if rows is None:
+            rows = self._partner_rows(
+                at, stage=stage, community=community, role=role, q=q, region=region
+            )
+            rows.sort(key=lambda r: _sort_key(r, sort), reverse=reverse)
+            if settled:
+                with self._lock:
+                    _keep(self._lists, key, rows, size=16)
+        if cursor:
+            after = tuple(_decode_cursor(cursor))
+            rows = [
+                r
+                for r in rows
+                if (_sort_key(r, sort) < after if reverse else _sort_key(r, sort) > after)
+            ]
+        page = rows[:limit]
+        more = len(rows) > limit
+        return {
+            **at.stamp(),
+            "sort": sort,
+            "order": order or _NATURAL_ORDER[sort],
+            "partners": page,
+            "next_cursor": _encode_cursor(_sort_key(page[-1], sort)) if more and page else None,
+        }
+
+    def settled(self, at: At) -> bool:
+        """Whether every partner's stored snapshot answers at the reference (then answers
+        that read the reference only through its day may be kept for the rest of the day)."""
+        return not self._stale_partners(at)
+
+    def _partner_rows(
+        self,
+        at: At,
+        *,
+        stage: str | None,
+        community: str | None,
+        role: str | None,
+        q: str | None,
+        region: str | None,
+    ) -> list[dict[str, Any]]:
         snaps = self._snapshots(at)
         rows = []
         for snap in snaps.values():
@@ -480,23 +528,7 @@ class LedgerQueries:
                     "health": {"score": health.score, "band": health.band},
                 }
             )
-        rows.sort(key=lambda r: _sort_key(r, sort), reverse=reverse)
-        if cursor:
-            after = tuple(_decode_cursor(cursor))
-            rows = [
-                r
-                for r in rows
-                if (_sort_key(r, sort) < after if reverse else _sort_key(r, sort) > after)
-            ]
-        page = rows[:limit]
-        more = len(rows) > limit
-        return {
-            **at.stamp(),
-            "sort": sort,
-            "order": order or _NATURAL_ORDER[sort],
-            "partners": page,
-            "next_cursor": _encode_cursor(_sort_key(page[-1], sort)) if more and page else None,
-        }
+        return rows
 
     def _partners_by_name(
         self,
@@ -801,9 +833,10 @@ def _check_limit(limit: int) -> int:
 CACHE_SIZE = 20_000
 
 
-def _keep(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+def _keep(cache: OrderedDict[Any, Any], key: Any, value: Any, *, size: int = CACHE_SIZE) -> None:
     cache[key] = value
-    while len(cache) > CACHE_SIZE:
+    cache.move_to_end(key)
+    while len(cache) > size:
         cache.popitem(last=False)
 
 

@@ -69,6 +69,7 @@ _HINTS = {
 }
 # Ids a form chooses among the partner's own (open commitments, open breaches, feedback).
 CHOSEN_IDS = ("commitment_id", "for_commitment_id", "breach_id", "feedback_id", "version")
+_CHOSEN_LABELS = {"version": "Entry to retract", "for_commitment_id": "For the commitment"}
 CREATING_TYPES = {
     "commitment_made": "commitment_id",
     "trust_breach_recorded": "breach_id",
@@ -165,8 +166,10 @@ def field_specs(
             )
             continue
         control, options, many = _control(name, core)
+        label = readable(name).replace(" id", " ID")
         if name in choices and not (event_type and CREATING_TYPES.get(event_type) == name):
             control, options = "select", tuple(choices[name])
+            label = _CHOSEN_LABELS.get(name, readable(name.removesuffix("_id")))
         required = info.is_required() and not optional and not all_optional
         hint = _HINTS.get(name) or _HINTS.get(control, "")
         if name in CREATING_TYPES.values() and CREATING_TYPES.get(event_type or "") != name:
@@ -176,7 +179,7 @@ def field_specs(
         specs.append(
             FieldSpec(
                 name=dotted,
-                label=readable(name).replace(" id", " ID"),
+                label=label,
                 control=control,
                 required=required,
                 options=options,

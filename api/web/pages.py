@@ -184,26 +184,46 @@ def home(request: Request, services: ServicesDep, who: VisitorDep) -> Response:
     """What needs attention today."""
     if who.role == "coalition":
         return _see_other(f"/coalitions/{who.coalition_id}")
-    queries = services.queries
     at = _at(services)
-    agenda = queries.agenda(at, within_days=14)
-    weakest = queries.partners(at, sort="health", order="asc", limit=10)["partners"]
-    review = queries.review(at)
     return _page(
         request,
         "home.html",
         who,
         at=at.stamp(),
-        overdue=[c for c in agenda["commitments"] if c["overdue_days"] > 0],
-        due_soon=[c for c in agenda["commitments"] if c["overdue_days"] <= 0],
-        checkins=[c for c in agenda["checkins"] if c["overdue_days"] >= 0],
-        at_risk=[p for p in weakest if p["health"]["band"] in ("at_risk", "critical")],
-        neglected=review["neglected"][:10],
-        neglected_count=len(review["neglected"]),
+        **_attention(services, at),
         recent=_recent_activity(services, 12),
-        digest=queries.digest(at),
+        digest=services.queries.digest(at),
         verification=services.last_verification(),
     )
+
+
+_attention_kept: dict[tuple[int, date], dict[str, Any]] = {}
+
+
+def _attention(services: Services, at: At) -> dict[str, Any]:
+    """What needs attention at the reference: promises overdue and due soon, check-ins due,
+    weak and neglected relationships. Each reads the reference only through its day, so once
+    every snapshot answers there (``settled``) the answer is kept for that position and day."""
+    queries = services.queries
+    key = (at.position, at.today)
+    settled = queries.settled(at)
+    if settled and key in _attention_kept:
+        return _attention_kept[key]
+    agenda = queries.agenda(at, within_days=14)
+    weakest = queries.partners(at, sort="health", order="asc", limit=10)["partners"]
+    review = queries.review(at)
+    found = {
+        "overdue": [c for c in agenda["commitments"] if c["overdue_days"] > 0],
+        "due_soon": [c for c in agenda["commitments"] if c["overdue_days"] <= 0],
+        "checkins": [c for c in agenda["checkins"] if c["overdue_days"] >= 0],
+        "at_risk": [p for p in weakest if p["health"]["band"] in ("at_risk", "critical")],
+        "neglected": review["neglected"][:10],
+        "neglected_count": len(review["neglected"]),
+    }
+    if settled:
+        _attention_kept.clear()  # one reference at a time: the latest
+        _attention_kept[key] = found
+    return found
 
 
 def _recent_activity(services: Services, count: int) -> list[dict[str, Any]]:
@@ -423,7 +443,6 @@ def partner_page(
         today=date.today().isoformat(),
         record_types=list(event_models()),
         retractable=_retractable(shown),
-        coalitions=queries.coalitions(at)["coalitions"],
     )
 
 
