@@ -20,12 +20,15 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from domain.serialization import DATA_MODELS
 from domain.values import EventData
 
 __all__ = [
+    "CHOSEN_IDS",
     "EVENT_LABELS",
     "FieldSpec",
     "body_from_form",
+    "event_models",
     "field_specs",
     "readable",
 ]
@@ -227,7 +230,5 @@ def _place(body: dict[str, Any], path: list[str], value: Any) -> None:
 
 def event_models() -> dict[str, type[EventData]]:
     """The partner event types a record form exists for (registration has its own page)."""
-    from domain.serialization import DATA_MODELS
-
     coalition_types = ("coalition_formed", "member_joined", "member_left", "partner_registered")
     return {t: m for t, m in DATA_MODELS.items() if t not in coalition_types}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from api.auth import Forbidden, Principal, Unauthorized, hash_token
 from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES
@@ -37,9 +38,12 @@ from api.web.forms import (
     readable,
 )
 from api.wiring import Services
+from domain.application import Recorded
 from domain.errors import (
     CoalitionNotFound,
+    Conflict,
     LedgerError,
+    NotFound,
     PartnerNotFound,
     Problem,
     ValidationFailed,
@@ -237,7 +241,7 @@ def _recent_activity(services: Services, count: int) -> list[dict[str, Any]]:
         event = services.ledger.decode(notification)
         stream = str(event.originator_id)
         if stream not in names:
-            names[stream] = _stream_name(services, stream, event)
+            names[stream] = _stream_name(services, stream)
         items.append(
             {
                 "position": notification.id,
@@ -255,7 +259,7 @@ def _recent_activity(services: Services, count: int) -> list[dict[str, Any]]:
 _COALITION_TYPES = ("coalition_formed", "member_joined", "member_left")
 
 
-def _stream_name(services: Services, stream: str, event: Any) -> str:
+def _stream_name(services: Services, stream: str) -> str:
     entries = services.keeper.log.stream(stream)
     first = entries[0].data if entries else {}
     return str(first.get("name", stream))
@@ -601,7 +605,13 @@ def _record_form(
     )
 
 
-async def _submit(request: Request, who: Principal, form: _Form, call: Any, then: Any) -> Response:
+async def _submit(
+    request: Request,
+    who: Principal,
+    form: _Form,
+    call: Callable[[Any, Ask], Awaitable[Recorded]],
+    then: Callable[[Recorded], str],
+) -> Response:
     """Parse a submitted form, call the write service, and either go on to the result or show
     the form again with each problem beside its field."""
     submitted = await request.form()
@@ -654,7 +664,7 @@ async def _submit(request: Request, who: Principal, form: _Form, call: Any, then
         )
         key = None  # a new attempt is a new request
     except LedgerError as error:
-        status = 409 if "conflict" in type(error).__name__.lower() else 422
+        status = 409 if isinstance(error, Conflict) else 404 if isinstance(error, NotFound) else 422
         message = f"The entry was not recorded: {error.detail}"
     else:
         return _see_other(then(recorded))
@@ -831,7 +841,12 @@ async def coalition_leave(
 
 
 async def _membership(
-    request: Request, coalition_id: str, call: Any, who: Principal, partner_id: str, form: Any
+    request: Request,
+    coalition_id: str,
+    call: Callable[[Ask, uuid.UUID], Awaitable[Recorded]],
+    who: Principal,
+    partner_id: str,
+    form: FormData,
 ) -> Response:
     try:
         try:
@@ -849,7 +864,7 @@ async def _membership(
             request,
             "refused.html",
             who,
-            status=409 if "conflict" in type(error).__name__.lower() else 422,
+            status=409 if isinstance(error, Conflict) else 422,
             title="The membership was not changed",
             detail=error.detail,
             back=f"/coalitions/{coalition_id}",
