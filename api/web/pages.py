@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from api.auth import Forbidden, Principal, Unauthorized, hash_token
-from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES
+from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics
 from api.params import parse_as_of, parse_day, parse_uuid
 from api.problems import field_problems
 from api.service import Ask
@@ -883,6 +883,19 @@ def agenda_page(
     return _page(request, "agenda.html", who, agenda=agenda)
 
 
+@router.get("/agenda.ics")
+def agenda_calendar_file(
+    request: Request, services: ServicesDep, who: ReaderDep, within_days: int = 14
+) -> Response:
+    """The agenda as an iCalendar file (RFC 5545), to open in a calendar app."""
+    agenda = services.queries.agenda(_at(services), within_days=max(0, min(within_days, 3660)))
+    return Response(
+        agenda_ics(agenda),
+        media_type="text/calendar; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="pledger-agenda.ics"'},
+    )
+
+
 @router.get("/review")
 def review_page(request: Request, services: ServicesDep, who: ReaderDep) -> Response:
     return _page(request, "review.html", who, review=services.queries.review(_at(services)))
@@ -922,12 +935,20 @@ def redoc(request: Request) -> Response:
 def html_error(request: Request, status: int, detail: str) -> HTMLResponse:
     """An error on a page, as a page (the JSON API answers problem+json instead)."""
     titles = {401: "Please sign in", 403: "Not available to this sign-in", 404: "Not found"}
+    who = None
+    token_hash = request.session.get("token") if "session" in request.scope else None
+    if token_hash:
+        try:
+            who = request.app.state.services.tokens.authenticate_hash(str(token_hash))
+        except Unauthorized:
+            who = None
     return templates.TemplateResponse(
         request,
         "refused.html",
         {
-            "who": None,
-            "csrftoken": "",
+            "who": who,
+            "path": request.url.path,
+            "csrftoken": _csrf(request) if who else "",
             "title": titles.get(status, "That did not work"),
             "detail": detail,
             "back": "/",
