@@ -87,7 +87,10 @@ def test_the_api_docs_load_from_the_ledger_alone(
             requested.append(request.url)
 
         ui.page.on("request", seen)
-        ui.goto(path)
+        response = ui.page.goto(site.url + path)
+        assert response is not None
+        assert response.status == 200, response.status
+        # Audited once drawn (axe over ReDoc's large page takes a while; once is enough).
         ui.page.get_by_text(title).first.wait_for(state="visible")
         ui.page.wait_for_load_state("networkidle")
         ui.audit()

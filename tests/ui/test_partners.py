@@ -7,10 +7,18 @@ import io
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from playwright.sync_api import Locator
 
 from tests.ui.support import Site, Ui, fill_form, unique
 
 pytestmark = pytest.mark.slow
+
+
+def set_list(form: Locator, name: str, items: list[str]) -> None:
+    """A list field takes one item a line in a text area, or items separated by ";"."""
+    control = form.locator(f'[name="{name}"]')
+    textarea = control.evaluate("e => e.tagName === 'TEXTAREA'")
+    control.fill(("\n" if textarea else "; ").join(items))
 
 
 def names_in_table(ui: Ui) -> list[str]:
@@ -26,15 +34,9 @@ def test_register_a_partner(ui: Ui, site: Site) -> None:
     assert urlsplit(ui.page.url).path == "/partners/new"
     form = ui.form_of("Register partner")
     ui.page.get_by_label("Name", exact=True).fill(name)
-    fill_form(
-        form,
-        {
-            "kind": "organization",
-            "communities": "youth; riverside",
-            "roles": "advisory_member; speaker",
-            "region": "North",
-        },
-    )
+    fill_form(form, {"kind": "organization", "region": "North"})
+    set_list(form, "communities", ["youth", "riverside"])
+    set_list(form, "roles", ["advisory_member", "speaker"])
     ui.submit(ui.button("Register partner"))
 
     partner_id = ui.partner_id_from_url()
