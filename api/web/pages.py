@@ -11,6 +11,7 @@ import csv
 import io
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -383,11 +384,11 @@ def _cell(text: str) -> str:
 
 
 @router.get("/partners/new")
-def register_page(request: Request, services: ServicesDep, who: StewardDep) -> Response:
-    return _record_form(request, who, _register_form(services), {}, None, {})
+def register_page(request: Request, who: StewardDep) -> Response:
+    return _record_form(request, who, _register_form(), {}, None, {})
 
 
-def _register_form(services: Services) -> _Form:
+def _register_form() -> _Form:
     return _Form(
         title="Register a partner",
         action="/partners/new",
@@ -400,7 +401,7 @@ def _register_form(services: Services) -> _Form:
 
 @router.post("/partners/new")
 async def register_submit(request: Request, services: ServicesDep, who: StewardDep) -> Response:
-    form = _register_form(services)
+    form = _register_form()
     return await _submit(
         request,
         who,
@@ -461,29 +462,18 @@ def _retractable(events: Sequence[dict[str, Any]]) -> set[int]:
 # ---- record forms -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
 class _Form:
-    """A form page: its fields, where it posts, and what its button says."""
+    """A form page: its fields and model, where it posts, what its button says, where back
+    leads, and the stream version the page was drawn at (a stale page gets a 409)."""
 
-    def __init__(
-        self,
-        *,
-        title: str,
-        action: str,
-        submit: str,
-        specs: list[FieldSpec],
-        model: type[BaseModel],
-        back: tuple[str, str],
-        expected_version: int | None = None,
-        intro: str = "",
-    ) -> None:
-        self.title = title
-        self.action = action
-        self.submit = submit
-        self.specs = specs
-        self.model = model
-        self.back = back
-        self.expected_version = expected_version
-        self.intro = intro
+    title: str
+    action: str
+    submit: str
+    specs: list[FieldSpec]
+    model: type[BaseModel]
+    back: tuple[str, str]
+    expected_version: int | None = None
 
 
 def _event_form(services: Services, partner_id: str, event_type: str) -> _Form:
