@@ -199,7 +199,7 @@ def csp_problems(policy: str | None, origin: str) -> list[str]:
             problems.append("neither script-src nor default-src: any script may run")
         script_directives = ["default-src"]
     for name in script_directives:
-        if "'unsafe-inline'" in (s.lower() for s in directives[name]):
+        if "'unsafe-inline'" in (s.lower() for s in directives.get(name, [])):
             problems.append(f"{name} allows 'unsafe-inline'")
     for name, sources in directives.items():
         for source in sources:
