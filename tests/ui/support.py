@@ -14,7 +14,7 @@ A page that loads without being audited fails the test at its end, so no story c
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,7 +31,6 @@ from playwright.sync_api import (
     Browser,
     BrowserContext,
     ConsoleMessage,
-    Download,
     Frame,
     Locator,
     Page,
@@ -378,11 +377,6 @@ class Ui:
         )
         return dict(entries)
 
-    def download(self, link: Locator) -> Download:
-        with self.page.expect_download() as downloading:
-            link.click()
-        return downloading.value
-
 
 def set_field(form: Locator, name: str, value: str) -> None:
     """Give a form's field a value whatever its control: select, radio, checkbox or text."""
@@ -435,12 +429,6 @@ def post_forms(page: Page) -> list[str]:
     return actions
 
 
-def has_horizontal_scroll(page: Page, width: int) -> int:
-    """The document's scroll width when wider than ``width``, else 0."""
-    scroll: int = page.evaluate("() => document.scrollingElement.scrollWidth")
-    return scroll if scroll > width else 0
-
-
 def wait_for(check: Callable[[], bool], within: float = 10.0) -> bool:
     """Poll until ``check`` holds (a bound against hangs, not a timing assertion)."""
     deadline = time.monotonic() + within
@@ -465,13 +453,7 @@ def ui_on(browser: Browser, site: Site, link: str | None = None, **options: Any)
             context.close()
 
 
-def pretty(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False)[:2000]
-
-
 def require_chromium_or_skip(reason: str) -> None:
-    import os
-
     if os.environ.get("PLEDGER_REQUIRE_CHROMIUM") == "1":
         pytest.fail(f"Chromium is required (PLEDGER_REQUIRE_CHROMIUM=1) but {reason}")
     pytest.skip(f"no Chromium: {reason}")

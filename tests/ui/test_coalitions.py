@@ -22,8 +22,8 @@ REPORT_KINDS = {
 
 
 def member_names(ui: Ui) -> list[str]:
-    rows = ui.page.locator("#members tbody tr")
-    return [rows.nth(i).locator("td, th").first.inner_text().strip() for i in range(rows.count())]
+    names = ui.page.locator("#members tbody tr > :first-child").all_inner_texts()
+    return [name.strip() for name in names]
 
 
 def add_member(ui: Ui, name: str) -> None:

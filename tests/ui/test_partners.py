@@ -24,7 +24,7 @@ def set_list(form: Locator, name: str, items: list[str]) -> None:
 def names_in_table(ui: Ui) -> list[str]:
     """The partner names the table shows, in order (each row's link to a partner page)."""
     links = ui.page.locator("#partners tbody tr a[href^='/partners/']")
-    return [links.nth(i).inner_text().strip() for i in range(links.count())]
+    return [name.strip() for name in links.all_inner_texts()]
 
 
 def test_register_a_partner(ui: Ui, site: Site) -> None:
