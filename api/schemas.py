@@ -291,7 +291,8 @@ class TimelinePublic(_Reference):
 
 class ComponentPublic(BaseModel):
     name: Literal["cadence", "our_reliability", "reciprocity", "acknowledgment", "trust"]
-    score: float
+    counts: bool = Field(description="Whether it has something to measure at as_of (SPEC §3).")
+    score: float | None = Field(description="0-100 when it counts; null when it does not.")
     weight: int
     explanation: str
 

@@ -345,9 +345,13 @@ def figures_of(commitments: Iterable[CommitmentView], today: date) -> dict[str, 
 
 @dataclass(frozen=True)
 class Component:
+    """One part of relationship health (SPEC §3): whether it ``counts`` at the reference (it
+    has something to measure), its score 0-100 when it does, and a sentence saying why."""
+
     name: str
     score: Fraction
     explanation: str
+    counts: bool = True
 
     @property
     def weight(self) -> int:
@@ -356,10 +360,15 @@ class Component:
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "score": float(round_half_up(self.score, 2)),
+            "counts": self.counts,
+            "score": float(round_half_up(self.score, 2)) if self.counts else None,
             "weight": self.weight,
             "explanation": self.explanation,
         }
+
+
+def _not_counted(name: str, why: str) -> Component:
+    return Component(name, Fraction(0), f"Not counted: {why}", counts=False)
 
 
 @dataclass(frozen=True)
@@ -396,8 +405,11 @@ def health_of(snap: PartnerSnapshot, as_of: datetime) -> Health:
         _acknowledgment(snap, today),
         _trust(snap, today),
     )
-    total = sum((Fraction(c.weight) * c.score / 100 for c in components), Fraction(0))
-    score = int(round_half_up(total))
+    # SPEC §3: the weighted mean of the components that have something to measure, so that
+    # nothing scores well merely because nothing was recorded (cadence always counts).
+    counting = [c for c in components if c.counts]
+    total = sum((Fraction(c.weight) * c.score for c in counting), Fraction(0))
+    score = int(round_half_up(total / sum(c.weight for c in counting)))
     return Health(score=score, band=band_of(score), components=components)
 
 
@@ -412,28 +424,30 @@ def _plural(count: int, word: str, plural: str | None = None) -> str:
 def _cadence(snap: PartnerSnapshot, today: date) -> Component:
     c = snap.cadence_days
     agreed = f"agreed cadence is every {_plural(c, 'day')}"
-    if snap.last_touch_at is None:
-        return Component(
-            "cadence",
-            Fraction(0),
-            f"No two-way contact (a meeting or an inbound contact) yet; {agreed}.",
-        )
-    d = (today - snap.last_touch_at.astimezone(UTC).date()).days
+    start = snap.last_touch_at or snap.registered_at
+    if start is None:  # not on record at this reference: nothing to measure from
+        return Component("cadence", Fraction(0), f"No relationship on record yet; {agreed}.")
+    d = max(0, (today - start.astimezone(UTC).date()).days)
     if d <= c:
         score = Fraction(100)
     elif d < 3 * c:
         score = Fraction(100 * (3 * c - d), 2 * c)
     else:
         score = Fraction(0)
+    if snap.last_touch_at is None:
+        return Component(
+            "cadence",
+            score,
+            f"No two-way contact (a meeting or an inbound contact) in the "
+            f"{_plural(d, 'day')} since the relationship began; {agreed}.",
+        )
     return Component("cadence", score, f"Last two-way contact {_plural(d, 'day')} ago; {agreed}.")
 
 
 def _our_reliability(ours: Figures) -> Component:
     count = ours.fulfilled_on_time + ours.fulfilled_late + ours.overdue
     if count == 0:
-        return Component(
-            "our_reliability", Fraction(100), "None of our commitments has come due yet."
-        )
+        return _not_counted("our_reliability", "none of our commitments has come due yet.")
     score = Fraction(100) * (ours.fulfilled_on_time + Fraction(ours.fulfilled_late, 2)) / count
     return Component(
         "our_reliability",
@@ -457,9 +471,7 @@ def _reciprocity(snap: PartnerSnapshot, ours: Figures) -> Component:
         f"{len(snap.feedback)} feedback received)"
     )
     if asks == 0:
-        return Component(
-            "reciprocity", Fraction(100), f"Nothing asked of this partner yet; {detail}."
-        )
+        return _not_counted("reciprocity", f"nothing has been asked of this partner yet; {detail}.")
     return Component(
         "reciprocity", min(Fraction(1), Fraction(gives, asks)) * 100, _sentence(detail)
     )
@@ -482,10 +494,9 @@ def _acknowledgment(snap: PartnerSnapshot, today: date) -> Component:
             counted += 1
     later = f" ({_plural(waiting, 'newer contribution')} still within 30 days)" if waiting else ""
     if counted == 0:
-        return Component(
+        return _not_counted(
             "acknowledgment",
-            Fraction(100),
-            f"No contributions of theirs to acknowledge yet{later}.",
+            f"no contribution of theirs has been acknowledged or is old enough to judge{later}.",
         )
     return Component(
         "acknowledgment",
@@ -508,7 +519,13 @@ def _trust(snap: PartnerSnapshot, today: date) -> Component:
             weighing.append(f"{breach.severity} -{float(cost / 4):g}")
     score = max(Fraction(0), 100 - penalty)
     if not snap.breaches:
-        return Component("trust", score, "No breach of trust recorded.")
+        return _not_counted("trust", "no breach of trust recorded.")
+    if not open_ and not weighing:
+        return _not_counted(
+            "trust",
+            f"{_plural(len(snap.breaches), 'breach', 'breaches')} of trust, every one repaired "
+            "over 180 days ago.",
+        )
     parts = []
     if open_:
         parts.append(f"{_plural(len(open_), 'open breach', 'open breaches')} ({', '.join(open_)})")

@@ -12,9 +12,9 @@ import threading
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, Literal
 
 import orjson
@@ -75,6 +75,11 @@ class At:
     @cached_property
     def today(self) -> date:
         return self.as_of.astimezone(UTC).date()
+
+    @cached_property
+    def as_of_text(self) -> str:
+        """``as_of`` as stored instants are written (they compare as text in the views)."""
+        return format_instant(self.as_of)
 
     def stamp(self) -> dict[str, Any]:
         return {"as_of": format_instant(self.as_of), "position": self.position}
@@ -346,7 +351,7 @@ class LedgerQueries:
         # Two indexed range queries (each usually empty) rather than one scan with an OR.
         rows = self.view.select(
             "SELECT partner_id, registered_pos FROM {p}partners WHERE latest_occurred_at > ?",
-            (format_instant(at.as_of),),
+            (at.as_of_text,),
         ) + self.view.select(
             "SELECT partner_id, registered_pos FROM {p}partners WHERE position > ?",
             (at.position,),
@@ -772,14 +777,19 @@ class LedgerQueries:
         }
         over_engaged, neglected = [], []
 
-        def recent(moment: datetime) -> bool:  # within the last 90 calendar days (UTC)
-            return (at.today - moment.astimezone(UTC).date()).days < OVER_ENGAGED_DAYS
+        # Within the last 90 calendar days (UTC): on or after the start of the 89th day before.
+        since = datetime.combine(
+            at.today - timedelta(days=OVER_ENGAGED_DAYS - 1), time.min, tzinfo=UTC
+        )
+
+        def recent(moment: datetime) -> bool:
+            return moment >= since
 
         for snap in sorted(snaps.values(), key=lambda s: (s.name, s.partner_id)):
-            profile = _profile(snap)
-            by["community"].update(profile["communities"] or [])
-            by["role"].update(profile["roles"] or [])
-            by["region"][profile["region"] or "(none)"] += 1
+            profile = snap.profile
+            by["community"].update(profile.get("communities") or [])
+            by["role"].update(profile.get("roles") or [])
+            by["region"][profile.get("region") or "(none)"] += 1
             by["stage"][snap.stage] += 1
             asks = sum(
                 1 for c in snap.commitments.values() if c.owed_by == "partner" and recent(c.made_at)
@@ -843,7 +853,7 @@ def _keep(cache: OrderedDict[Any, Any], key: Any, value: Any, *, size: int = CAC
 def _valid(row: Any, at: At) -> bool:
     """Whether a stored snapshot answers at the reference (see ``projections.store``)."""
     return bool(
-        row["latest_occurred_at"] <= format_instant(at.as_of) and row["position"] <= at.position
+        row["latest_occurred_at"] <= at.as_of_text and row["position"] <= at.position
     )
 
 
@@ -864,7 +874,7 @@ def _narrowed(
 def _valid_sql(at: At) -> tuple[str, list[Any]]:
     return (
         "p.registered_pos <= ? AND p.latest_occurred_at <= ? AND p.position <= ?",
-        [at.position, format_instant(at.as_of), at.position],
+        [at.position, at.as_of_text, at.position],
     )
 
 

@@ -280,7 +280,8 @@ def _query_partners(
     services: Services, filters: Mapping[str, str], cursor: str | None, limit: int
 ) -> dict[str, Any]:
     sort = filters.get("sort", "name")
-    order = filters.get("order")
+    # People look for the weakest relationships first (issue 13); the API keeps its default.
+    order = filters.get("order") or ("asc" if sort == "health" else None)
     stage = filters.get("stage")
     problems = []
     if sort not in _SORTS:

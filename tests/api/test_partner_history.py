@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from domain.serialization import DATA_MODELS
+from projections.folds import band_of
 from tests.api.support import LOG_KEYS, STEWARD_NAME, figures, spec_hash
 
 if TYPE_CHECKING:
@@ -503,8 +504,13 @@ def test_health_scores_and_explains_each_component(shared_api: Api) -> None:
         f"/v1/partners/{pid}/health", as_of="2025-04-15", position=before_breaches
     )
     trust = {c["name"]: c for c in untroubled["components"]}["trust"]
-    assert (trust["score"], trust["explanation"]) == (100.0, "No breach of trust recorded.")
-    assert (untroubled["score"], untroubled["position"]) == (70, before_breaches)
+    assert (trust["counts"], trust["score"], trust["explanation"]) == (
+        False,
+        None,
+        "Not counted: no breach of trust recorded.",
+    )
+    # Without trust: (18.75 + 12.5 + 11.25 + 7.5) / 0.8 = 62.5 -> 63 (SPEC §3)
+    assert (untroubled["score"], untroubled["position"]) == (63, before_breaches)
 
 
 def test_health_bands(shared_api: Api) -> None:
@@ -535,14 +541,16 @@ def test_health_bands(shared_api: Api) -> None:
         due_on="2025-01-20",
         resource="time",
     )
-    # no touch (0), reliability 0 (overdue), reciprocity 100, acknowledgment 100, trust 5
+    # cadence 100 (26 days since the start, no touch yet), reliability 0 (overdue), trust 5;
+    # nothing asked and nothing to acknowledge: (2500 + 0 + 100) / 70 = 37.14
     health = api.read(f"/v1/partners/{pid}/health", as_of="2025-02-01")
-    assert (health["score"], health["band"]) == (31, "at_risk")
+    assert (health["score"], health["band"]) == (37, "at_risk")
     api.append(pid, "feedback_received", "2025-01-09T10:00:00Z", summary="a")
     api.append(pid, "feedback_received", "2025-01-09T11:00:00Z", summary="b")
-    # acknowledgment: two contributions, unthanked for over 30 days; reciprocity 0 of 2 asks
+    # cadence 60 (54 days since the start), reliability 0, reciprocity 0 of 2 asks,
+    # acknowledgment 0 (two contributions unthanked for over 30 days), trust 5: 1600 / 100
     health = api.read(f"/v1/partners/{pid}/health", as_of="2025-03-01")
-    assert (health["score"], health["band"]) == (1, "critical")
+    assert (health["score"], health["band"]) == (16, "critical")
 
 
 @pytest.mark.parametrize(
@@ -550,12 +558,13 @@ def test_health_bands(shared_api: Api) -> None:
     [
         (
             {"from": "2024-12-01", "to": "2025-04-30"},
-            [("2025-01-31", 100), ("2025-02-28", 92), ("2025-03-31", 79), ("2025-04-30", 75)],
+            # Only cadence has something to measure: 21, 49, 80 and 110 days since the meeting.
+            [("2025-01-31", 100), ("2025-02-28", 68), ("2025-03-31", 17), ("2025-04-30", 0)],
         ),
-        ({"from": "2025-02-01", "to": "2025-03-30"}, [("2025-02-28", 92)]),
+        ({"from": "2025-02-01", "to": "2025-03-30"}, [("2025-02-28", 68)]),
         (
             {"from": "2025-02-03", "to": "2025-02-23", "interval": "week"},
-            [("2025-02-09", 100), ("2025-02-16", 97), ("2025-02-23", 94)],
+            [("2025-02-09", 100), ("2025-02-16", 88), ("2025-02-23", 77)],
         ),
         ({"from": "2025-02-03", "to": "2025-02-08", "interval": "week"}, []),
     ],
@@ -573,7 +582,7 @@ def test_health_history_gives_the_score_at_each_period_end(
     assert history["partner_id"] == pid
     assert history["interval"] == params.get("interval", "month")
     assert [(p["as_of"], p["score"]) for p in history["points"]] == points
-    assert all(p["band"] == "thriving" for p in history["points"])
+    assert all(p["band"] == band_of(p["score"]) for p in history["points"])
     if points:
         last = api.read(f"/v1/partners/{pid}/health", as_of=points[-1][0])
         assert last["score"] == points[-1][1]
@@ -789,8 +798,9 @@ def test_the_coalition_report_gives_each_members_figures_and_totals(
         {
             "partner_id": ids.aurora,
             "name": "Aurora Youth",
-            # cadence 0 + reliability 25 + reciprocity 15 + acknowledgment 15 + trust 85·0.2
-            "health": {"score": 72, "band": "steady"},
+            # cadence 0, reliability 100, reciprocity 100 (5 gives for 1 ask), trust 85; nothing
+            # to acknowledge: (0 + 2500 + 1500 + 1700) / 85 = 67.06
+            "health": {"score": 67, "band": "steady"},
             "us": figures(
                 made=1, fulfilled_on_time=1, fulfilled=1, fulfilment_rate=1.0, on_time_rate=1.0
             ),
@@ -802,8 +812,9 @@ def test_the_coalition_report_gives_each_members_figures_and_totals(
         {
             "partner_id": ids.birch,
             "name": "Birch Elders",
-            # cadence 0 + reliability 50·0.25 + 15 + 15 + trust (100 - 35/4)·0.2 = 60.75
-            "health": {"score": 61, "band": "steady"},
+            # cadence 0, reliability 50, trust 100 - 35/4; nothing asked, nothing to
+            # acknowledge: (0 + 1250 + 1825) / 70 = 43.93
+            "health": {"score": 44, "band": "at_risk"},
             "us": figures(
                 made=1, fulfilled_late=1, fulfilled=1, fulfilment_rate=1.0, on_time_rate=0.0
             ),
@@ -886,7 +897,7 @@ def test_the_report_comes_in_every_format_with_the_same_numbers(
         aurora["thanks"],
         aurora["us_made"],
     ) == (
-        "72",
+        "67",
         "175.50",
         "1",
         "1",

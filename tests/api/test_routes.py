@@ -205,14 +205,15 @@ def test_the_partner_list_carries_each_partners_health(api: Api, portfolio: Port
     assert listed["sort"] == "name"
     assert listed["next_cursor"] is None
     health = {row["name"]: row["health"] for row in listed["partners"]}
-    # cadence 25 + reliability 25 + reciprocity 15 + acknowledgment 15 + trust 20 = 75 without
-    # cadence; d = 14, 42 and 64 days since the last touch against a 30-day cadence.
+    # Only cadence has something to measure (SPEC §3), and trust for Elm's open minor breach:
+    # d = 14, 42 and 64 days since the last touch against a 30-day cadence, and 68 days since
+    # registration for the never touched: 100·(90 - d)/60 past 30 days.
     assert health == {
         "Aurora Youth Collective": {"score": 100, "band": "thriving"},
-        "birch Street Elders": {"score": 75, "band": "thriving"},
-        "Cedar Tenants Union": {"score": 95, "band": "thriving"},
-        "Delta Researchers": {"score": 86, "band": "thriving"},
-        "Elm Advocacy": {"score": 72, "band": "steady"},
+        "birch Street Elders": {"score": 37, "band": "at_risk"},  # 36.67
+        "Cedar Tenants Union": {"score": 80, "band": "thriving"},
+        "Delta Researchers": {"score": 43, "band": "at_risk"},  # 43.33
+        "Elm Advocacy": {"score": 58, "band": "steady"},  # (25·36.67 + 20·85) / 45 = 58.15
     }
     aurora = listed["partners"][0]
     assert (aurora["id"], aurora["stage"], aurora["last_touch_at"]) == (
@@ -247,25 +248,33 @@ def test_the_partner_list_filters_by_stage_community_role_and_name(
 
 
 PARTNER_SORTS = {
-    "name": ["Aurora", "birch", "Cedar", "Delta", "Elm"],
-    "health": ["Aurora", "Cedar", "Delta", "birch", "Elm"],
+    ("name", None): ["Aurora", "birch", "Cedar", "Delta", "Elm"],
+    ("name", "desc"): ["Elm", "Delta", "Cedar", "birch", "Aurora"],
+    ("health", None): ["Aurora", "Cedar", "Elm", "Delta", "birch"],
+    ("health", "asc"): ["birch", "Delta", "Elm", "Cedar", "Aurora"],  # weakest first
     # longest without a two-way touch first; the never touched first of all
-    "last_touch": ["birch", "Elm", "Delta", "Cedar", "Aurora"],
+    ("last_touch", None): ["birch", "Elm", "Delta", "Cedar", "Aurora"],
+    ("last_touch", "desc"): ["Aurora", "Cedar", "Delta", "Elm", "birch"],
 }
 
 
 def test_the_partner_list_sorts_and_its_cursor_walks_every_page_once(
     api: Api, portfolio: Portfolio
 ) -> None:
-    for sort, expected in PARTNER_SORTS.items():
-        whole = api.read("/v1/partners", as_of=AS_OF_PORTFOLIO, sort=sort)
+    for (sort, order), expected in PARTNER_SORTS.items():
+        asked: dict[str, Any] = {"as_of": AS_OF_PORTFOLIO, "sort": sort}
+        if order is not None:
+            asked["order"] = order
+        whole = api.read("/v1/partners", **asked)
         assert whole["sort"] == sort
+        natural = {"name": "asc", "health": "desc", "last_touch": "asc"}[sort]
+        assert whole["order"] == (order or natural)
         assert [row["id"] for row in whole["partners"]] == [portfolio.ids[n] for n in expected]
 
         pages: list[list[str]] = []
         cursor: str | None = None
         while True:
-            params: dict[str, Any] = {"as_of": AS_OF_PORTFOLIO, "sort": sort, "limit": 2}
+            params: dict[str, Any] = {**asked, "limit": 2}
             if cursor is not None:
                 params["cursor"] = cursor
             page = api.read("/v1/partners", **params)
@@ -426,7 +435,8 @@ def test_a_read_right_after_a_write_sees_it(api: Api) -> None:
         assert timeline["position"] == made["position"]
 
     before_touch = api.read(f"/v1/partners/{pid}/health")["components"][0]
-    assert (before_touch["name"], before_touch["score"]) == ("cadence", 0.0)
+    assert before_touch["name"] == "cadence"
+    assert before_touch["explanation"].startswith("No two-way contact")
     api.client.post(
         f"/v1/partners/{pid}/events",
         json={"type": "contact_made", "channel": "phone", "direction": "inbound"},
@@ -434,6 +444,7 @@ def test_a_read_right_after_a_write_sees_it(api: Api) -> None:
     )
     cadence = api.read(f"/v1/partners/{pid}/health")["components"][0]
     assert (cadence["name"], cadence["score"]) == ("cadence", 100.0)
+    assert cadence["explanation"].startswith("Last two-way contact 0 days ago")
     assert api.read(f"/v1/partners/{pid}")["version"] == 5
 
 

@@ -176,14 +176,19 @@ def test_cadence_is_zero_at_three_times_the_cadence_and_after() -> None:
     assert story.score("cadence", days(400)) == 0
 
 
-def test_cadence_is_zero_when_there_was_never_a_two_way_touch() -> None:
+def test_without_a_two_way_touch_cadence_runs_from_the_relationships_start() -> None:
+    # Registered 4 days before DAY0; an outbound email is no two-way touch.
     story = Story().add("contact_made", DAY0, channel="email", direction="outbound", summary="Hi")
 
-    component = story.component("cadence", DAY0)
+    fresh = story.component("cadence", DAY0)
 
-    assert component.score == 0
-    assert component.explanation.startswith("No two-way contact")
-    assert "every 30 days" in component.explanation  # the default cadence
+    assert fresh.counts
+    assert fresh.score == 100  # 4 days since the relationship began
+    assert fresh.explanation.startswith("No two-way contact")
+    assert "4 days since the relationship began" in fresh.explanation
+    assert "every 30 days" in fresh.explanation  # the default cadence
+    assert story.score("cadence", days(56)) == 50  # 60 days since the start
+    assert story.score("cadence", days(86)) == 0  # 90 days: three times the cadence
 
 
 def test_an_inbound_contact_is_a_two_way_touch_and_an_outbound_one_is_not() -> None:
@@ -235,13 +240,14 @@ def test_cadence_uses_the_latest_touch_even_when_it_was_written_down_first() -> 
 # ---- our reliability ------------------------------------------------------------------------
 
 
-def test_reliability_is_full_when_none_of_our_commitments_has_come_due() -> None:
+def test_reliability_does_not_count_until_one_of_our_commitments_comes_due() -> None:
     story = Story().promise("OPEN", DAY0, days(30)).promise("THEIRS", DAY0, days(5), "partner")
 
     component = story.component("our_reliability", days(10))
 
-    assert component.score == 100
-    assert component.explanation == "None of our commitments has come due yet."
+    assert not component.counts
+    assert component.explanation == "Not counted: none of our commitments has come due yet."
+    assert component.as_dict()["score"] is None
 
 
 def test_reliability_gives_full_credit_on_time_half_late_and_none_overdue() -> None:
@@ -280,21 +286,22 @@ def test_a_commitment_due_today_is_still_open_and_overdue_the_day_after() -> Non
     story = Story().promise("C-1", DAY0, days(10))
 
     assert story.commitment("C-1", days(10)).status(days(10)) == "open"
-    assert story.score("our_reliability", days(10)) == 100
+    assert not story.component("our_reliability", days(10)).counts
     assert story.commitment("C-1", days(11)).status(days(11)) == "overdue"
+    assert story.component("our_reliability", days(11)).counts
     assert story.score("our_reliability", days(11)) == 0
 
 
 # ---- reciprocity ----------------------------------------------------------------------------
 
 
-def test_reciprocity_is_full_when_nothing_was_asked() -> None:
+def test_reciprocity_does_not_count_when_nothing_was_asked() -> None:
     story = Story().promise("OURS", DAY0, days(10))
 
     component = story.component("reciprocity", days(20))
 
-    assert component.score == 100
-    assert component.explanation.startswith("Nothing asked of this partner yet")
+    assert not component.counts
+    assert component.explanation.startswith("Not counted: nothing has been asked of this partner")
 
 
 def test_reciprocity_is_gives_over_asks() -> None:
@@ -389,10 +396,12 @@ def test_a_young_unacknowledged_contribution_is_left_out() -> None:
     young = story.component("acknowledgment", days(29))  # 29 days old: may still be thanked
     due = story.component("acknowledgment", days(30))  # 30 days old: counted, unthanked
 
-    assert young.score == 100
+    assert not young.counts
     assert young.explanation == (
-        "No contributions of theirs to acknowledge yet (1 newer contribution still within 30 days)."
+        "Not counted: no contribution of theirs has been acknowledged or is old enough to judge "
+        "(1 newer contribution still within 30 days)."
     )
+    assert due.counts
     assert due.score == 0
 
 
@@ -437,11 +446,11 @@ def test_one_thanks_acknowledges_every_contribution_in_its_window() -> None:
 # ---- trust ----------------------------------------------------------------------------------
 
 
-def test_trust_is_full_without_breaches() -> None:
+def test_trust_does_not_count_without_breaches() -> None:
     component = Story().component("trust", DAY0)
 
-    assert component.score == 100
-    assert component.explanation == "No breach of trust recorded."
+    assert not component.counts
+    assert component.explanation == "Not counted: no breach of trust recorded."
 
 
 @pytest.mark.parametrize(
@@ -475,12 +484,13 @@ def test_a_repaired_breach_costs_a_quarter_for_179_days_and_nothing_from_day_180
     assert story.score("trust", days(9)) == 65  # not yet repaired
     assert story.score("trust", days(10)) == Fraction(365, 4)  # 100 - 35 / 4 = 91.25
     assert story.score("trust", days(10 + 179)) == Fraction(365, 4)
-    assert story.score("trust", days(10 + 180)) == 100
     assert story.component("trust", days(10 + 179)).explanation == (
         "1 breach repaired in the last 180 days (moderate -8.75)."
     )
-    assert story.component("trust", days(10 + 180)).explanation == (
-        "1 breach repaired over 180 days ago (no cost)."
+    settled = story.component("trust", days(10 + 180))
+    assert not settled.counts  # nothing left to weigh
+    assert settled.explanation == (
+        "Not counted: 1 breach of trust, every one repaired over 180 days ago."
     )
 
 
@@ -514,26 +524,47 @@ def test_round_half_up_rounds_halves_up() -> None:
 
 
 def test_a_score_of_exactly_n_and_a_half_rounds_up() -> None:
-    # Cadence 100 (25), reliability 50: one of ours kept late (12.5), reciprocity 100 (15),
-    # acknowledgment 100 (15), trust 100 (20): 87.5 -> 88.
-    story = Story().touch(days(15)).promise("LATE", DAY0, days(10)).fulfil("LATE", days(12))
+    # Cadence 100 (weight 25) and reliability 75 (one of ours on time, one late; weight 25);
+    # nothing asked, no contribution, no breach: those three do not count. 175 / 2 = 87.5 -> 88.
+    story = (
+        Story()
+        .touch(days(15))
+        .promise("ON-TIME", DAY0, days(10))
+        .fulfil("ON-TIME", days(9))
+        .promise("LATE", DAY0, days(10))
+        .fulfil("LATE", days(12))
+    )
 
     health = story.health(days(20))
 
-    assert [c.score for c in health.components] == [100, 50, 100, 100, 100]
+    assert [c.counts for c in health.components] == [True, True, False, False, False]
+    assert [c.score for c in health.components[:2]] == [100, 75]
     assert health.score == 88
     assert health.band == "thriving"
 
 
 def test_a_score_of_n_and_a_quarter_rounds_down() -> None:
-    # Never touched (0), reliability 100 (25), reciprocity 100 (15), acknowledgment 100 (15),
-    # trust 96.25 after a minor breach repaired 10 days ago (19.25): 74.25 -> 74.
-    story = Story().breach("B-1", "minor", DAY0).repair("B-1", days(1))
+    # Cadence 100 (weight 25) and reciprocity 50 (one payment for two feedbacks; weight 15):
+    # (2500 + 750) / 40 = 81.25 -> 81. The feedback is too young to judge acknowledgment.
+    story = Story().touch(days(15)).feedback(days(1)).feedback(days(2)).pay(days(3))
 
-    health = story.health(days(11))
+    health = story.health(days(20))
 
-    assert health.score == 74
-    assert health.band == "steady"
+    assert [c.counts for c in health.components] == [True, False, True, False, False]
+    assert health.score == 81
+    assert health.band == "thriving"
+
+
+def test_silence_scores_nothing_however_little_else_was_recorded() -> None:
+    # Issue 13: a partner never contacted, and one silent for 350 days, once both scored 75.
+    never = Story()
+    silent = Story().touch(DAY0)
+
+    for story in (never, silent):
+        health = story.health(days(350))
+        assert [c.counts for c in health.components] == [True, False, False, False, False]
+        assert health.score == 0
+        assert health.band == "critical"
 
 
 @pytest.mark.parametrize(
@@ -553,52 +584,19 @@ def test_bands_start_at_75_50_and_25(score: int, band: str) -> None:
     assert band_of(score) == band
 
 
-def _never_touched_overdue_and_unthanked() -> Story:
-    """Cadence 0, reliability 0, reciprocity 100 (1 payment for 1 feedback), acknowledgment 0."""
-    return Story().promise("OVERDUE", DAY0, days(1)).feedback(DAY0).pay(DAY0)
-
-
 @pytest.mark.parametrize(
-    ("story", "expected", "band"),
+    ("silent_days", "expected", "band"),
     [
-        # Only cadence missing: 75.
-        (Story(), 75, "thriving"),
-        # ... and a minor breach repaired 10 days ago: 75 - 0.75 = 74.25.
-        (Story().breach("B-1", "minor", DAY0).repair("B-1", days(90)), 74, "steady"),
-        # Cadence and reliability missing: 50.
-        (Story().promise("OVERDUE", DAY0, days(1)), 50, "steady"),
-        # ... and the repaired minor breach: 49.25.
-        (
-            Story()
-            .promise("OVERDUE", DAY0, days(1))
-            .breach("B-1", "minor", DAY0)
-            .repair("B-1", days(90)),
-            49,
-            "at_risk",
-        ),
-        # Cadence, reliability, acknowledgment 0; reciprocity 15; trust 50 (minor + moderate
-        # open): 15 + 10 = 25.
-        (
-            _never_touched_overdue_and_unthanked()
-            .breach("B-1", "minor", DAY0)
-            .breach("B-2", "moderate", DAY0),
-            25,
-            "at_risk",
-        ),
-        # ... and another minor breach, repaired: trust 46.25 -> 9.25, total 24.25.
-        (
-            _never_touched_overdue_and_unthanked()
-            .breach("B-1", "minor", DAY0)
-            .breach("B-2", "moderate", DAY0)
-            .breach("B-3", "minor", DAY0)
-            .repair("B-3", days(90)),
-            24,
-            "critical",
-        ),
+        (45, 75, "thriving"),  # 100 * (90 - 45) / 60, cadence alone counting
+        (46, 73, "steady"),  # 73.33
+        (60, 50, "steady"),
+        (61, 48, "at_risk"),  # 48.33
+        (75, 25, "at_risk"),
+        (76, 23, "critical"),  # 23.33
     ],
 )
-def test_scores_at_the_band_boundaries(story: Story, expected: int, band: str) -> None:
-    health = story.health(days(100))
+def test_scores_at_the_band_boundaries(silent_days: int, expected: int, band: str) -> None:
+    health = Story().touch(days(100 - silent_days)).health(days(100))
 
     assert health.score == expected
     assert health.band == band
@@ -616,11 +614,14 @@ def test_health_lists_the_five_components_with_their_weights() -> None:
     ]
     assert health.as_dict()["components"][0] == {
         "name": "cadence",
-        "score": 0.0,
+        "counts": True,
+        "score": 100.0,
         "weight": 25,
-        "explanation": "No two-way contact (a meeting or an inbound contact) yet; "
-        "agreed cadence is every 30 days.",
+        "explanation": "No two-way contact (a meeting or an inbound contact) in the 4 days "
+        "since the relationship began; agreed cadence is every 30 days.",
     }
+    assert health.as_dict()["components"][1]["counts"] is False
+    assert health.as_dict()["components"][1]["score"] is None
 
 
 def test_component_scores_are_shown_to_two_places() -> None:

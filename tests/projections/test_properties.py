@@ -570,7 +570,9 @@ def test_the_counting_rule_by_hand_matches_the_views_on_a_retraction(
             return str(found["explanation"])
 
         assert reciprocity(At(late, feedback.position)).endswith("1 feedback received).")
-        assert reciprocity(At(late, feedback.position + 1)).startswith("Nothing asked")
+        assert reciprocity(At(late, feedback.position + 1)).startswith(
+            "Not counted: nothing has been asked"
+        )
 
 
 def _row_key(row: dict[str, object]) -> list[str]:

@@ -448,16 +448,16 @@ def test_health_of_the_person_with_lived_experience(scenario: Scenario) -> None:
     # acknowledgment: review (28 Feb) thanked 30 March, day 30: yes; F-1 (11 Apr), F-2 (20 Apr),
     #   F-3 (6 May): the outcome of 20 June is 70, 61, 45 days later: no; panel (1 June) and
     #   F-4 (15 June, 25 days old but acknowledged, so counted): yes. 3 of 6 = 50
-    # trust: 100
-    # score: 10 + 25 + 12.5 + 7.5 + 20 = 75, exactly the threshold of "thriving"
+    # trust: no breach ever, so it does not count (SPEC §3)
+    # score: (25*40 + 25*100 + 15*83.33 + 15*50) / 80 = (1000 + 2500 + 1250 + 750) / 80 = 68.75
     assert scores(health) == {
         "cadence": 40.0,
         "our_reliability": 100.0,
         "reciprocity": 83.33,
         "acknowledgment": 50.0,
-        "trust": 100.0,
+        "trust": None,
     }
-    assert (health["score"], health["band"]) == (75, "thriving")
+    assert (health["score"], health["band"]) == (69, "steady")
     explained = {c["name"]: c["explanation"] for c in health["components"]}
     assert explained["reciprocity"] == (
         "We gave 5 (1 commitment kept, 2 payments, 1 thanks, 1 outcome shared) for 6 asks "
@@ -472,19 +472,25 @@ def test_health_of_the_person_with_lived_experience(scenario: Scenario) -> None:
 def test_health_of_the_institute(scenario: Scenario) -> None:
     health = scenario.services.queries.health(str(scenario.institute), scenario.at())
 
-    # cadence: only an outbound email, never a two-way touch: 0
-    # our_reliability: the analyst hours were cancelled, nothing came due: 100
+    # cadence: only an outbound email, never a two-way touch, so counted from its registration
+    #   on 25 February: 135 days, three times the 30 days and more: 0
+    # our_reliability: the analyst hours were cancelled, nothing came due: not counted
     # reciprocity: nothing given for the data extract asked: 0
-    # acknowledgment: the extract never came, nothing to acknowledge: 100
-    # score: 0 + 25 + 0 + 15 + 20 = 60
+    # acknowledgment: the extract never came, nothing to acknowledge: not counted
+    # trust: no breach: not counted
+    # score: (25*0 + 15*0) / 40 = 0: a silent relationship no longer looks healthy (issue 13)
     assert scores(health) == {
         "cadence": 0.0,
-        "our_reliability": 100.0,
+        "our_reliability": None,
         "reciprocity": 0.0,
-        "acknowledgment": 100.0,
-        "trust": 100.0,
+        "acknowledgment": None,
+        "trust": None,
     }
-    assert (health["score"], health["band"]) == (60, "steady")
+    assert (health["score"], health["band"]) == (0, "critical")
+    explained = {c["name"]: c["explanation"] for c in health["components"]}
+    assert explained["our_reliability"] == (
+        "Not counted: none of our commitments has come due yet."
+    )
 
 
 # ---- commitments and accountability ---------------------------------------------------------
@@ -614,7 +620,10 @@ def test_coalition_report_lists_current_members_with_their_figures(scenario: Sce
         {
             "partner_id": str(scenario.luz),
             "name": "Luz Marquez",
-            "health": {"score": 75, "band": "thriving"},
+            "health": {
+                "score": 69,
+                "band": "steady",
+            },  # see test_health_of_the_person_with_lived_experience
             "us": figures(made=1, fulfilled_on_time=1),
             "partner": figures(made=2, fulfilled_on_time=2),
             "payments": {"USD": "345.50"},  # 300.00 + 45.50
@@ -781,9 +790,10 @@ def test_an_earlier_as_of_shows_what_had_happened_by_then(scenario: Scenario) ->
         ("C-STIPEND", "overdue"),  # due 1 Feb, paid on the 10th
         ("C-REPORT", "open"),
     ]
-    # cadence 100 (26 days), reliability 0, reciprocity 0 (nothing given yet for the survey),
-    # acknowledgment 100 (nothing to acknowledge), trust 100: 25 + 0 + 0 + 15 + 20.
-    assert (health["score"], health["band"]) == (60, "steady")
+    # cadence 100 (26 days), reliability 0, reciprocity 0 (nothing given yet for the survey);
+    # nothing to acknowledge and no breach yet, so those two do not count:
+    # (25*100 + 25*0 + 15*0) / 65 = 38.46.
+    assert (health["score"], health["band"]) == (38, "at_risk")
     assert queries.partner(str(scenario.eastside), early)["stage"] == "partnership"
     assert queries.partner(str(scenario.eastside), scenario.at(on(1, 31)))["stage"] == "prospect"
     with pytest.raises(PartnerNotFound):
@@ -863,11 +873,12 @@ def test_a_retracted_fulfilment_stops_counting_everywhere(scenario: Scenario) ->
         None,
         None,
     )
-    # Luz: reliability 0; gives 4 for 6 asks: 66.67; 10 + 0 + 10 + 7.5 + 20 = 47.5 -> 48.
+    # Luz: reliability 0; gives 4 for 6 asks: 66.67; no breach, trust does not count:
+    # (25*40 + 25*0 + 15*66.67 + 15*50) / 80 = (1000 + 0 + 1000 + 750) / 80 = 34.375 -> 34.
     health = queries.health(str(scenario.luz), at)
     assert scores(health)["our_reliability"] == 0.0
     assert scores(health)["reciprocity"] == 66.67
-    assert (health["score"], health["band"]) == (48, "at_risk")
+    assert (health["score"], health["band"]) == (34, "at_risk")
     accountability = queries.accountability(at)
     assert accountability["us"] == figures(
         made=5, open=1, overdue=2, fulfilled_late=1, cancelled=1, renegotiated_after_due=1
@@ -876,7 +887,7 @@ def test_a_retracted_fulfilment_stops_counting_everywhere(scenario: Scenario) ->
     assert accountability["overdue"][0]["overdue_days"] == 101  # 31 March to 10 July
     report = queries.report(str(scenario.coalition), at)
     assert report["members"][1]["us"] == figures(made=1, overdue=1)
-    assert report["members"][1]["health"] == {"score": 48, "band": "at_risk"}
+    assert report["members"][1]["health"] == {"score": 34, "band": "at_risk"}
     # The retraction (recorded 1 July) cancels the entry at every as_of, even before it:
     on_april_1 = queries.commitments(str(scenario.luz), scenario.at(end_of_day(date(2025, 4, 1))))
     assert [c["status"] for c in on_april_1["commitments"]] == ["fulfilled_on_time", "overdue"]
