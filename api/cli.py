@@ -135,12 +135,22 @@ def rebuild_command(db: DbOption = None) -> None:
 
 @app.command("report")
 def report_command(
-    coalition: Annotated[str, typer.Argument(help="The coalition's id.")],
+    coalition: Annotated[
+        str | None, typer.Argument(help="The coalition's id (taken from --like when given).")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="json, csv, md or html.")] = "json",
     as_of: AsOfOption = None,
     position: PositionOption = None,
     start: Annotated[str | None, typer.Option("--from", help="First day of the period.")] = None,
     end: Annotated[str | None, typer.Option("--to", help="Last day of the period.")] = None,
+    like: Annotated[
+        Path | None,
+        typer.Option(
+            "--like",
+            help="A json report made earlier: make it again at its coalition, as_of, position "
+            "and period (the same bytes in json).",
+        ),
+    ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
     db: DbOption = None,
 ) -> None:
@@ -149,6 +159,18 @@ def report_command(
 
     if fmt not in REPORT_FORMATS:
         typer.echo(f"error: --format must be one of {', '.join(REPORT_FORMATS)}", err=True)
+        raise typer.Exit(2)
+    if like is not None:
+        if any(v is not None for v in (coalition, as_of, position, start, end)):
+            typer.echo(
+                "error: --like takes the coalition, --as-of, --position, --from and --to from "
+                "the report; give none of them beside it",
+                err=True,
+            )
+            raise typer.Exit(2)
+        coalition, as_of, position, start, end = _reference_of(like)
+    if coalition is None:
+        typer.echo("error: name the coalition (its id), or give --like REPORT.json", err=True)
         raise typer.Exit(2)
     services = open_services(_settings(db))
     try:
@@ -159,6 +181,31 @@ def report_command(
     except LedgerError as error:
         raise _fail(error) from None
     _write(REPORT_FORMATS[fmt](report), output)
+
+
+def _reference_of(
+    path: Path,
+) -> tuple[str, str, int, str | None, str | None]:
+    """The coalition id, as_of, position and period a json report states (``--like``)."""
+    try:
+        stated = orjson.loads(path.read_bytes())
+        return (
+            str(stated["coalition"]["id"]),
+            str(stated["as_of"]),
+            int(stated["position"]),
+            stated["period"]["from"],
+            stated["period"]["to"],
+        )
+    except OSError as error:
+        typer.echo(f"error: cannot read {path}: {error.strerror}", err=True)
+        raise typer.Exit(2) from None
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        typer.echo(
+            f"error: {path} is not a json report of this ledger (pledger report --format json): "
+            "it needs coalition.id, as_of, position and period",
+            err=True,
+        )
+        raise typer.Exit(2) from None
 
 
 @app.command("agenda")

@@ -665,3 +665,56 @@ def test_export_refuses_a_format_other_than_jsonl(sqlite_settings: Settings) -> 
     assert "jsonl" in result.stderr
     assert "xml" in result.stderr
     assert not sqlite_settings.db_path.exists()  # refused before opening anything
+
+
+# ---- reproducing a report from itself (issue 13) --------------------------------------------
+
+
+def test_a_report_made_again_like_itself_has_the_same_bytes_after_more_is_recorded(
+    settings: Settings, sample: SampleLedger, tmp_path: Path
+) -> None:
+    first = run_pledger(
+        settings,
+        "report",
+        str(sample.coalition),
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-31",
+        "--as-of",
+        "2026-02-15",
+    )
+    assert first.returncode == 0, first.stderr
+    saved = tmp_path / "report.json"
+    saved.write_text(first.stdout, encoding="utf-8")
+    # More is recorded afterwards; the report made like the first still answers as the first.
+    ledger = open_ledger(settings)
+    try:
+        ledger.record(
+            sample.nandu,
+            ContactMade(channel=Channel.PHONE, direction=Direction.INBOUND, summary="later"),
+            _at(date(2026, 2, 10)),
+        )
+    finally:
+        ledger.close()
+
+    again = run_pledger(settings, "report", "--like", str(saved))
+
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
+    assert run_pledger(settings, "report", str(sample.coalition)).stdout != first.stdout
+
+
+def test_like_refuses_a_file_that_is_not_a_report_and_says_what_it_needs(
+    sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    stray = tmp_path / "notes.json"
+    stray.write_text('{"hello": "world"}', encoding="utf-8")
+
+    refused = run_pledger(sqlite_settings, "report", "--like", str(stray))
+
+    assert refused.returncode == 2
+    assert "coalition.id, as_of, position and period" in refused.stderr
+    both = run_pledger(sqlite_settings, "report", "--like", str(stray), "--as-of", "2026-01-01")
+    assert both.returncode == 2
+    assert "give none of them beside it" in both.stderr
