@@ -647,11 +647,18 @@ def _uid_part(text: str) -> str:
 
 
 def _event(
-    uid: str, summary: str, due_on: str, stamp: datetime, description: str
+    uid: str, summary: str, item: dict[str, Any], stamp: datetime, description: str
 ) -> icalendar.Event:
-    day = date.fromisoformat(due_on)
+    """An all-day event on the item's due day, or on the agenda's own day once it is overdue
+    (work past due belongs where people look: today), named "Overdue since ..." then. The UID
+    keeps the due day, so a subscribed calendar moves the event along rather than adding one."""
+    due = date.fromisoformat(item["due_on"])
+    overdue = item["overdue_days"] > 0
+    day = due + timedelta(days=item["overdue_days"]) if overdue else due
+    if overdue:
+        summary = f"Overdue since {due.isoformat()}: {summary}"
     event = icalendar.Event()
-    event.add("uid", f"{uid}-{day.isoformat()}@{UID_DOMAIN}")
+    event.add("uid", f"{uid}-{due.isoformat()}@{UID_DOMAIN}")
     event.add("dtstamp", stamp)
     event.add("dtstart", day)
     event.add("dtend", day + timedelta(days=1))
@@ -662,7 +669,8 @@ def _event(
 
 
 def agenda_ics(agenda: dict[str, Any]) -> bytes:
-    """The agenda as iCalendar (RFC 5545): one all-day event per check-in and commitment.
+    """The agenda as iCalendar (RFC 5545): one all-day event per check-in and commitment, on
+    its due day, or on the agenda's day with "Overdue since ..." once it is past due.
 
     UIDs come from the partner, commitment and due date, so a calendar that subscribes sees the
     same item as the same event; DTSTAMP is the agenda's ``as_of``, so the same agenda gives the
@@ -681,7 +689,7 @@ def agenda_ics(agenda: dict[str, Any]) -> bytes:
             _event(
                 f"checkin-{_uid_part(item['partner_id'])}",
                 f"Check in with {_one_line(item['name'])}",
-                item["due_on"],
+                item,
                 stamp,
                 "\n".join(line for line in lines if line),
             )
@@ -699,7 +707,7 @@ def agenda_ics(agenda: dict[str, Any]) -> bytes:
         ]
         uid = f"commitment-{_uid_part(item['partner_id'])}-{_uid_part(item['commitment_id'])}"
         calendar.add_component(
-            _event(uid, summary, item["due_on"], stamp, "\n".join(line for line in lines if line))
+            _event(uid, summary, item, stamp, "\n".join(line for line in lines if line))
         )
     ical: bytes = calendar.to_ical()
     return ical

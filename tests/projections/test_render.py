@@ -393,12 +393,16 @@ def parsed(agenda: dict[str, Any]) -> icalendar.Calendar:
     return calendar
 
 
-def test_ics_has_one_all_day_event_per_checkin_and_commitment() -> None:
+def test_ics_has_one_all_day_event_per_checkin_and_commitment_overdue_ones_today() -> None:
+    # The agenda is as of 31 March: what is past due shows on that day, where people look.
     events = parsed(an_agenda()).walk("VEVENT")
     assert [(str(e["summary"]), e.decoded("dtstart")) for e in events] == [
-        ("Check in with Ana; O'Neil, Jr.", date(2026, 3, 20)),
+        ("Overdue since 2026-03-20: Check in with Ana; O'Neil, Jr.", date(2026, 3, 31)),
         ("Check in with Bee Collective", date(2026, 4, 2)),
-        ("We owe Ana; O'Neil, Jr.: Pay the March stipend", date(2026, 3, 30)),
+        (
+            "Overdue since 2026-03-30: We owe Ana; O'Neil, Jr.: Pay the March stipend",
+            date(2026, 3, 31),
+        ),
         ("Bee Collective owes us: Send the listening-session notes", date(2026, 4, 10)),
     ]
     for event in events:
@@ -432,6 +436,20 @@ def test_ics_uids_are_unique_and_stable_for_the_same_item() -> None:
     later["checkins"] = later["checkins"][1:]
     later_uids = [str(e["uid"]) for e in parsed(later).walk("VEVENT")]
     assert later_uids == uids[1:]
+
+
+def test_an_overdue_item_moves_to_the_next_day_as_the_same_event() -> None:
+    today, tomorrow = an_agenda(), an_agenda()
+    tomorrow["as_of"] = "2026-04-01T15:00:00.000000Z"
+    for item in (*tomorrow["checkins"], *tomorrow["commitments"]):
+        item["overdue_days"] += 1
+    first = parsed(today).walk("VEVENT")[0]
+    moved = parsed(tomorrow).walk("VEVENT")[0]
+    assert str(moved["uid"]) == str(first["uid"])
+    assert (first.decoded("dtstart"), moved.decoded("dtstart")) == (
+        date(2026, 3, 31),
+        date(2026, 4, 1),
+    )
 
 
 def test_the_same_agenda_gives_the_same_bytes() -> None:
