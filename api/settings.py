@@ -6,6 +6,7 @@
 | PLEDGER_DATABASE_URL | (unset)      | postgresql://user:pass@host:port/db: use PostgreSQL  |
 | PLEDGER_HOST         | 127.0.0.1    | address `pledger serve` listens on                   |
 | PLEDGER_PORT         | 8000         | port `pledger serve` listens on                      |
+| PLEDGER_LOCALE       | en_US        | how pages show money to people (CLDR, through Babel) |
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from babel import Locale, UnknownLocaleError
+
 __all__ = ["Settings"]
 
 
@@ -25,6 +28,7 @@ class Settings:
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    locale: str = "en_US"
 
     @classmethod
     def from_env(
@@ -39,6 +43,7 @@ class Settings:
             database_url=url,
             host=env.get("PLEDGER_HOST", "127.0.0.1"),
             port=int(env.get("PLEDGER_PORT", "8000")),
+            locale=_locale(env.get("PLEDGER_LOCALE") or "en_US"),
         )
 
     @property
@@ -80,6 +85,16 @@ class Settings:
                 "SQLITE_LOCK_TIMEOUT": "30",
             }
         return {"PERSISTENCE_MODULE": "eventsourcing.postgres", **postgres_env(self.database_url)}
+
+
+def _locale(name: str) -> str:
+    """A CLDR locale Babel knows (``en_US``, ``es_MX``, ``fr_CA``); raises ValueError naming
+    PLEDGER_LOCALE otherwise."""
+    try:
+        return str(Locale.parse(name.replace("-", "_")))
+    except (ValueError, UnknownLocaleError):
+        msg = f"PLEDGER_LOCALE={name!r} is not a locale such as en_US or es_MX"
+        raise ValueError(msg) from None
 
 
 def postgres_env(url: str) -> dict[str, str]:

@@ -13,13 +13,16 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+from babel.numbers import format_currency
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -62,6 +65,19 @@ templates.env.filters["event_label"] = lambda t: EVENT_LABELS.get(str(t), readab
 templates.env.filters["day"] = lambda v: str(v)[:10] if v else ""
 templates.env.filters["when"] = lambda v: str(v)[:16].replace("T", " ") if v else ""
 templates.env.globals["EVENT_LABELS"] = EVENT_LABELS
+
+
+@pass_context
+def _money(context: Any, amount: object, currency: object) -> str:
+    """An amount for people in the ledger's locale (``$12,750.50`` under en_US), through
+    Babel's CLDR data; the record itself keeps the exact decimal string."""
+    if amount in (None, ""):
+        return ""
+    locale = context["request"].app.state.services.settings.locale
+    return str(format_currency(Decimal(str(amount)), str(currency), locale=locale))
+
+
+templates.env.filters["money"] = _money
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50

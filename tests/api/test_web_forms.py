@@ -12,6 +12,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
+from api.settings import Settings
 from api.web.forms import body_from_form, field_specs
 from domain.values import CommitmentMade, MeetingHeld, PartnerRegistered
 from tests.api.conftest import Api
@@ -161,3 +162,33 @@ def test_the_api_docs_load_nothing_from_another_origin(api: Api) -> None:
         csp = page.headers["content-security-policy"]
         assert "script-src 'self'" in csp
         assert "unsafe-inline" not in csp.split("script-src", 1)[1].split(";", 1)[0]
+
+
+def test_pages_show_money_for_people_in_the_ledgers_locale(api: Api) -> None:
+    partner = api.register("Westside Youth Council")
+    api.append(
+        partner,
+        "commitment_made",
+        "2025-01-10T10:00:00Z",
+        commitment_id="C-GRANT",
+        owed_by="us",
+        description="Youth grant",
+        due_on="2025-06-01",
+        resource="financial",
+        amount="12750.50",
+        currency="USD",
+    )
+    _signed_in(api)
+
+    page = api.client.get(f"/partners/{partner}")
+
+    assert "$12,750.50" in page.text  # en_US, the default (Babel's CLDR data)
+    assert api.read(f"/v1/partners/{partner}/commitments")["commitments"][0]["amount"] == (
+        "12750.50"  # the API keeps the exact decimal string
+    )
+
+
+def test_an_unknown_locale_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="PLEDGER_LOCALE='xx_QQ'"):
+        Settings.from_env({"PLEDGER_LOCALE": "xx_QQ"})
+    assert Settings.from_env({"PLEDGER_LOCALE": "es-MX"}).locale == "es_MX"
