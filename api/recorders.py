@@ -12,14 +12,19 @@ library's APPLICATION_RECORDER_TOPIC setting; the log's own tables are untouched
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from psycopg.errors import LockNotAvailable
 from psycopg.sql import SQL
+
+from domain.errors import Busy
+from projections.pgschema import SchemaOnce
 
 __all__ = [
     "POSTGRES_TOPIC",
@@ -32,6 +37,9 @@ __all__ = [
 ]
 
 SQLITE_TOPIC = "api.recorders:LedgerSQLiteRecorder"
+INSERT_CHUNK = 1000  # events a PostgreSQL INSERT sends at most; a larger save sends several
+CONNECTION_ATTEMPTS = 5  # a PostgreSQL save whose connection failed is tried again this often
+CONNECTION_RETRY_SECONDS = 0.2
 POSTGRES_TOPIC = "api.recorders:LedgerPostgresRecorder"
 
 _TABLES = [
@@ -162,7 +170,7 @@ class LedgerSQLiteRecorder(_ApiTables, SQLiteApplicationRecorder):
         return super()._insert_events(c, stored_events, **kwargs)
 
 
-class LedgerPostgresRecorder(_ApiTables, PostgresApplicationRecorder):
+class LedgerPostgresRecorder(_ApiTables, SchemaOnce, PostgresApplicationRecorder):
     prefix = "pledger_"
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
@@ -172,8 +180,54 @@ class LedgerPostgresRecorder(_ApiTables, PostgresApplicationRecorder):
     def _q(self, statement: str) -> str:
         return statement.replace("{p}", self.prefix).replace("?", "%s")
 
-    def _insert_events(
-        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        self._mark(curs, stored_events, kwargs.get("requests"))
-        super()._insert_events(curs, stored_events, **kwargs)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Record ``stored_events`` (and the ``requests`` marks given) in one transaction;
+        returns their positions, in the order given.
+
+        Unlike the library's insert, this one runs outside psycopg's pipeline mode and sends the
+        events in INSERTs of at most ``INSERT_CHUNK`` rows:
+
+        * in pipeline mode a unique violation of a statement before the events' INSERT (the
+          Idempotency-Key's row) surfaced as another error (``PipelineAborted``, a broken
+          prepared statement) instead of ``IntegrityError``, and was retried ten times;
+        * one INSERT of an import's 100,000 events in pipeline mode stalled (the client and the
+          server each waiting for the other) while the log's table lock was held.
+
+        Raises IntegrityError when a stream's version or a request's key is already on record,
+        :class:`~domain.errors.Busy` when the log's table lock was not granted within the lock
+        timeout (``POSTGRES_LOCK_TIMEOUT``, seconds), and the library's OperationalError or
+        InterfaceError when the connection kept failing (retried ``CONNECTION_ATTEMPTS`` times:
+        a failed transaction recorded nothing).
+        """
+        for attempt in range(1, CONNECTION_ATTEMPTS + 1):
+            try:
+                return self._insert_in_one_transaction(stored_events, kwargs.get("requests"))
+            except OperationalError as error:
+                if isinstance(error.__cause__, LockNotAvailable):
+                    timeout = self.datastore.lock_timeout
+                    raise Busy(
+                        "The event log is locked by another writer (a large import?) and was "
+                        f"not free within {timeout} s; nothing was recorded. Try again shortly.",
+                        retry_after=max(1, timeout),
+                    ) from error
+                if attempt == CONNECTION_ATTEMPTS:
+                    raise
+            except InterfaceError:
+                if attempt == CONNECTION_ATTEMPTS:
+                    raise
+            time.sleep(CONNECTION_RETRY_SECONDS)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _insert_in_one_transaction(
+        self, stored_events: Sequence[StoredEvent], marks: Sequence[RequestMark] | None
+    ) -> list[int]:
+        positions: list[int] = []
+        with self.datastore.transaction(commit=True) as curs:
+            self._mark(curs, stored_events, marks)
+            for start in range(0, len(stored_events), INSERT_CHUNK):
+                chunk = stored_events[start : start + INSERT_CHUNK]
+                self._insert_stored_events(curs, chunk)  # takes the table lock, then inserts
+                positions.extend(self._fetch_ids_after_insert_events(curs, chunk) or ())
+        return positions

@@ -6,6 +6,9 @@
 | PLEDGER_DATABASE_URL | (unset)      | postgresql://user:pass@host:port/db: use PostgreSQL  |
 | PLEDGER_HOST         | 127.0.0.1    | address `pledger serve` listens on                   |
 | PLEDGER_PORT         | 8000         | port `pledger serve` listens on                      |
+| PLEDGER_LOCK_TIMEOUT | 5            | PostgreSQL: seconds a write waits for the log's lock |
+|                      |              | (held by another save, e.g. an import) before it is  |
+|                      |              | refused with 503 and Retry-After                     |
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ class Settings:
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    lock_timeout: int = 5
 
     @classmethod
     def from_env(
@@ -39,6 +43,7 @@ class Settings:
             database_url=url,
             host=env.get("PLEDGER_HOST", "127.0.0.1"),
             port=int(env.get("PLEDGER_PORT", "8000")),
+            lock_timeout=int(env.get("PLEDGER_LOCK_TIMEOUT", "5")),
         )
 
     @property
@@ -69,6 +74,7 @@ class Settings:
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "APPLICATION_RECORDER_TOPIC": "api.recorders:LedgerPostgresRecorder",
             **postgres_env(self.database_url),
+            "POSTGRES_LOCK_TIMEOUT": str(self.lock_timeout),
         }
 
     def views_env(self) -> dict[str, str]:
