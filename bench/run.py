@@ -11,6 +11,7 @@ Prints a table of figures and ratios; see bench/README.md for what each one mean
 from __future__ import annotations
 
 import argparse
+import csv
 import http.client
 import json
 import os
@@ -353,6 +354,42 @@ def rebuild(settings: Settings) -> tuple[float, int, float]:
     return elapsed, int(found.group(2).replace(",", "")), peak_kb / 1024
 
 
+# ---- import ----------------------------------------------------------------------------------
+
+
+def import_events(settings: Settings, directory: Path, partner_ids: list[str], rows: int) -> float:
+    """Run `pledger import events` of ``rows`` contact_made rows (on the ledger's partners, by
+    id, 100 rows each) as a subprocess; returns its wall time in seconds (start-up, checking
+    every row and the one transaction that records them all)."""
+    from api.importing import EVENT_COLUMNS
+
+    path = directory / "import.csv"
+    owners = partner_ids[: max(1, rows // 100)]
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=EVENT_COLUMNS, restval="")
+        writer.writeheader()
+        for n in range(rows):
+            writer.writerow(
+                {
+                    "partner": owners[n % len(owners)],
+                    "type": "contact_made",
+                    "occurred_at": f"2026-01-{1 + n % 28:02d}T12:00:00Z",
+                    "channel": "email",
+                    "direction": "outbound",
+                    "summary": f"newsletter {n}",
+                }
+            )
+    env = dict(os.environ)
+    args = [shutil.which("pledger") or "pledger", "import", "events", str(path)]
+    if settings.database_url:
+        env["PLEDGER_DATABASE_URL"] = settings.database_url
+    else:
+        args += ["--db", str(settings.db_path)]
+    started = time.perf_counter()
+    subprocess.run(args, env=env, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
 def tree_rss_kb(pid: int) -> int:
     """Resident memory of a process and all its descendants now, in KB (Linux /proc; 0
     elsewhere). Pages the processes share are counted in each: an upper bound."""
@@ -385,6 +422,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--append-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--import-rows", type=int, default=100_000, help="rows of the timed events import"
+    )
     args = parser.parse_args()
     partners = args.partners or (1000 if args.quick else 10_000)
 
@@ -450,6 +490,13 @@ def main() -> None:
         }
     finally:
         server.stop()
+
+    if args.import_rows:
+        print(f"Importing {args.import_rows:,} events from a CSV file")
+        seconds = import_events(settings, directory, built["partners"], args.import_rows)
+        figures["import_rows"] = args.import_rows
+        figures["import_seconds"] = round(seconds, 1)
+        figures["import_rows_per_s"] = round(args.import_rows / seconds)
 
     targets = {
         "append_http_ratio": (">=", 0.5),
