@@ -336,12 +336,12 @@ def events_file(path: Path, partners: int, rows: int) -> Path:
     return path
 
 
-IMPORT_ROWS = 30_000
+IMPORT_ROWS = 20_000
 
 
 def test_writers_beside_a_large_import_wait_at_most_the_lock_timeout(fresh: Settings) -> None:
     """A write that finds the log's lock held (as a save holds it: here by the test, then by
-    a real import of 30,000 rows) waits at most PLEDGER_LOCK_TIMEOUT and is then refused with
+    a real import of 20,000 rows) waits at most PLEDGER_LOCK_TIMEOUT and is then refused with
     503 and Retry-After, recording nothing; the import finishes; writing goes on after."""
     assert fresh.database_url is not None
     source = events_file(fresh.db_path.parent / "events.csv", 200, IMPORT_ROWS)
