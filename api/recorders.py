@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 SQLITE_TOPIC = "api.recorders:LedgerSQLiteRecorder"
-INSERT_CHUNK = 1000  # events a PostgreSQL save sends in one INSERT at most; more go by COPY
+COPY_ABOVE = 1000  # a PostgreSQL save of more events than this goes by COPY, not one INSERT
 CONNECTION_ATTEMPTS = 5  # a PostgreSQL save whose connection failed is tried again this often
 CONNECTION_RETRY_SECONDS = 0.2
 POSTGRES_TOPIC = "api.recorders:LedgerPostgresRecorder"
@@ -192,7 +192,7 @@ class LedgerPostgresRecorder(_ApiTables, SchemaOnce, PostgresApplicationRecorder
         returns their positions, in the order given.
 
         Unlike the library's insert, this one runs outside psycopg's pipeline mode, and sends
-        more than ``INSERT_CHUNK`` events by COPY rather than as one INSERT:
+        more than ``COPY_ABOVE`` events by COPY rather than as one INSERT:
 
         * in pipeline mode a unique violation of a statement before the events' INSERT (the
           Idempotency-Key's row) surfaced as another error (``PipelineAborted``, a broken
@@ -230,7 +230,7 @@ class LedgerPostgresRecorder(_ApiTables, SchemaOnce, PostgresApplicationRecorder
     ) -> list[int]:
         with self.datastore.transaction(commit=True) as curs:
             self._mark(curs, stored_events, marks)
-            if len(stored_events) > INSERT_CHUNK:
+            if len(stored_events) > COPY_ABOVE:
                 return self._copy_stored_events(curs, stored_events)
             self._insert_stored_events(curs, stored_events)  # takes the table lock, then inserts
             return list(self._fetch_ids_after_insert_events(curs, stored_events) or ())
