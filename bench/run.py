@@ -344,7 +344,8 @@ def rebuild(settings: Settings) -> tuple[float, int, float]:
     elapsed = time.perf_counter() - started
     out, err = process.communicate()
     if process.returncode:
-        raise subprocess.CalledProcessError(process.returncode, args, out, err)
+        msg = f"pledger rebuild failed ({process.returncode}): {err.decode()[-2000:]}"
+        raise RuntimeError(msg)
     found = REBUILT.search(out.decode())
     if found is None:
         msg = f"pledger rebuild printed no rate: {out.decode()!r}"
@@ -386,7 +387,10 @@ def import_events(settings: Settings, directory: Path, partner_ids: list[str], r
     else:
         args += ["--db", str(settings.db_path)]
     started = time.perf_counter()
-    subprocess.run(args, env=env, check=True, capture_output=True)
+    done = subprocess.run(args, env=env, check=False, capture_output=True, encoding="utf-8")
+    if done.returncode:
+        msg = f"pledger import failed ({done.returncode}): {done.stderr[-2000:]}"
+        raise RuntimeError(msg)
     return time.perf_counter() - started
 
 
