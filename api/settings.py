@@ -99,6 +99,10 @@ def postgres_env(url: str) -> dict[str, str]:
         "POSTGRES_PORT": str(parts.port or 5432),
         "POSTGRES_USER": unquote(parts.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
-        "POSTGRES_POOL_SIZE": "4",
-        "POSTGRES_MAX_OVERFLOW": "8",
+        # Each pool opens one connection at first and grows to 12 under load: a server
+        # process holds several pools (the log, the views, the projection runner's own), and
+        # `serve --workers 3` beside a few CLI commands must stay well within PostgreSQL's
+        # default max_connections (100), where pools of 4 from the start used them all up.
+        "POSTGRES_POOL_SIZE": "1",
+        "POSTGRES_MAX_OVERFLOW": "11",
     }
