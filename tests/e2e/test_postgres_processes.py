@@ -166,7 +166,7 @@ def test_the_same_idempotency_key_from_two_clients_at_once_records_once(
                     response.json() if "json" in response.headers.get("content-type", "") else {},
                 )
 
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(2, timeout=60.0)  # one client failing must not hang the other
     assert run_clients(2, post_each_round) == []
 
     for n in range(rounds):
