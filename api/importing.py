@@ -41,7 +41,13 @@ from api.settings import Settings
 from api.wiring import cli_user, open_ledger
 from domain.application import Partnerships, Recorded
 from domain.chained import Stamp
-from domain.errors import CoalitionNotFound, LedgerError, PartnerNotFound, ValidationFailed
+from domain.errors import (
+    Busy,
+    CoalitionNotFound,
+    LedgerError,
+    PartnerNotFound,
+    ValidationFailed,
+)
 from domain.partner import Partner, check_not_future
 from domain.serialization import DATA_MODELS, EVENT_CLASSES
 from domain.values import (
@@ -906,6 +912,9 @@ def _import(
                     "checked; nothing was recorded. Run the import again.",
                     err=True,
                 )
+                raise typer.Exit(1) from None
+            except Busy as busy:  # PostgreSQL: another save held the log past the lock timeout
+                typer.echo(f"error: {busy.detail}", err=True)
                 raise typer.Exit(1) from None
             advance(len(recorded))
             return recorded

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import Forbidden, Unauthorized
 from domain.errors import (
+    Busy,
     Conflict,
     InvalidCommand,
     LedgerError,
@@ -32,10 +33,13 @@ _TITLES = {
     409: "Conflict",
     422: "Unprocessable request",
     500: "Internal error",
+    503: "Service unavailable",
 }
 
 
-def problem(status: int, detail: str, **extra: Any) -> Response:
+def problem(
+    status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
     body = {
         "type": "about:blank",
         "title": _TITLES.get(status, "Error"),
@@ -43,7 +47,8 @@ def problem(status: int, detail: str, **extra: Any) -> Response:
         "detail": detail,
         **{k: v for k, v in extra.items() if v is not None},
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return Response(
         orjson.dumps(body),
         status_code=status,
@@ -53,6 +58,8 @@ def problem(status: int, detail: str, **extra: Any) -> Response:
 
 
 def _status_of(error: LedgerError) -> int:
+    if isinstance(error, Busy):
+        return 503
     if isinstance(error, NotFound):
         return 404
     if isinstance(error, Conflict):
@@ -99,7 +106,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             extra["errors"] = [{"field": p.field, "message": p.message} for p in error.problems]
         if isinstance(error, VersionConflict):
             extra["current_version"] = error.current_version
-        return _answer(request, _status_of(error), error.detail, **extra)
+        headers = None
+        if isinstance(error, Busy):
+            headers = {"Retry-After": str(error.retry_after)}
+        return _answer(request, _status_of(error), error.detail, headers=headers, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> Response:

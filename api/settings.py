@@ -7,6 +7,9 @@
 | PLEDGER_HOST         | 127.0.0.1    | address `pledger serve` listens on                   |
 | PLEDGER_PORT         | 8000         | port `pledger serve` listens on                      |
 | PLEDGER_LOCALE       | en_US        | how pages show money to people (CLDR, through Babel) |
+| PLEDGER_LOCK_TIMEOUT | 5            | PostgreSQL: seconds a write waits for the log's lock |
+|                      |              | (held by another save, e.g. an import) before it is  |
+|                      |              | refused with 503 and Retry-After                     |
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     locale: str = "en_US"
+    lock_timeout: int = 5
 
     @classmethod
     def from_env(
@@ -44,6 +48,7 @@ class Settings:
             host=env.get("PLEDGER_HOST", "127.0.0.1"),
             port=int(env.get("PLEDGER_PORT", "8000")),
             locale=_locale(env.get("PLEDGER_LOCALE") or "en_US"),
+            lock_timeout=int(env.get("PLEDGER_LOCK_TIMEOUT", "5")),
         )
 
     @property
@@ -74,6 +79,7 @@ class Settings:
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "APPLICATION_RECORDER_TOPIC": "api.recorders:LedgerPostgresRecorder",
             **postgres_env(self.database_url),
+            "POSTGRES_LOCK_TIMEOUT": str(self.lock_timeout),
         }
 
     def views_env(self) -> dict[str, str]:
@@ -108,6 +114,10 @@ def postgres_env(url: str) -> dict[str, str]:
         "POSTGRES_PORT": str(parts.port or 5432),
         "POSTGRES_USER": unquote(parts.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
-        "POSTGRES_POOL_SIZE": "4",
-        "POSTGRES_MAX_OVERFLOW": "8",
+        # Each pool opens one connection at first and grows to 12 under load: a server
+        # process holds several pools (the log, the views, the projection runner's own), and
+        # `serve --workers 3` beside a few CLI commands must stay well within PostgreSQL's
+        # default max_connections (100), where pools of 4 from the start used them all up.
+        "POSTGRES_POOL_SIZE": "1",
+        "POSTGRES_MAX_OVERFLOW": "11",
     }

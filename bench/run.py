@@ -11,6 +11,7 @@ Prints a table of figures and ratios; see bench/README.md for what each one mean
 from __future__ import annotations
 
 import argparse
+import csv
 import http.client
 import json
 import os
@@ -390,7 +391,8 @@ def rebuild(settings: Settings) -> tuple[float, int, float]:
     elapsed = time.perf_counter() - started
     out, err = process.communicate()
     if process.returncode:
-        raise subprocess.CalledProcessError(process.returncode, args, out, err)
+        msg = f"pledger rebuild failed ({process.returncode}): {err.decode()[-2000:]}"
+        raise RuntimeError(msg)
     found = REBUILT.search(out.decode())
     if found is None:
         msg = f"pledger rebuild printed no rate: {out.decode()!r}"
@@ -398,6 +400,45 @@ def rebuild(settings: Settings) -> tuple[float, int, float]:
     if not peak_kb:  # no /proc here: the largest single process
         peak_kb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
     return elapsed, int(found.group(2).replace(",", "")), peak_kb / 1024
+
+
+# ---- import ----------------------------------------------------------------------------------
+
+
+def import_events(settings: Settings, directory: Path, partner_ids: list[str], rows: int) -> float:
+    """Run `pledger import events` of ``rows`` contact_made rows (on the ledger's partners, by
+    id, 100 rows each) as a subprocess; returns its wall time in seconds (start-up, checking
+    every row and the one transaction that records them all)."""
+    from api.importing import EVENT_COLUMNS
+
+    path = directory / "import.csv"
+    owners = partner_ids[: max(1, rows // 100)]
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=EVENT_COLUMNS, restval="")
+        writer.writeheader()
+        for n in range(rows):
+            writer.writerow(
+                {
+                    "partner": owners[n % len(owners)],
+                    "type": "contact_made",
+                    "occurred_at": f"2026-01-{1 + n % 28:02d}T12:00:00Z",
+                    "channel": "email",
+                    "direction": "outbound",
+                    "summary": f"newsletter {n}",
+                }
+            )
+    env = dict(os.environ)
+    args = [shutil.which("pledger") or "pledger", "import", "events", str(path)]
+    if settings.database_url:
+        env["PLEDGER_DATABASE_URL"] = settings.database_url
+    else:
+        args += ["--db", str(settings.db_path)]
+    started = time.perf_counter()
+    done = subprocess.run(args, env=env, check=False, capture_output=True, encoding="utf-8")
+    if done.returncode:
+        msg = f"pledger import failed ({done.returncode}): {done.stderr[-2000:]}"
+        raise RuntimeError(msg)
+    return time.perf_counter() - started
 
 
 def tree_rss_kb(pid: int) -> int:
@@ -432,6 +473,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--append-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--import-rows", type=int, default=100_000, help="rows of the timed events import"
+    )
     args = parser.parse_args()
     partners = args.partners or (1000 if args.quick else 10_000)
 
@@ -507,6 +551,13 @@ def main() -> None:
         figures["ui_home_after_write_ms"] = round(home_after_write(server, sample, cookie), 1)
     finally:
         server.stop()
+
+    if args.import_rows:
+        print(f"Importing {args.import_rows:,} events from a CSV file")
+        seconds = import_events(settings, directory, built["partners"], args.import_rows)
+        figures["import_rows"] = args.import_rows
+        figures["import_seconds"] = round(seconds, 1)
+        figures["import_rows_per_s"] = round(args.import_rows / seconds)
 
     targets = {
         "append_http_ratio": (">=", 0.5),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import itertools
+import random
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -13,8 +17,8 @@ from eventsourcing.persistence import IntegrityError, Mapper, Notification
 from domain.chained import ChainedAggregate, Stamp
 from domain.coalition import Coalition
 from domain.errors import (
+    Busy,
     CoalitionNotFound,
-    Conflict,
     LedgerError,
     PartnerNotFound,
     Problem,
@@ -34,9 +38,12 @@ from domain.values import (
     ProfileUpdated,
 )
 
-__all__ = ["MAX_SAVE_ATTEMPTS", "Partnerships", "Recorded", "SaveOptions", "recorded_from"]
+__all__ = ["CONTENTION_SECONDS", "Partnerships", "Recorded", "SaveOptions", "recorded_from"]
 
-MAX_SAVE_ATTEMPTS = 5
+# How long a write without expected_version keeps trying again when other writers win the
+# race for its stream, and the most it waits (times the attempt, at random) between tries.
+CONTENTION_SECONDS = 10.0
+RETRY_JITTER_SECONDS = 0.002
 TAggregate = TypeVar("TAggregate", bound=ChainedAggregate)
 
 
@@ -248,19 +255,45 @@ class Partnerships(Application[UUID]):
         expected_version: int | None,
         with_save: SaveOptions | None,
     ) -> Recorded:
-        """Load, check, record and save; on a lost race, start again from a fresh load."""
-        for _ in range(MAX_SAVE_ATTEMPTS):
-            aggregate = load()
+        """Load, check, record and save; on a lost race, run the command again on the stream
+        as it now stands.
+
+        With ``expected_version`` a lost race raises VersionConflict (409): the caller asked
+        for that version. Without it the write is tried again, for up to ``CONTENTION_SECONDS``:
+        each retry catches up the copy of the aggregate it kept from before the command with
+        only the events recorded since (one small read, not a replay of the whole stream), and
+        waits a few random milliseconds first so that two processes stop meeting in step.
+        Raises Busy (503) when other writers still won every race after that long.
+        """
+        deadline = time.monotonic() + CONTENTION_SECONDS
+        aggregate = load()
+        before: TAggregate | None = None  # kept from the second attempt on
+        for attempt in itertools.count(1):
             if expected_version is not None and aggregate.version != expected_version:
                 raise VersionConflict(expected_version, aggregate.version)
+            if attempt > 1:
+                before = copy.deepcopy(aggregate)
             command(aggregate)
             try:
                 return self._save_one(aggregate, with_save)
             except IntegrityError:
                 if expected_version is not None:
                     raise VersionConflict(expected_version, load().version) from None
-        msg = "Other writers kept changing this record; please try again."
-        raise Conflict(msg)
+                if time.monotonic() >= deadline:
+                    break
+            time.sleep(random.uniform(0, min(attempt, 10) * RETRY_JITTER_SECONDS))  # noqa: S311
+            aggregate = load() if before is None else self._caught_up(before)
+        msg = (
+            "Other writers kept changing this record at the same moment; nothing was recorded. "
+            "Please send the same request again."
+        )
+        raise Busy(msg)
+
+    def _caught_up(self, aggregate: TAggregate) -> TAggregate:
+        """``aggregate`` with the events recorded on its stream after its version applied."""
+        newer = self.repository.event_store.get(aggregate.id, gt=aggregate.version)
+        caught_up: TAggregate = _fold(aggregate, newer)
+        return caught_up
 
 
 def _fold(aggregate: Any, events: Iterable[Any]) -> Any:

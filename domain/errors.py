@@ -16,6 +16,9 @@
         ├── MembershipConflict       joining twice, leaving when not a member
         ├── DuplicateId              a caller-given id already used within the partner
         └── VersionConflict          ``expected_version`` is not the current version
+    └── Busy                         HTTP 503 with Retry-After: the store cannot take the write
+                                     now (its log is locked past the lock timeout, or other
+                                     writers kept winning the race); nothing was recorded
 
 The API maps each branch to its status code in one place; the CLI prints ``detail``.
 """
@@ -29,6 +32,7 @@ __all__ = [
     "AlreadyClosed",
     "AlreadyRepaired",
     "AlreadyRetracted",
+    "Busy",
     "CoalitionNotFound",
     "Conflict",
     "DuplicateId",
@@ -134,3 +138,14 @@ class VersionConflict(Conflict):
         )
         self.expected_version = expected_version
         self.current_version = current_version
+
+
+class Busy(LedgerError):
+    """The write could not be made now, through no fault of the request; nothing was recorded
+    and the same request may be sent again after ``retry_after`` seconds."""
+
+    title = "The ledger is busy"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

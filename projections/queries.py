@@ -852,9 +852,7 @@ def _keep(cache: OrderedDict[Any, Any], key: Any, value: Any, *, size: int = CAC
 
 def _valid(row: Any, at: At) -> bool:
     """Whether a stored snapshot answers at the reference (see ``projections.store``)."""
-    return bool(
-        row["latest_occurred_at"] <= at.as_of_text and row["position"] <= at.position
-    )
+    return bool(row["latest_occurred_at"] <= at.as_of_text and row["position"] <= at.position)
 
 
 def _narrowed(

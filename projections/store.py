@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
 
-from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL
@@ -40,6 +40,7 @@ from domain.chained import ChainedAggregate
 from domain.hashing import GENESIS, digest_step, format_instant
 from projections.folds import Entry, PartnerSnapshot, evolve_partner, fold_partner
 from projections.log import LogReader, entry_of_event
+from projections.pgschema import SchemaOnce, table_exists
 from projections.rebuild import LogFold
 from projections.rows import (
     CHECKPOINT_EVERY,
@@ -60,6 +61,8 @@ SNAPSHOT_CACHE_SIZE = 5000
 REBUILD_CACHE_KIB = 64 * 1024  # SQLite's page cache while a rebuild writes (default: 2 MiB)
 LOG_TABLE_POSTGRES = "pledger_events"  # eventsourcing names it after the application
 APPLICATION_NAME = "pledger"
+# pg_advisory_xact_lock key every transaction writing the views takes (see _lock_views).
+VIEWS_LOCK_KEY = 0x5A3C_91E2_7B44_0D19
 
 _TABLES = [
     """CREATE TABLE IF NOT EXISTS {p}partners (
@@ -212,8 +215,13 @@ class LedgerView(TrackingRecorder):
         fold = _Fold()
         try:
             with self.datastore.transaction(commit=True) as c:
+                self._lock_views(c)
                 done = self._tracked(c)
                 fresh = [e for e in entries if e.position > done]
+                if fresh and self._skips_after(done, fresh[0].position):
+                    # The views went back (a rebuild started over) after the page was read.
+                    assert self.log is not None
+                    fresh = self.log.page(done, len(entries))
                 if not fresh:
                     return 0
                 partner_ids = sorted({e.stream_id for e in fresh if e.stream_type == "partner"})
@@ -226,7 +234,7 @@ class LedgerView(TrackingRecorder):
                 self._apply_all(c, fold, fresh)
                 self._finish(c, fold, fresh[-1].position)
                 self._extend_chain(c, fresh)
-                self._insert_tracking(c, Tracking(APPLICATION_NAME, fresh[-1].position))
+                self._advance_tracking(c, done, fresh[-1].position)
         except BaseException:
             for partner_id in fold.snaps:  # folded in place: forget what did not commit
                 self._cache.pop(partner_id, None)
@@ -254,6 +262,7 @@ class LedgerView(TrackingRecorder):
         """Forget every view and write them again from ``fold`` (the whole log folded again,
         see ``projections.rebuild``), in one transaction; returns how many events it folded."""
         with self.datastore.transaction(commit=True) as c, self._rewriting(c):
+            self._lock_views(c)
             for table in VIEW_TABLES:
                 c.execute(self._q(f"DELETE FROM {{p}}{table}"))
             c.execute(self._q(self._delete_tracking_statement()), (APPLICATION_NAME,))
@@ -419,6 +428,22 @@ class LedgerView(TrackingRecorder):
                     row["registered_pos"],
                 )
 
+    def _lock_views(self, c: Any) -> None:
+        """Make every other transaction that writes the views wait until this one ends (on
+        SQLite its own write lock already does)."""
+
+    def _advance_tracking(self, c: Any, read: int, position: int) -> None:  # noqa: ARG002
+        """Move the tracked position from ``read`` (as this transaction read it) to
+        ``position``; raise IntegrityError when another transaction moved it meanwhile."""
+        self._insert_tracking(c, Tracking(APPLICATION_NAME, position))
+
+    def _skips_after(self, done: int, first: int) -> bool:
+        """Whether the log holds an event after ``done`` and before ``first``."""
+        if first == done + 1 or self.log is None:
+            return False
+        following = self.log.page(done, 1)
+        return bool(following) and following[0].position < first
+
     def _tracked(self, c: Any) -> int:
         c.execute(self._q(self._select_tracking_statement()), (APPLICATION_NAME,))
         row = c.fetchone()
@@ -453,6 +478,7 @@ class LedgerView(TrackingRecorder):
     def drop_tables(self) -> None:
         """Forget every view and its tracking, so that the next catch-up starts at 0."""
         with self.datastore.transaction(commit=True) as c:
+            self._lock_views(c)
             for table in VIEW_TABLES:
                 c.execute(self._q(f"DELETE FROM {{p}}{table}"))
             c.execute(self._q(self._delete_tracking_statement()), (APPLICATION_NAME,))
@@ -507,7 +533,7 @@ class SQLiteLedgerView(SQLiteTrackingRecorder, LedgerView):
             c.execute(f"PRAGMA cache_size = {int(before)}")
 
 
-class PostgresLedgerView(PostgresTrackingRecorder, LedgerView):
+class PostgresLedgerView(SchemaOnce, PostgresTrackingRecorder, LedgerView):
     """The views in the event log's PostgreSQL database, tables prefixed ``ledger_views_``."""
 
     prefix = "ledger_views_"
@@ -524,6 +550,15 @@ class PostgresLedgerView(PostgresTrackingRecorder, LedgerView):
     def _q(self, statement: str) -> str:
         return statement.replace("{p}", self.prefix).replace("?", "%s")
 
+    def _schema_found(self, curs: Any, *, complete: bool) -> None:  # noqa: ARG002
+        """What the library's ``create_table`` learns before creating (whether the tracking
+        table is there, and its migration), learnt here under the schema lock."""
+        schema = self.datastore.schema
+        self.tracking_table_exists = table_exists(curs, f"{schema}.{self.tracking_table_name}")
+        if self.tracking_table_exists:
+            migration = self._max_tracking_id(self.table_migration_identifier, curs)
+            self.tracking_migration_current = self.tracking_migration_previous = migration
+
     def _insert(self, c: Any, table: str, rows: Sequence[Sequence[Any]]) -> None:
         """COPY rather than a statement a row: a quarter of the client's time, which matters
         most for a rebuild (psycopg without its C extension spends ~20 µs on a row's INSERT)."""
@@ -531,6 +566,34 @@ class PostgresLedgerView(PostgresTrackingRecorder, LedgerView):
             with c.copy(self._q(f"COPY {{p}}{table} FROM STDIN")) as copy:
                 for row in rows:
                     copy.write_row(row)
+
+    def _lock_views(self, c: Any) -> None:
+        """Several processes keep these views (API workers' catch-up, the library's runner,
+        CLI commands). Each page is read, folded and written in a transaction that first takes
+        this advisory lock, so it reads the tracked position and the digest chain's head as the
+        previous page left them: two overlapping pages cannot both extend the chain."""
+        c.execute("SELECT pg_advisory_xact_lock(%s)", (VIEWS_LOCK_KEY,))
+
+    def _advance_tracking(self, c: Any, read: int, position: int) -> None:
+        """A conditional update, whatever the lock: the position moves from the one read."""
+        table = f"{self.datastore.schema}.{self.tracking_table_name}"
+        if read:
+            c.execute(
+                f"UPDATE {table} SET notification_id = %s "
+                "WHERE application_name = %s AND notification_id = %s",
+                (position, APPLICATION_NAME, read),
+            )
+        else:
+            c.execute(
+                f"INSERT INTO {table} (application_name, notification_id) VALUES (%s, %s) "
+                "ON CONFLICT (application_name) DO UPDATE "
+                "SET notification_id = excluded.notification_id "
+                f"WHERE {table}.notification_id IS NULL OR {table}.notification_id = 0",
+                (APPLICATION_NAME, position),
+            )
+        if c.rowcount != 1:
+            msg = f"the views' tracked position moved from {read} while this page was written"
+            raise IntegrityError(msg)
 
     def _select_tracking_statement(self) -> str:
         return (

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from domain.application import MAX_SAVE_ATTEMPTS, Partnerships, Recorded
+from domain import application
+from domain.application import Partnerships, Recorded
 from domain.chained import Stamp
 from domain.coalition import Coalition
 from domain.errors import (
+    Busy,
     CoalitionNotFound,
-    Conflict,
     PartnerNotFound,
     UnknownReference,
     ValidationFailed,
@@ -218,28 +221,63 @@ def test_with_expected_version_a_lost_race_is_a_conflict(
     assert ledger.get_partner(partner_id).version == 2
 
 
-def test_a_writer_that_keeps_losing_gives_up_with_a_conflict(
+def overtake_each_save(
+    ledger: Partnerships, monkeypatch: pytest.MonkeyPatch, partner_id: UUID, times: int
+) -> list[int]:
+    """Another writer records a contact on the partner just before each of the next ``times``
+    saves, so that each of them loses the race; returns the running count of overtakes."""
+    insert = ledger.recorder.insert_events
+    overtaken = [0]
+    inside = False
+
+    def overtaken_first(stored_events: Any, **kwargs: Any) -> Any:
+        nonlocal inside
+        if not inside and overtaken[0] < times:
+            inside = True
+            try:
+                ledger.record(partner_id, contact(f"the other writer {overtaken[0]}"), STAMP)
+            finally:
+                inside = False
+            overtaken[0] += 1
+        return insert(stored_events, **kwargs)
+
+    monkeypatch.setattr(ledger.recorder, "insert_events", overtaken_first)
+    return overtaken
+
+
+def test_a_write_without_expected_version_is_recorded_however_often_it_loses_the_race(
     ledger: Partnerships, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     partner_id = registered(ledger)
-    ledger.record(partner_id, contact("the other writer"), STAMP)
-    load = ledger.get_partner
-    loads = 0
+    overtaken = overtake_each_save(ledger, monkeypatch, partner_id, times=12)
 
-    def always_stale(wanted: UUID, version: int | None = None) -> Partner:
-        nonlocal loads
-        loads += 1
-        return load(wanted, 1)
+    recorded = ledger.record(partner_id, contact("ours"), STAMP)
 
-    monkeypatch.setattr(ledger, "get_partner", always_stale)
+    assert overtaken == [12]
+    assert recorded.version == 14
+    monkeypatch.undo()
+    events = [ledger.decode(n) for n in ledger.notifications()]
+    assert [e.data for e in events[1:]] == [
+        *(contact(f"the other writer {n}") for n in range(12)),
+        contact("ours"),
+    ]
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(events))
 
-    with pytest.raises(Conflict) as refused:
+
+def test_a_write_that_keeps_losing_past_the_deadline_is_busy_not_a_conflict(
+    ledger: Partnerships, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partner_id = registered(ledger)
+    overtake_each_save(ledger, monkeypatch, partner_id, times=1000)
+    monkeypatch.setattr(application, "CONTENTION_SECONDS", 0.0)
+
+    with pytest.raises(Busy) as refused:
         ledger.record(partner_id, contact("ours"), STAMP)
 
-    assert type(refused.value) is Conflict
-    assert loads == MAX_SAVE_ATTEMPTS
+    assert refused.value.retry_after >= 1
     monkeypatch.undo()
-    assert ledger.get_partner(partner_id).version == 2
+    recorded = [ledger.decode(n).data for n in ledger.notifications()]
+    assert recorded[1:] == [contact(f"the other writer {n}") for n in range(len(recorded) - 1)]
 
 
 # ---- references beyond the partner's own stream -------------------------------------------

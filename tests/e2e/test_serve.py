@@ -62,9 +62,11 @@ def _pledger_executable() -> str:
     return found
 
 
-def _environment(settings: Settings) -> dict[str, str]:
-    """This process's environment without PLEDGER_* settings, plus the store's URL if any."""
+def _environment(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without PLEDGER_* settings, plus the store's URL if any
+    (and ``extra``)."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("PLEDGER_")}
+    env.update(extra or {})
     env["PYTHONUNBUFFERED"] = "1"  # the first-start banner reaches its file as it is printed
     if settings.database_url:
         env["PLEDGER_DATABASE_URL"] = settings.database_url
@@ -130,9 +132,11 @@ class Server:
 
 
 @contextmanager
-def serving(settings: Settings, name: str, *options: str) -> Iterator[Server]:
-    """`pledger serve OPTIONS` on a free port, once /healthz answers; killed if the test fails
-    first."""
+def serving(
+    settings: Settings, name: str, *options: str, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """`pledger serve OPTIONS` on a free port (with ``env`` added to its environment), once
+    /healthz answers; killed if the test fails first."""
     port = free_port()
     folder = settings.db_path.parent
     stdout_path, stderr_path = folder / f"{name}.stdout", folder / f"{name}.stderr"
@@ -150,7 +154,7 @@ def serving(settings: Settings, name: str, *options: str) -> Iterator[Server]:
             ],
             stdout=out,
             stderr=err,
-            env=_environment(settings),
+            env=_environment(settings, env),
             cwd=folder,
         )
     server = Server(process, f"http://127.0.0.1:{port}", stdout_path, stderr_path)
