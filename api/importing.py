@@ -45,6 +45,7 @@ from domain.errors import CoalitionNotFound, LedgerError, PartnerNotFound, Valid
 from domain.partner import Partner, check_not_future
 from domain.serialization import DATA_MODELS, EVENT_CLASSES
 from domain.values import (
+    INSTANT_PATTERN,
     CheckinCadenceAgreed,
     CommitmentMade,
     EntryRetracted,
@@ -128,7 +129,8 @@ _REFERENCE_COLUMN = {
     "trust_repaired": "breach_id",
     "entry_retracted": "version",
 }
-_INTEGER = re.compile(r"[+-]?\d+")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_INSTANT = re.compile(INSTANT_PATTERN)
 
 
 # ---- problems ---------------------------------------------------------------------------
@@ -297,6 +299,9 @@ def parse_occurred_at(text: str | None, now: datetime, row: int) -> datetime:
         return now
     example = "write it as RFC 3339, such as 2026-01-05T15:00:00Z"
     try:
+        # The grammar first: fromisoformat alone would also read 20270105 or 2027-W01.
+        if _INSTANT.fullmatch(text) is None:
+            raise ValueError(text)
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidRow(
