@@ -86,6 +86,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         extra: dict[str, Any] = {}
         if isinstance(error, ValidationFailed):
             extra["errors"] = [{"field": p.field, "message": p.message} for p in error.problems]
+            extra["field"] = error.problems[0].field if error.problems else None
         if isinstance(error, VersionConflict):
             extra["current_version"] = error.current_version
         return problem(_status_of(error), error.detail, **extra)
@@ -94,7 +95,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def invalid_request(_: Request, error: RequestValidationError) -> Response:
         problems = _pydantic_problems(error.errors())
         detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        return problem(422, detail or "The request is not valid.", errors=problems)
+        first = problems[0]["field"] if problems else None
+        return problem(422, detail or "The request is not valid.", errors=problems, field=first)
 
     @app.exception_handler(Unauthorized)
     async def unauthorized(_: Request, error: Unauthorized) -> Response:

@@ -222,6 +222,7 @@ class ProblemPublic(_Open):
     status: int
     detail: str
     errors: list[dict[str, Any]] | None = None
+    field: str | None = Field(default=None, description="The field of the first of `errors`.")
     current_version: int | None = None
 
 
