@@ -53,6 +53,8 @@ from domain.values import (
     PartnerRegistered,
     Preferences,
     ProfileUpdated,
+    control_problem,
+    show_controls,
 )
 
 __all__ = [
@@ -145,9 +147,10 @@ class RowProblem:
     message: str
 
     def __str__(self) -> str:
+        # Shown on a terminal: a control character from the file must not drive it.
         if self.column is None:
-            return f"row {self.row}: {self.message}"
-        return f"row {self.row}, column {self.column}: {self.message}"
+            return show_controls(f"row {self.row}: {self.message}")
+        return show_controls(f"row {self.row}, column {self.column}: {self.message}")
 
 
 class InvalidRow(Exception):
@@ -235,12 +238,19 @@ def parse_table(text: str, *, source: str = "the file") -> Table:
             for index, name in enumerate(header)
             if name and name in header[:index]
         ]
+        problems += [
+            RowProblem(1, _column_letter(index), refused)
+            for index, name in enumerate(header)
+            if (refused := control_problem(name)) is not None
+        ]
         rows: list[Row] = []
         # Spreadsheet numbering counts records, not lines: a quoted cell may span several lines.
         for number, record in enumerate(records, start=2):
             cells: dict[str, str] = {}
             for index, cell in enumerate(record):
-                value = cell.strip()
+                # Trimmed, but never of a control character (str.strip() takes U+001C-U+001F
+                # and U+0085 for spaces): the field's own check must see it and refuse it.
+                value = cell if control_problem(cell) is not None else cell.strip()
                 if not value:
                     continue
                 name = header[index] if index < len(header) else ""

@@ -79,6 +79,7 @@ __all__ = [
     "TrustRepaired",
     "bidi_control_problem",
     "control_problem",
+    "show_controls",
 ]
 
 MAX_TEXT_CHARS = 10_000
@@ -213,6 +214,22 @@ def control_problem(text: str) -> str | None:
         f"holds the control character U+{ord(found.group()):04X} at character "
         f"{found.start() + 1}; remove it (only tab, line feed and carriage return are allowed)"
     )
+
+
+def _picture(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    if code < 0x20:
+        return chr(0x2400 + code)  # U+2400-U+241F, the Control Pictures block: NUL -> ␀
+    return "\u2421" if code == 0x7F else "\ufffd"  # DEL -> ␡; a C1 control has no picture
+
+
+def show_controls(text: str) -> str:
+    """``text`` for a human to read: each control character :func:`control_problem` refuses is
+    replaced by a visible stand-in (its Control Picture, such as ␀ or ␛; U+FFFD for C1), so
+    that text recorded before the door refused them can neither hide in nor drive a terminal,
+    a report or a calendar. Tab, line feed and carriage return are left to each format.
+    """
+    return _CONTROL.sub(_picture, text)
 
 
 def bidi_control_problem(text: str) -> str | None:
