@@ -54,6 +54,7 @@ from domain.values import (
     Preferences,
     ProfileUpdated,
     control_problem,
+    name_key,
     show_controls,
 )
 
@@ -556,13 +557,14 @@ class _Partners:
 
     @property
     def ids_by_name(self) -> dict[str, set[UUID]]:
-        """Partner ids by current name, read from the log on first use (only names need it)."""
+        """Partner ids by the :func:`name_key` of their current name (NFD + case folding: one
+        name however it was typed), read from the log on first use (only names need it)."""
         if self._ids_by_name is None:
             names = partner_names(self.ledger)
             names.update({partner_id: p.name for partner_id, p in self.touched.items()})
             self._ids_by_name = defaultdict(set)
             for partner_id, name in names.items():
-                self._ids_by_name[name].add(partner_id)
+                self._ids_by_name[name_key(name)].add(partner_id)
         return self._ids_by_name
 
     def get(self, partner_id: UUID) -> Partner:
@@ -596,7 +598,7 @@ class _Partners:
                 return self.get(partner_id)
             except PartnerNotFound as missing:
                 raise _UnresolvedPartner(missing.detail) from None
-        ids = self.ids_by_name.get(reference, set())
+        ids = self.ids_by_name.get(name_key(reference), set())
         if not ids:
             raise _UnresolvedPartner(f"no partner named {reference!r} is on record")
         if len(ids) > 1:
@@ -609,24 +611,24 @@ class _Partners:
 
     def duplicate_of(self, name: str) -> str | None:
         """Why a new partner may not take ``name``, or None when no partner has it yet."""
-        ids = self.ids_by_name.get(name)
+        ids = self.ids_by_name.get(name_key(name))
         if not ids:
             return None
-        row = self._registered_on.get(name)
+        row = self._registered_on.get(name_key(name))
         if row is not None:
             return f"row {row} already registers a partner named {name!r}"
         return f"a partner named {name!r} is already on record (id {min(str(i) for i in ids)})"
 
     def add(self, partner: Partner, row: int) -> None:
         self.touched[partner.id] = partner
-        self._registered_on.setdefault(partner.name, row)
+        self._registered_on.setdefault(name_key(partner.name), row)
         if self._ids_by_name is not None:
-            self._ids_by_name[partner.name].add(partner.id)
+            self._ids_by_name[name_key(partner.name)].add(partner.id)
 
     def renamed(self, partner: Partner, old_name: str) -> None:
         if self._ids_by_name is not None and partner.name != old_name:
-            self._ids_by_name[old_name].discard(partner.id)
-            self._ids_by_name[partner.name].add(partner.id)
+            self._ids_by_name[name_key(old_name)].discard(partner.id)
+            self._ids_by_name[name_key(partner.name)].add(partner.id)
 
     def with_new_events(self) -> list[Partner]:
         return [p for p in self.touched.values() if p.pending_events]

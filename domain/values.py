@@ -15,6 +15,7 @@ an event recorded before a check existed still decodes exactly as it was recorde
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
@@ -79,6 +80,8 @@ __all__ = [
     "TrustRepaired",
     "bidi_control_problem",
     "control_problem",
+    "name_key",
+    "search_key",
     "show_controls",
 ]
 
@@ -230,6 +233,26 @@ def show_controls(text: str) -> str:
     a report or a calendar. Tab, line feed and carriage return are left to each format.
     """
     return _CONTROL.sub(_picture, text)
+
+
+def name_key(name: str) -> str:
+    """What two names are compared by: the same key means the same name to a person.
+
+    Unicode's canonical caseless match (The Unicode Standard §3.13, D145): NFD, case folding,
+    NFD again, so that "José" typed as e + U+0301 (as macOS does), "José" with a precomposed
+    é and "JOSÉ" are one name. Stored text stays byte-exact; only comparisons use this key.
+    """
+    decomposed = unicodedata.normalize("NFD", name)
+    return unicodedata.normalize("NFD", decomposed.casefold())
+
+
+def search_key(text: str) -> str:
+    """What a search compares: :func:`name_key` under compatibility decomposition (NFKD, so
+    that a full-width or ligature letter matches its plain one), without its combining marks,
+    so that ``jose`` finds "José Ramírez". Not for telling names apart: that is :func:`name_key`.
+    """
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
 def bidi_control_problem(text: str) -> str | None:

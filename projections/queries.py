@@ -20,6 +20,7 @@ import orjson
 
 from domain.errors import CoalitionNotFound, PartnerNotFound, Problem, ValidationFailed
 from domain.hashing import format_instant
+from domain.values import search_key
 from projections.folds import (
     CommitmentView,
     Entry,
@@ -457,7 +458,7 @@ class LedgerQueries:
                 continue
             if role and role not in (profile["roles"] or ()):
                 continue
-            if q and q.casefold() not in snap.name.casefold():
+            if q and search_key(q) not in search_key(snap.name):
                 continue
             health = self._health(snap, at)
             rows.append(
@@ -502,7 +503,7 @@ class LedgerQueries:
                 params.append("%" + _like(orjson.dumps(value).decode()) + "%")
         if q:
             filters += " AND p.name_key LIKE ? ESCAPE '!'"
-            params.append("%" + _like(q.casefold()) + "%")
+            params.append("%" + _like(search_key(q)) + "%")
         if cursor:
             after = _decode_cursor(cursor)
             if len(after) != 3 or not all(isinstance(v, str) for v in after):
@@ -860,8 +861,8 @@ def _timeline_item(entry: Entry) -> dict[str, Any]:
 
 
 def _sort_key(row: dict[str, Any], sort: str) -> tuple[Any, ...]:
-    # Ties fall back to the name order of sort=name (case-insensitive), then the id.
-    by_name = (row["name"].casefold(), row["name"], row["id"])
+    # Ties fall back to the name order of sort=name (the views' name_key), then the id.
+    by_name = (search_key(row["name"]), row["name"], row["id"])
     if sort == "health":
         return (-row["health"]["score"], *by_name)
     if sort == "last_touch":

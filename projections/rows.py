@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from domain.hashing import GENESIS, digest_step, format_instant
+from domain.values import search_key
 from projections.folds import CommitmentView, Entry, PartnerSnapshot, counting, fold_partner
 from projections.snapshots import snapshot_to_json
 
@@ -70,7 +71,7 @@ def partner_row(partner_id: str, folded: FoldedPartner) -> tuple[Any, ...]:
     return (
         partner_id,
         profile["name"],
-        str(profile["name"]).casefold(),
+        search_key(str(profile["name"])),  # name_key column: what q and sort=name compare
         profile["kind"],
         snap.stage,
         profile.get("region"),

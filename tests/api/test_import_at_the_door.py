@@ -158,3 +158,61 @@ def test_a_bidirectional_control_in_a_partner_name_cell_is_refused(
 
     assert [line.split(":")[0] for line in lines] == ["row 2, column name"]
     assert "U+202E" in lines[0]
+
+
+# ---- 6. names compared by Unicode normal form and case -------------------------------------
+
+NFC_NAME = "Jos\u00e9 Ruiz"
+NFD_NAME = "Jose\u0301 Ruiz"
+
+
+def test_an_events_row_finds_a_partner_whatever_normal_form_or_case_it_is_typed_in(
+    settings: Settings, ledger: Partnerships, tmp_path: Path
+) -> None:
+    partner_id = register(ledger, NFC_NAME)
+    rows = [
+        {
+            "partner": name,
+            "type": "stage_changed",
+            "occurred_at": "2026-01-05T15:00:00Z",
+            "stage": "exploring",
+        }
+        for name in (NFD_NAME, "JOS\u00c9 RUIZ")
+    ]
+
+    result = pledger(settings, "import", "events", str(events_file(tmp_path, rows)))
+
+    assert result.exit_code == 0, result.output
+    partner = ledger.get_partner(partner_id)
+    assert partner.version == 3
+    assert partner.name == NFC_NAME  # stored text stays byte-exact
+
+
+def test_a_partners_row_in_another_normal_form_is_a_duplicate(
+    settings: Settings, ledger: Partnerships, tmp_path: Path
+) -> None:
+    partner_id = register(ledger, NFC_NAME)
+    path = write(tmp_path, "partners.csv", PARTNERS_HEADER, f"{NFD_NAME},individual,,,,,,,,")
+
+    lines = refused(settings, ledger, path, "partners")
+
+    assert len(lines) == 1
+    assert lines[0].startswith("row 2, column name: a partner named")
+    assert str(partner_id) in lines[0]
+
+
+def test_two_rows_of_one_name_in_two_normal_forms_are_duplicates(
+    settings: Settings, ledger: Partnerships, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        "partners.csv",
+        PARTNERS_HEADER,
+        f"{NFC_NAME},individual,,,,,,,,",
+        f"{NFD_NAME.upper()},individual,,,,,,,,",
+    )
+
+    lines = refused(settings, ledger, path, "partners")
+
+    assert [line.split(":")[0] for line in lines] == ["row 3, column name"]
+    assert "row 2 already registers" in lines[0]

@@ -473,3 +473,38 @@ def test_free_text_may_keep_bidirectional_controls(shared_api: Api, partner_id: 
     )
 
     assert recorded["data"]["summary"] == summary
+
+
+# ---- 6. names compared by Unicode normal form and case; search ignores accents ---------------
+
+NFC_JOSE = "Jos\u00e9 Ram\u00edrez"  # precomposed é and í
+NFD_JOSE = "Jose\u0301 Ruiz"  # e + COMBINING ACUTE ACCENT, as macOS types it
+
+
+@pytest.fixture(scope="module")
+def joses(shared_api: Api) -> tuple[str, str]:
+    return shared_api.register(NFC_JOSE), shared_api.register(NFD_JOSE)
+
+
+@pytest.mark.parametrize("sort", ["name", "health", "last_touch"])
+@pytest.mark.parametrize(
+    "q", ["jose", "JOSE", "Jos\u00e9", "Jose\u0301", "JOS\u00c9", "ram\u00edrez", "ramirez"]
+)
+def test_search_ignores_case_accents_and_normal_form(
+    shared_api: Api, joses: tuple[str, str], sort: str, q: str
+) -> None:
+    found = shared_api.read("/v1/partners", q=q, sort=sort, limit=200)["partners"]
+
+    names = {p["id"]: p["name"] for p in found}
+    expected = (
+        {joses[0]: NFC_JOSE}
+        if "ram" in q.lower()
+        else dict(zip(joses, (NFC_JOSE, NFD_JOSE), strict=True))
+    )
+    assert names == expected  # and the names come back byte for byte as recorded
+
+
+def test_a_search_for_another_name_finds_neither(shared_api: Api, joses: tuple[str, str]) -> None:
+    found = shared_api.read("/v1/partners", q="josefina")["partners"]
+
+    assert not {p["id"] for p in found} & set(joses)
