@@ -18,6 +18,7 @@ from api.progress import progress_bar
 from api.settings import Settings
 from api.wiring import Services, open_ledger, open_services
 from domain.errors import CoalitionNotFound, LedgerError
+from domain.values import show_controls
 from projections.audit import export_events, verify_log
 from projections.queries import At
 
@@ -190,7 +191,7 @@ def agenda_command(
         )
         typer.echo("\nCheck-ins:")
         for item in agenda["checkins"] or [{"name": "(none)"}]:
-            typer.echo(f"  {_when(item)}  {item['name']}")
+            typer.echo(f"  {_when(item)}  {_terminal(str(item['name']))}")
         typer.echo("\nCommitments:")
         for item in agenda["commitments"] or [{"name": "(none)"}]:
             who = "we owe" if item.get("owed_by") == "us" else "owed to us by"
@@ -199,10 +200,16 @@ def agenda_command(
                 if "description" in item
                 else item["name"]
             )
-            typer.echo(f"  {_when(item)}  {what}")
+            typer.echo(f"  {_when(item)}  {_terminal(what)}")
     else:
         typer.echo("error: --format must be text, json or ics", err=True)
         raise typer.Exit(2)
+
+
+def _terminal(text: str) -> str:
+    """One line for a terminal: an ESC sequence in a name could retitle or clear it, so every
+    control character is shown visibly (and line breaks become spaces)."""
+    return " ".join(show_controls(text).split())
 
 
 def _when(item: dict[str, object]) -> str:

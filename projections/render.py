@@ -51,6 +51,8 @@ from typing import TYPE_CHECKING, Any
 import icalendar
 import orjson
 
+from domain.values import show_controls
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -220,6 +222,7 @@ def _totals_tables(
 
 
 def _spreadsheet_text(value: str) -> str:
+    value = show_controls(value)  # recorded before the door refused them: shown, never raw
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
@@ -295,7 +298,7 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|&~$#])")
 
 
 def _md(text: str) -> str:
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(show_controls(text).split()))
 
 
 def _md_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
@@ -370,7 +373,8 @@ p.note, footer { font-size: .8rem; color: #555; }
 
 
 def _h(text: str) -> str:
-    return html.escape(text, quote=True)
+    # HTML forbids control characters in text (WHATWG "text" content): shown visibly instead.
+    return html.escape(show_controls(text), quote=True)
 
 
 def _html_table(
@@ -489,7 +493,7 @@ def _fonts() -> tuple[FontProperties, FontProperties]:
 
 
 def _chart_label(name: str) -> str:
-    name = " ".join(name.split())
+    name = " ".join(show_controls(name).split())
     return name if len(name) <= _CHART_NAME_LENGTH else name[: _CHART_NAME_LENGTH - 1] + "…"
 
 
@@ -637,7 +641,14 @@ def _timing(overdue_days: int | None) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return " ".join(show_controls(text).split())
+
+
+def _ics_text(text: str) -> str:
+    """Free text for a TEXT value: RFC 5545 §3.1 allows no control character but HTAB in a
+    value (a line break is written escaped, ``\\n``), so controls are shown visibly and CR LF
+    or a lone CR become one line break."""
+    return show_controls(text).replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _uid_part(text: str) -> str:
@@ -694,7 +705,7 @@ def agenda_ics(agenda: dict[str, Any]) -> bytes:
             summary, whose = f"{name} owes us: {what}", "partner's commitment"
         lines = [
             f"Commitment {item['commitment_id']} ({whose}):",
-            item["description"],
+            _ics_text(item["description"]),
             _timing(item["overdue_days"]),
         ]
         uid = f"commitment-{_uid_part(item['partner_id'])}-{_uid_part(item['commitment_id'])}"
