@@ -8,11 +8,13 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import Forbidden, Unauthorized
 from domain.errors import (
     Conflict,
+    DamagedEvent,
     InvalidCommand,
     LedgerError,
     NotFound,
@@ -20,6 +22,7 @@ from domain.errors import (
     VersionConflict,
 )
 from domain.serialization import DATA_MODELS
+from projections.log import LogReader
 
 __all__ = ["install_problem_handlers", "problem"]
 
@@ -35,10 +38,10 @@ _TITLES = {
 }
 
 
-def problem(status: int, detail: str, **extra: Any) -> Response:
+def problem(status: int, detail: str, *, title: str | None = None, **extra: Any) -> Response:
     body = {
         "type": "about:blank",
-        "title": _TITLES.get(status, "Error"),
+        "title": title or _TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
         **{k: v for k, v in extra.items() if v is not None},
@@ -50,6 +53,15 @@ def problem(status: int, detail: str, **extra: Any) -> Response:
         media_type="application/problem+json",
         headers=headers,
     )
+
+
+def _position_of(log: LogReader, stream_id: str, version: int) -> int | None:
+    """Where a damaged event sits in the log, read without decoding it through the domain."""
+    try:
+        entries = log.stream(stream_id)
+    except DamagedEvent as damaged:
+        return damaged.position
+    return next((e.position for e in entries if e.version == version), None)
 
 
 def _status_of(error: LedgerError) -> int:
@@ -90,6 +102,26 @@ def install_problem_handlers(app: FastAPI) -> None:
         if isinstance(error, VersionConflict):
             extra["current_version"] = error.current_version
         return problem(_status_of(error), error.detail, **extra)
+
+    @app.exception_handler(DamagedEvent)
+    async def damaged_event(request: Request, error: DamagedEvent) -> Response:
+        position = error.position
+        if position is None:  # read through an aggregate: the log's reader knows where it is
+            services = request.app.state.services
+            position = await run_in_threadpool(
+                _position_of, services.keeper.log, error.stream_id, error.version
+            )
+        where = f"at position {position}" if position is not None else "in the log"
+        return problem(
+            500,
+            f"The stored event {where} (stream {error.stream_id}, version {error.version}) no "
+            f"longer decodes: {error.reason}. Storage may be damaged; nothing was recorded. "
+            "The rest of the ledger is served; `pledger verify` lists every damaged event.",
+            title="Damaged event",
+            position=position,
+            stream_id=error.stream_id,
+            version=error.version,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> Response:

@@ -16,6 +16,7 @@
         ├── MembershipConflict       joining twice, leaving when not a member
         ├── DuplicateId              a caller-given id already used within the partner
         └── VersionConflict          ``expected_version`` is not the current version
+    DamagedEvent                     (not a refusal) a stored event no longer decodes: HTTP 500
 
 The API maps each branch to its status code in one place; the CLI prints ``detail``.
 """
@@ -31,6 +32,7 @@ __all__ = [
     "AlreadyRetracted",
     "CoalitionNotFound",
     "Conflict",
+    "DamagedEvent",
     "DuplicateId",
     "InvalidCommand",
     "InvalidRetraction",
@@ -134,3 +136,19 @@ class VersionConflict(Conflict):
         )
         self.expected_version = expected_version
         self.current_version = current_version
+
+
+class DamagedEvent(Exception):
+    """A stored event that no longer decodes (damaged storage): not the caller's fault, and no
+    retry helps. Names the event, by its position in the log when the reader knows it;
+    ``pledger verify`` lists every such event."""
+
+    def __init__(self, stream_id: str, version: int, position: int | None, reason: str) -> None:
+        self.stream_id = stream_id
+        self.version = version
+        self.position = position
+        self.reason = reason
+        where = "" if position is None else f" at position {position}"
+        super().__init__(
+            f"stored event {stream_id} version {version} does not decode{where}: {reason}"
+        )
