@@ -130,10 +130,16 @@ def _instant_text(value: Any) -> Any:
     raise ValueError(msg)  # pydantic turns a ValueError into a field error (422)
 
 
-class _CommonWrite(BaseModel):
+class _CommonCreate(BaseModel):
+    """What a write that starts a new stream may carry besides its fields: no
+    ``expected_version``, since a new stream has no version to expect (refused as unknown)."""
+
     occurred_at: Annotated[datetime | None, BeforeValidator(_instant_text)] = Field(
         default=None, description="When it happened in the world (RFC 3339 with zone); default now."
     )
+
+
+class _CommonWrite(_CommonCreate):
     # strict: JSON true/false or "3" is not a version (pydantic's lax mode would take them).
     expected_version: int | None = Field(
         default=None,
@@ -174,7 +180,7 @@ else:
     EventBody = Annotated[Union[tuple(EVENT_BODIES.values())], Field(discriminator="type")]  # noqa: UP007
 
 
-class PartnerCreate(PartnerRegistered, _CommonWrite):
+class PartnerCreate(PartnerRegistered, _CommonCreate):
     """Register a partner (the fields of `partner_registered`)."""
 
     model_config = ConfigDict(
@@ -201,7 +207,7 @@ class PartnerCreate(PartnerRegistered, _CommonWrite):
     )
 
 
-class CoalitionCreate(CoalitionFormed, _CommonWrite):
+class CoalitionCreate(CoalitionFormed, _CommonCreate):
     """Form a coalition (the fields of `coalition_formed`)."""
 
 
