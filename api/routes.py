@@ -410,7 +410,7 @@ def list_partners(
     position: Position = None,
 ) -> Response:
     """Partners with their health; filter by stage, community, role or name; cursor pagination."""
-    at = _at(services, as_of, position)
+    at = services.queries.at(parse_as_of(as_of), position, cursor=cursor)  # a cursor pins it
     return _json(
         services.queries.partners(
             at,
@@ -464,7 +464,7 @@ def partner_timeline(
     return _json(
         services.queries.timeline(
             partner_id,
-            _at(services, as_of, position),
+            services.queries.at(parse_as_of(as_of), position, cursor=cursor),
             start=parse_moment(start, "from", day_end=False),
             end=parse_moment(end, "to", day_end=True),
             types=wanted or None,

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import orjson
 
 from domain.errors import CoalitionNotFound, PartnerNotFound, Problem, ValidationFailed
-from domain.hashing import format_instant
+from domain.hashing import format_instant, parse_instant
 from domain.values import search_key
 from projections.folds import (
     CommitmentView,
@@ -78,20 +78,60 @@ class At:
         return {"as_of": format_instant(self.as_of), "position": self.position}
 
 
-def _encode_cursor(values: Sequence[Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
+_NOT_OURS = "is not a cursor this ledger gave out"
 
 
-def _decode_cursor(cursor: str) -> list[Any]:
+def _encode_cursor(at: At, kind: str, after: Sequence[Any]) -> str:
+    """A cursor: the reference of the walk's first page (which every later page keeps), what
+    kind of list it walks (``timeline``, or the partners' sort), and the last key given out."""
+    document = {"as_of": format_instant(at.as_of), "position": at.position, "kind": kind}
+    return (
+        base64.urlsafe_b64encode(orjson.dumps({**document, "after": list(after)}))
+        .decode()
+        .rstrip("=")
+    )
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    as_of: datetime
+    position: int
+    kind: str
+    after: list[Any]
+
+
+def _decode_cursor(cursor: str) -> _Cursor:
     try:
-        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, orjson.JSONDecodeError):
+        document = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        as_of = parse_instant(document["as_of"])
+        position, kind, after = document["position"], document["kind"], document["after"]
+    except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
+        raise ValidationFailed([Problem("cursor", _NOT_OURS)]) from None
+    if not (isinstance(position, int) and isinstance(kind, str) and isinstance(after, list)):
+        raise ValidationFailed([Problem("cursor", _NOT_OURS)])
+    return _Cursor(as_of, position, kind, after)
+
+
+def _walk_from(cursor: str, at: At, kind: str) -> list[Any]:
+    """The last key a cursor gave out, once it is sure to continue the same walk: the same
+    reference (as_of and position of its first page) and the same kind of list."""
+    found = _decode_cursor(cursor)
+    if (found.as_of, found.position) != (at.as_of, at.position):
         raise ValidationFailed(
-            [Problem("cursor", "is not a cursor this ledger gave out")]
-        ) from None
-    if not isinstance(values, list):
-        raise ValidationFailed([Problem("cursor", "is not a cursor this ledger gave out")])
-    return values
+            [
+                Problem(
+                    "cursor",
+                    f"belongs to a walk at as_of {format_instant(found.as_of)} and position "
+                    f"{found.position}; leave as_of and position out to go on with it, or start "
+                    "again without the cursor",
+                )
+            ]
+        )
+    if found.kind != kind:
+        raise ValidationFailed(
+            [Problem("cursor", f"walks a list of another kind ({found.kind}), not {kind}")]
+        )
+    return found.after
 
 
 class LedgerQueries:
@@ -132,8 +172,31 @@ class LedgerQueries:
 
     # ---- the reference ------------------------------------------------------------------
 
-    def at(self, as_of: datetime | None = None, position: int | None = None) -> At:
-        """Resolve a query's reference: ``as_of`` defaults to now, ``position`` to the end."""
+    def at(
+        self,
+        as_of: datetime | None = None,
+        position: int | None = None,
+        *,
+        cursor: str | None = None,
+    ) -> At:
+        """Resolve a query's reference: ``as_of`` defaults to now, ``position`` to the end.
+
+        With a ``cursor``, the reference is the one its walk started at (SPEC §4: a cursor
+        pins the ``as_of`` and ``position`` of its first page), so that every page of a walk
+        comes from one consistent state; an ``as_of`` or ``position`` given beside it must be
+        that one. Raises ``ValidationFailed`` (422) otherwise, or for a cursor not ours.
+        """
+        if cursor:
+            pinned = _decode_cursor(cursor)
+            if as_of is not None and as_of.astimezone(UTC) != pinned.as_of:
+                raise ValidationFailed(
+                    [Problem("as_of", "differs from the as_of the cursor's walk started at")]
+                )
+            if position is not None and position != pinned.position:
+                raise ValidationFailed(
+                    [Problem("position", "differs from the position the cursor's walk started at")]
+                )
+            as_of, position = pinned.as_of, pinned.position
         end = self.view.processed_position()
         if position is None:
             position = end
@@ -234,9 +297,9 @@ class LedgerQueries:
         _fold(partner_id, stream, at)  # 404 for a partner not on record at this reference
         after = None
         if cursor:
-            values = _decode_cursor(cursor)
+            values = _walk_from(cursor, at, "timeline")
             if len(values) != 2 or not isinstance(values[0], str) or not isinstance(values[1], int):
-                raise ValidationFailed([Problem("cursor", "is not a cursor this ledger gave out")])
+                raise ValidationFailed([Problem("cursor", _NOT_OURS)])
             after = (values[0], values[1])
         limit = _check_limit(limit)
         retracted = {
@@ -265,7 +328,7 @@ class LedgerQueries:
             **at.stamp(),
             "events": [_timeline_item(e) for e in entries],
             "next_cursor": (
-                _encode_cursor([format_instant(last.occurred_at), last.version])
+                _encode_cursor(at, "timeline", [format_instant(last.occurred_at), last.version])
                 if more and last
                 else None
             ),
@@ -470,7 +533,9 @@ class LedgerQueries:
             )
         rows.sort(key=lambda r: _sort_key(r, sort))
         if cursor:
-            after = _decode_cursor(cursor)
+            after = _walk_from(cursor, at, f"partners:{sort}")
+            if not _same_shape(after, _sort_key(rows[0], sort) if rows else after):
+                raise ValidationFailed([Problem("cursor", _NOT_OURS)])
             rows = [r for r in rows if _sort_key(r, sort) > tuple(after)]
         page = rows[:limit]
         more = len(rows) > limit
@@ -478,7 +543,11 @@ class LedgerQueries:
             **at.stamp(),
             "sort": sort,
             "partners": page,
-            "next_cursor": _encode_cursor(_sort_key(page[-1], sort)) if more and page else None,
+            "next_cursor": (
+                _encode_cursor(at, f"partners:{sort}", _sort_key(page[-1], sort))
+                if more and page
+                else None
+            ),
         }
 
     def _partners_by_name(
@@ -505,9 +574,9 @@ class LedgerQueries:
             filters += " AND p.name_key LIKE ? ESCAPE '!'"
             params.append("%" + _like(search_key(q)) + "%")
         if cursor:
-            after = _decode_cursor(cursor)
+            after = _walk_from(cursor, at, "partners:name")
             if len(after) != 3 or not all(isinstance(v, str) for v in after):
-                raise ValidationFailed([Problem("cursor", "is not a cursor this ledger gave out")])
+                raise ValidationFailed([Problem("cursor", _NOT_OURS)])
             filters += (
                 " AND (p.name_key > ? OR (p.name_key = ? AND (p.name > ? OR "
                 "(p.name = ? AND p.partner_id > ?))))"
@@ -535,7 +604,11 @@ class LedgerQueries:
             **at.stamp(),
             "sort": "name",
             "partners": page,
-            "next_cursor": _encode_cursor(_sort_key(page[-1], "name")) if more and page else None,
+            "next_cursor": (
+                _encode_cursor(at, "partners:name", _sort_key(page[-1], "name"))
+                if more and page
+                else None
+            ),
         }
 
     # ---- coalitions ---------------------------------------------------------------------
@@ -869,6 +942,13 @@ def _sort_key(row: dict[str, Any], sort: str) -> tuple[Any, ...]:
         # Longest without a two-way touch first: they need attention.
         return (row["last_touch_at"] or "", *by_name)
     return by_name
+
+
+def _same_shape(after: Sequence[Any], key: Sequence[Any]) -> bool:
+    """Whether a cursor's key compares with this list's keys (a tampered one might not)."""
+    return len(after) == len(key) and all(
+        type(a) is type(k) for a, k in zip(after, key, strict=True)
+    )
 
 
 def _checkin_due(snap: PartnerSnapshot) -> date:
