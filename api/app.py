@@ -14,6 +14,9 @@ from api.problems import install_problem_handlers
 from api.routes import router
 from api.settings import Settings
 from api.wiring import open_services
+from api.writer import ViewsBehindHeader
+from domain.values import show_controls
+from projections.runner import ViewKeeper
 
 __all__ = ["create_app"]
 
@@ -25,6 +28,20 @@ Send `Authorization: Bearer <token>` (create one with `pledger token create`). E
 `as_of` (the reference "now") and `position` (count only events up to that log position); the
 same pair always gives the same answer. Errors are `application/problem+json`.
 """
+
+
+def _views_error(keeper: ViewKeeper, views_position: int) -> dict[str, Any]:
+    """What stopped the views, and at which event: the one they failed on when the error says
+    (a damaged event), else the first one they have not taken."""
+    error = keeper.error
+    runner = getattr(keeper, "_runner", None)
+    if error is None and runner is not None:
+        # The library's runner keeps the error that stopped its thread only in this attribute
+        # (its wait() raises it once and forgets it).
+        error = getattr(runner, "_thread_error", None)
+    position = getattr(error, "position", None) or views_position + 1
+    text = f"{type(error).__name__}: {error}" if error is not None else "the views stopped"
+    return {"position": position, "error": show_controls(text)}
 
 
 def create_app(settings: Settings | None = None, *, keep_views_current: bool = True) -> FastAPI:
@@ -53,17 +70,21 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
     )
     install_problem_handlers(app)
     app.include_router(router)
+    app.add_middleware(ViewsBehindHeader)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> Response:
         """Liveness: the store answers and the views are caught up (no token needed)."""
         services: Any = app.state.services
-        body = {
+        views_position = services.view.processed_position()
+        body: dict[str, Any] = {
             "status": "ok" if services.keeper.healthy else "degraded",
             "store": resolved.store,
             "log_position": services.ledger.last_position(),
-            "views_position": services.view.processed_position(),
+            "views_position": views_position,
         }
+        if not services.keeper.healthy:
+            body["views_error"] = _views_error(services.keeper, views_position)
         return Response(orjson.dumps(body), media_type="application/json")
 
     return app
