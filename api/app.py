@@ -14,7 +14,7 @@ from api.problems import install_problem_handlers
 from api.routes import router
 from api.settings import Settings
 from api.wiring import open_services
-from api.writer import ViewsBehindHeader
+from api.writer import GroupWriter, ViewsBehindHeader
 from domain.values import show_controls
 from projections.runner import ViewKeeper
 
@@ -30,15 +30,15 @@ same pair always gives the same answer. Errors are `application/problem+json`.
 """
 
 
-def _views_error(keeper: ViewKeeper, views_position: int) -> dict[str, Any]:
+def _views_error(keeper: ViewKeeper, writer: GroupWriter, views_position: int) -> dict[str, Any]:
     """What stopped the views, and at which event: the one they failed on when the error says
     (a damaged event), else the first one they have not taken."""
-    error = keeper.error
+    error: BaseException | None = keeper.error
     runner = getattr(keeper, "_runner", None)
     if error is None and runner is not None:
-        # The library's runner keeps the error that stopped its thread only in this attribute
-        # (its wait() raises it once and forgets it).
-        error = getattr(runner, "_thread_error", None)
+        # The library's runner keeps the error that stopped its thread only in this attribute;
+        # its wait() raises it once and forgets it, and then the writer has seen it.
+        error = getattr(runner, "_thread_error", None) or writer.views_failure
     position = getattr(error, "position", None) or views_position + 1
     text = f"{type(error).__name__}: {error}" if error is not None else "the views stopped"
     return {"position": position, "error": show_controls(text)}
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
             "views_position": views_position,
         }
         if not services.keeper.healthy:
-            body["views_error"] = _views_error(services.keeper, views_position)
+            body["views_error"] = _views_error(services.keeper, services.writer, views_position)
         return Response(orjson.dumps(body), media_type="application/json")
 
     return app

@@ -129,6 +129,8 @@ class GroupWriter:
         self._queue: queue.Queue[WriteJob | None] = queue.Queue()
         self._cache: OrderedDict[UUID, ChainedAggregate] = OrderedDict()
         self._thread: threading.Thread | None = None
+        # The last error that kept the views from showing a committed write (for /healthz).
+        self.views_failure: Exception | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pledger-writer", daemon=True)
@@ -172,6 +174,7 @@ class GroupWriter:
             await self._views_show(recorded.position)
         except Exception as error:  # the write stands; the views are reported behind
             VIEWS_BEHIND.set(True)
+            self.views_failure = error
             _report_views_failure(recorded.position, error)
         return recorded
 

@@ -33,6 +33,7 @@ from projections.folds import (
     health_of,
 )
 from projections.log import LogReader
+from projections.rows import column_text
 from projections.snapshots import snapshot_from_json
 from projections.store import LedgerView
 
@@ -935,7 +936,7 @@ def _timeline_item(entry: Entry) -> dict[str, Any]:
 
 def _sort_key(row: dict[str, Any], sort: str) -> tuple[Any, ...]:
     # Ties fall back to the name order of sort=name (the views' name_key), then the id.
-    by_name = (search_key(row["name"]), row["name"], row["id"])
+    by_name = (column_text(search_key(row["name"])), column_text(row["name"]), row["id"])
     if sort == "health":
         return (-row["health"]["score"], *by_name)
     if sort == "last_touch":

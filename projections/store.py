@@ -46,6 +46,7 @@ from projections.rows import (
     DigestChain,
     FoldedPartner,
     Totals,
+    column_text,
     commitment_rows,
     count_commitments,
     fold_stream,
@@ -292,7 +293,7 @@ class LedgerView(TrackingRecorder):
                     ),
                     (
                         entry.stream_id,
-                        entry.data["name"],
+                        column_text(entry.data["name"]),
                         format_instant(entry.occurred_at),
                         entry.position,
                         entry.version,
