@@ -37,12 +37,13 @@ from projections.rows import column_text
 from projections.snapshots import snapshot_from_json
 from projections.store import LedgerView
 
-__all__ = ["GENERATED_BY", "At", "LedgerQueries", "end_of_day"]
+__all__ = ["GENERATED_BY", "MAX_HISTORY_POINTS", "At", "LedgerQueries", "end_of_day"]
 
 GENERATED_BY = "Partnership Ledger 0.1.0"
 OVER_ENGAGED_ASKS = 4
 OVER_ENGAGED_DAYS = 90
 MAX_PAGE = 1000
+MAX_HISTORY_POINTS = 520  # ten years of weeks, 43 of month-ends
 
 _CONTACT_TYPES = ("meeting_held", "contact_made")
 _PROFILE_TYPES = (
@@ -248,13 +249,33 @@ class LedgerQueries:
         end: date | None,
         interval: Literal["month", "week"] = "month",
     ) -> dict[str, Any]:
-        """The score at each month-end (or each Sunday) from ``start`` to ``end``, inclusive."""
+        """The score at each month-end (or each Sunday) from ``start`` to ``end``, inclusive.
+
+        At most MAX_HISTORY_POINTS points: each is a fold of the partner's history, so a wider
+        range is refused (``ValidationFailed`` on ``from``, 422) rather than computed.
+        """
         snap = self.snapshot(partner_id, at)
         assert snap.registered_at is not None
         end = min(end or at.today, at.today)
         start = start or snap.registered_at.astimezone(UTC).date()
         if start > end:
             raise ValidationFailed([Problem("from", "is after to")])
+        points_asked = (
+            (end - start).days // 7 + 1
+            if interval == "week"
+            else (end.year - start.year) * 12 + end.month - start.month + 1
+        )
+        if points_asked > MAX_HISTORY_POINTS:
+            raise ValidationFailed(
+                [
+                    Problem(
+                        "from",
+                        f"{start.isoformat()} to {end.isoformat()} by {interval} is about "
+                        f"{points_asked} points; at most {MAX_HISTORY_POINTS} are given at once: "
+                        "ask for a narrower range (from and to)",
+                    )
+                ]
+            )
         entries = counting(self.log.stream(partner_id), at.as_of, at.position)
         points = []
         for day in _period_ends(start, end, interval):

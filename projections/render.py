@@ -92,6 +92,7 @@ BAND_COLOURS: dict[str, str] = {
 }
 CALENDAR_PRODID = "-//Partnership Ledger//pledger agenda//EN"
 UID_DOMAIN = "pledger"
+CHART_MEMBERS = 30  # members a chart draws at most (see _charted_members)
 _CHART_NAME_LENGTH = 36
 # Columns of the Markdown and HTML tables that hold words; the others hold numbers.
 _TEXT_COLUMNS = frozenset({"Partner", "Partner ID", "Band", "Owed by", "Members"})
@@ -611,16 +612,32 @@ def _charts(report: dict[str, Any]) -> list[tuple[str, str]]:
         # right); matplotlib warns once per glyph, which is noise, not a problem with the report.
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
         font, bold = _fonts()
+        charted, which = _charted_members(report)
         return [
             (
-                "Commitments made in the period, by status, for each side",
-                _svg_of(_commitments_chart(report, font, bold), "status"),
+                f"Commitments made in the period, by status, for each side{which}",
+                _svg_of(_commitments_chart(charted, font, bold), "status"),
             ),
             (
-                "Relationship health per member at the reference date, coloured by band",
-                _svg_of(_health_chart(report, font, bold), "health"),
+                f"Relationship health per member at the reference date, coloured by band{which}",
+                _svg_of(_health_chart(charted, font, bold), "health"),
             ),
         ]
+
+
+def _charted_members(report: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The report as the charts draw it, and what the captions add: at most CHART_MEMBERS
+    members, those with the lowest health (the ones needing attention), so that a chart's
+    cost and size stay the same at any membership; the tables still list every member."""
+    members = report["members"]
+    if len(members) <= CHART_MEMBERS:
+        return report, ""
+    lowest = sorted(members, key=lambda m: (m["health"]["score"], m["name"], m["partner_id"]))
+    which = (
+        f" (the {CHART_MEMBERS} of {len(members)} members with the lowest health; "
+        "the tables list them all)"
+    )
+    return {**report, "members": lowest[:CHART_MEMBERS]}, which
 
 
 # ---- iCalendar ------------------------------------------------------------------------------

@@ -489,3 +489,39 @@ def test_an_ics_has_no_control_byte_but_cr_lf_and_htab() -> None:
     descriptions = [str(e["DESCRIPTION"]) for e in events if "Commitment" in str(e["DESCRIPTION"])]
     assert descriptions
     assert all("First line\nsecond\tline A\u2400B" in d for d in descriptions)
+
+
+# ---- charts stay cheap at any membership (issue 10, item 11) ----------------------------------
+
+
+def many_members(count: int) -> dict[str, Any]:
+    report = a_report()
+    template = report["members"][0]
+    report["members"] = [
+        {
+            **template,
+            "partner_id": f"{index:08d}-0000-4000-8000-000000000000",
+            "name": f"Member {index:04d}",
+            "health": {"score": (index * 37) % 101, "band": "steady"},
+        }
+        for index in range(count)
+    ]
+    return report
+
+
+def svgs(page: str) -> list[str]:
+    """The charts' drawings, without their captions (aria-label)."""
+    found = re.findall(r"<svg.*?</svg>", page, flags=re.DOTALL)
+    return [re.sub(r'aria-label="[^"]*"', "", svg) for svg in found]
+
+
+def test_html_charts_draw_at_most_thirty_members_those_with_the_lowest_health() -> None:
+    report = many_members(2500)
+    lowest = sorted(report["members"], key=lambda m: (m["health"]["score"], m["name"]))[:30]
+
+    page = report_html(report).decode("utf-8")
+    same_thirty = report_html({**report, "members": lowest}).decode("utf-8")
+
+    assert "the 30 of 2500 members with the lowest health" in page
+    assert svgs(page) == svgs(same_thirty)  # the charts cost what thirty members cost
+    assert page.count("<tr>") > 2500  # the tables still list every member
