@@ -31,6 +31,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationInfo,
+    WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
 
@@ -324,7 +325,12 @@ Name = Annotated[
 ]
 TextList = Annotated[tuple[Text, ...], Field(max_length=MAX_LIST_ITEMS)]
 EntityId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-Money = Annotated[Decimal, BeforeValidator(_amount_text)]
+# What OpenAPI documents: a string of the grammar (pydantic would also offer a JSON number).
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_amount_text),
+    WithJsonSchema({"type": "string", "pattern": f"^{AMOUNT_PATTERN}$", "examples": ["150.00"]}),
+]
 CurrencyCode = Annotated[
     str, StringConstraints(min_length=3, max_length=3), BeforeValidator(_plain_text)
 ]
