@@ -7,6 +7,7 @@ that starts a new stream refuses ``expected_version`` instead of ignoring it.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -113,3 +114,13 @@ def test_a_new_stream_refuses_expected_version(
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["field"] == "expected_version"
         assert services.ledger.last_position() == 0
+
+
+@pytest.mark.parametrize("name", ["board\x00member", "board\x1b[2J", "board\u202emember"])
+def test_a_token_name_with_controls_is_refused(settings: Settings, name: str) -> None:
+    # A token's name becomes recorded_by on every event it writes: the door's rules for names.
+    result = pledger(settings, "token", "create", "--role", "viewer", "--name", name)
+
+    assert result.exit_code == 1
+    assert "error: the token's name holds the" in result.stderr
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", result.output)
