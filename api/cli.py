@@ -266,7 +266,9 @@ def token_create_command(
     services = open_services(_settings(db))
     try:
         if coalition is not None:
-            services.ledger.get_coalition(parse_uuid(coalition, CoalitionNotFound))
+            coalition_id = parse_uuid(coalition, CoalitionNotFound)
+            services.ledger.get_coalition(coalition_id)
+            coalition = str(coalition_id)  # as the routes compare it: ids ignore case
         token = services.tokens.issue(role, name, coalition)  # type: ignore[arg-type]
     except (LedgerError, ValueError) as error:
         typer.echo(f"error: {getattr(error, 'detail', error)}", err=True)

@@ -22,7 +22,7 @@ from api.app import create_app
 from api.settings import Settings
 from domain.application import Partnerships
 from domain.chained import Stamp
-from domain.values import PartnerRegistered, PaymentMade, PaymentPurpose
+from domain.values import CoalitionFormed, PartnerRegistered, PaymentMade, PaymentPurpose
 from tests.api.test_audit_cli import write_state
 from tests.api.test_import import pledger
 
@@ -124,3 +124,31 @@ def test_a_token_name_with_controls_is_refused(settings: Settings, name: str) ->
     assert result.exit_code == 1
     assert "error: the token's name holds the" in result.stderr
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", result.output)
+
+
+def test_a_coalition_token_made_with_an_upper_case_id_reads_its_report(
+    settings: Settings, ledger: Partnerships
+) -> None:
+    # Issue 10 item 14: ids ignore case (RFC 4122 §3), also where the CLI takes one.
+    coalition_id = ledger.form_coalition(CoalitionFormed(name="Valley"), WHEN).stream_id
+    made = pledger(
+        settings,
+        "token",
+        "create",
+        "--role",
+        "coalition",
+        "--coalition",
+        str(coalition_id).upper(),
+        "--name",
+        "valley",
+    )
+    assert made.exit_code == 0, made.output
+    token = made.stdout.strip()
+
+    with TestClient(create_app(settings)) as client:
+        response = client.get(
+            f"/v1/coalitions/{coalition_id}/report", headers={"Authorization": f"Bearer {token}"}
+        )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["coalition"]["id"] == str(coalition_id)
