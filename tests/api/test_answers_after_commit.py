@@ -123,3 +123,6 @@ def test_a_nul_recorded_before_the_door_refused_it_does_not_stop_the_views(api: 
     shown = api.read(f"/v1/partners/{recorded.stream_id}")
     assert shown["name"] == "A\x00B"
     assert api.log()[0]["hash"] == recorded.hash
+    # And `pledger rebuild` folds it again from position 1.
+    assert services.keeper.rebuild() == services.ledger.last_position()
+    assert api.read(f"/v1/partners/{recorded.stream_id}")["name"] == "A\x00B"
