@@ -16,6 +16,9 @@ from api.settings import Settings
 from api.web import install_web
 from api.web.pages import NeedsSignIn, html_error
 from api.wiring import open_services
+from api.writer import GroupWriter, ViewsBehindHeader
+from domain.values import show_controls
+from projections.runner import ViewKeeper
 
 __all__ = ["create_app"]
 
@@ -27,6 +30,20 @@ Send `Authorization: Bearer <token>` (create one with `pledger token create`). E
 `as_of` (the reference "now") and `position` (count only events up to that log position); the
 same pair always gives the same answer. Errors are `application/problem+json`.
 """
+
+
+def _views_error(keeper: ViewKeeper, writer: GroupWriter, views_position: int) -> dict[str, Any]:
+    """What stopped the views, and at which event: the one they failed on when the error says
+    (a damaged event), else the first one they have not taken."""
+    error: BaseException | None = keeper.error
+    runner = getattr(keeper, "_runner", None)
+    if error is None and runner is not None:
+        # The library's runner keeps the error that stopped its thread only in this attribute;
+        # its wait() raises it once and forgets it, and then the writer has seen it.
+        error = getattr(runner, "_thread_error", None) or writer.views_failure
+    position = getattr(error, "position", None) or views_position + 1
+    text = f"{type(error).__name__}: {error}" if error is not None else "the views stopped"
+    return {"position": position, "error": show_controls(text)}
 
 
 def create_app(settings: Settings | None = None, *, keep_views_current: bool = True) -> FastAPI:
@@ -67,16 +84,21 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
             return RedirectResponse("/signin", status_code=303)
         return html_error(request, 403, "Sign in first: nothing was recorded.")
 
+    app.add_middleware(ViewsBehindHeader)
+
     @app.get("/healthz", tags=["health"])
     def healthz() -> Response:
         """Liveness: the store answers and the views are caught up (no token needed)."""
         services: Any = app.state.services
-        body = {
+        views_position = services.view.processed_position()
+        body: dict[str, Any] = {
             "status": "ok" if services.keeper.healthy else "degraded",
             "store": resolved.store,
             "log_position": services.ledger.last_position(),
-            "views_position": services.view.processed_position(),
+            "views_position": views_position,
         }
+        if not services.keeper.healthy:
+            body["views_error"] = _views_error(services.keeper, services.writer, views_position)
         return Response(orjson.dumps(body), media_type="application/json")
 
     return app

@@ -12,6 +12,7 @@ from typing import Literal
 
 from api.recorders import StoredToken
 from domain.hashing import format_instant
+from domain.values import bidi_control_problem, control_problem, show_controls
 
 __all__ = ["ROLES", "Forbidden", "Principal", "Role", "TokenBook", "Unauthorized", "hash_token"]
 
@@ -65,6 +66,11 @@ class TokenBook:
             raise ValueError(msg)
         if not name.strip():
             msg = "a token needs a name: it becomes recorded_by on what the token writes"
+            raise ValueError(msg)
+        # The name is recorded on every event the token writes: the door's rules for names.
+        problem = control_problem(name) or bidi_control_problem(name)
+        if problem is not None:
+            msg = f"the token's name {show_controls(problem)}"
             raise ValueError(msg)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         self.recorder.insert_token(  # type: ignore[attr-defined]

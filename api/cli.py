@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 
 import orjson
 import typer
@@ -18,6 +23,7 @@ from api.progress import progress_bar
 from api.settings import Settings
 from api.wiring import Services, open_ledger, open_services
 from domain.errors import CoalitionNotFound, LedgerError
+from domain.values import show_controls
 from projections.audit import export_events
 from projections.queries import At
 
@@ -58,21 +64,42 @@ def export_events_command(
         raise typer.Exit(2)
     ledger = open_ledger(_settings(db))
     total = ledger.last_position()
-    out = output.open("wb") if output else sys.stdout.buffer
+    with _whole_file_or_none(output) as out:
+        try:
+            with progress_bar("Exporting events", total) as advance:
+                for document in export_events(ledger):
+                    out.write(orjson.dumps(document) + b"\n")
+                    advance(1)
+        except MapperDeserialisationError as error:
+            # A damaged stored event: say which, instead of a traceback; verify lists them all.
+            typer.echo(
+                f"error: {error}; run `pledger verify` to list every damaged event", err=True
+            )
+            raise typer.Exit(1) from None
+
+
+@contextmanager
+def _whole_file_or_none(output: Path | None) -> Iterator[IO[bytes]]:
+    """Standard output, or ``output`` written whole or not at all: the bytes go to a temporary
+    file beside it, which replaces it (``os.replace``, atomic on one file system) only once
+    everything was written; on any failure it is removed and ``output`` is left as it was."""
+    if output is None:
+        try:
+            yield sys.stdout.buffer
+        finally:
+            sys.stdout.buffer.flush()
+        return
+    part = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed or removed below, by hand
+        dir=output.parent, prefix=f".{output.name}.", suffix=".part", delete=False
+    )
     try:
-        with progress_bar("Exporting events", total) as advance:
-            for document in export_events(ledger):
-                out.write(orjson.dumps(document) + b"\n")
-                advance(1)
-    except MapperDeserialisationError as error:
-        # A damaged stored event: say which, instead of a traceback; verify lists them all.
-        typer.echo(f"error: {error}; run `pledger verify` to list every damaged event", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        if output:
-            out.close()
-        else:
-            out.flush()
+        yield part
+        part.close()
+        os.replace(part.name, output)
+    except BaseException:
+        part.close()
+        Path(part.name).unlink(missing_ok=True)
+        raise
 
 
 @app.command("verify")
@@ -237,7 +264,7 @@ def agenda_command(
         )
         typer.echo("\nCheck-ins:")
         for item in agenda["checkins"] or [{"name": "(none)"}]:
-            typer.echo(f"  {_when(item)}  {item['name']}")
+            typer.echo(f"  {_when(item)}  {_terminal(str(item['name']))}")
         typer.echo("\nCommitments:")
         for item in agenda["commitments"] or [{"name": "(none)"}]:
             who = "we owe" if item.get("owed_by") == "us" else "owed to us by"
@@ -246,10 +273,16 @@ def agenda_command(
                 if "description" in item
                 else item["name"]
             )
-            typer.echo(f"  {_when(item)}  {what}")
+            typer.echo(f"  {_when(item)}  {_terminal(what)}")
     else:
         typer.echo("error: --format must be text, json or ics", err=True)
         raise typer.Exit(2)
+
+
+def _terminal(text: str) -> str:
+    """One line for a terminal: an ESC sequence in a name could retitle or clear it, so every
+    control character is shown visibly (and line breaks become spaces)."""
+    return " ".join(show_controls(text).split())
 
 
 def _when(item: dict[str, object]) -> str:
@@ -263,11 +296,8 @@ def _when(item: dict[str, object]) -> str:
 
 
 def _write(content: bytes, output: Path | None) -> None:
-    if output is not None:
-        output.write_bytes(content)
-    else:
-        sys.stdout.buffer.write(content)
-        sys.stdout.buffer.flush()
+    with _whole_file_or_none(output) as out:
+        out.write(content)
 
 
 def _base_url(host: str, port: int) -> str:
@@ -303,7 +333,9 @@ def token_create_command(
     services = open_services(_settings(db))
     try:
         if coalition is not None:
-            services.ledger.get_coalition(parse_uuid(coalition, CoalitionNotFound))
+            coalition_id = parse_uuid(coalition, CoalitionNotFound)
+            services.ledger.get_coalition(coalition_id)
+            coalition = str(coalition_id)  # as the routes compare it: ids ignore case
         token = services.tokens.issue(role, name, coalition)  # type: ignore[arg-type]
     except (LedgerError, ValueError) as error:
         typer.echo(f"error: {getattr(error, 'detail', error)}", err=True)
@@ -384,6 +416,10 @@ def serve_command(
     from api.app import create_app
 
     settings = _settings(db)
+    busy = _port_in_use(host or settings.host, port or settings.port)
+    if busy is not None:
+        typer.echo(f"error: {busy}", err=True)
+        raise typer.Exit(1)
     services = open_services(settings)
     if demo:
         _load_demo(services, 60, 18, 7, if_empty=True)
@@ -413,6 +449,32 @@ def serve_command(
         log_level="info",
         access_log=access_log,
     )
+
+
+def _port_in_use(host: str, port: int) -> str | None:
+    """Why the server could not listen on (host, port), said with the way out; None when it
+    can. Checked before starting, since uvicorn only logs ``[Errno 98]`` and exits. (Another
+    process may still take the port in between: uvicorn then reports it as before.)"""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        return f"cannot listen on {host!r}: {error.strerror}; give another --host"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {host} is already in use (is another pledger serve "
+                    "running?); choose a free one with --port, such as --port "
+                    f"{port + 1 if port < 65535 else 8000}"
+                )
+            return (
+                f"cannot listen on {host}:{port} ({error.strerror}); try another --host or --port"
+            )
+    return None
 
 
 def main() -> None:

@@ -51,6 +51,7 @@ from domain.errors import (
 from domain.partner import Partner, check_not_future
 from domain.serialization import DATA_MODELS, EVENT_CLASSES
 from domain.values import (
+    INSTANT_PATTERN,
     CheckinCadenceAgreed,
     CommitmentMade,
     EntryRetracted,
@@ -58,6 +59,9 @@ from domain.values import (
     PartnerRegistered,
     Preferences,
     ProfileUpdated,
+    control_problem,
+    name_key,
+    show_controls,
 )
 
 __all__ = [
@@ -134,7 +138,8 @@ _REFERENCE_COLUMN = {
     "trust_repaired": "breach_id",
     "entry_retracted": "version",
 }
-_INTEGER = re.compile(r"[+-]?\d+")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_INSTANT = re.compile(INSTANT_PATTERN)
 
 
 # ---- problems ---------------------------------------------------------------------------
@@ -149,9 +154,10 @@ class RowProblem:
     message: str
 
     def __str__(self) -> str:
+        # Shown on a terminal: a control character from the file must not drive it.
         if self.column is None:
-            return f"row {self.row}: {self.message}"
-        return f"row {self.row}, column {self.column}: {self.message}"
+            return show_controls(f"row {self.row}: {self.message}")
+        return show_controls(f"row {self.row}, column {self.column}: {self.message}")
 
 
 class InvalidRow(Exception):
@@ -239,12 +245,19 @@ def parse_table(text: str, *, source: str = "the file") -> Table:
             for index, name in enumerate(header)
             if name and name in header[:index]
         ]
+        problems += [
+            RowProblem(1, _column_letter(index), refused)
+            for index, name in enumerate(header)
+            if (refused := control_problem(name)) is not None
+        ]
         rows: list[Row] = []
         # Spreadsheet numbering counts records, not lines: a quoted cell may span several lines.
         for number, record in enumerate(records, start=2):
             cells: dict[str, str] = {}
             for index, cell in enumerate(record):
-                value = cell.strip()
+                # Trimmed, but never of a control character (str.strip() takes U+001C-U+001F
+                # and U+0085 for spaces): the field's own check must see it and refuse it.
+                value = cell if control_problem(cell) is not None else cell.strip()
                 if not value:
                     continue
                 name = header[index] if index < len(header) else ""
@@ -303,6 +316,9 @@ def parse_occurred_at(text: str | None, now: datetime, row: int) -> datetime:
         return now
     example = "write it as RFC 3339, such as 2026-01-05T15:00:00Z"
     try:
+        # The grammar first: fromisoformat alone would also read 20270105 or 2027-W01.
+        if _INSTANT.fullmatch(text) is None:
+            raise ValueError(text)
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidRow(
@@ -547,13 +563,14 @@ class _Partners:
 
     @property
     def ids_by_name(self) -> dict[str, set[UUID]]:
-        """Partner ids by current name, read from the log on first use (only names need it)."""
+        """Partner ids by the :func:`name_key` of their current name (NFD + case folding: one
+        name however it was typed), read from the log on first use (only names need it)."""
         if self._ids_by_name is None:
             names = partner_names(self.ledger)
             names.update({partner_id: p.name for partner_id, p in self.touched.items()})
             self._ids_by_name = defaultdict(set)
             for partner_id, name in names.items():
-                self._ids_by_name[name].add(partner_id)
+                self._ids_by_name[name_key(name)].add(partner_id)
         return self._ids_by_name
 
     def get(self, partner_id: UUID) -> Partner:
@@ -587,7 +604,7 @@ class _Partners:
                 return self.get(partner_id)
             except PartnerNotFound as missing:
                 raise _UnresolvedPartner(missing.detail) from None
-        ids = self.ids_by_name.get(reference, set())
+        ids = self.ids_by_name.get(name_key(reference), set())
         if not ids:
             raise _UnresolvedPartner(f"no partner named {reference!r} is on record")
         if len(ids) > 1:
@@ -600,24 +617,24 @@ class _Partners:
 
     def duplicate_of(self, name: str) -> str | None:
         """Why a new partner may not take ``name``, or None when no partner has it yet."""
-        ids = self.ids_by_name.get(name)
+        ids = self.ids_by_name.get(name_key(name))
         if not ids:
             return None
-        row = self._registered_on.get(name)
+        row = self._registered_on.get(name_key(name))
         if row is not None:
             return f"row {row} already registers a partner named {name!r}"
         return f"a partner named {name!r} is already on record (id {min(str(i) for i in ids)})"
 
     def add(self, partner: Partner, row: int) -> None:
         self.touched[partner.id] = partner
-        self._registered_on.setdefault(partner.name, row)
+        self._registered_on.setdefault(name_key(partner.name), row)
         if self._ids_by_name is not None:
-            self._ids_by_name[partner.name].add(partner.id)
+            self._ids_by_name[name_key(partner.name)].add(partner.id)
 
     def renamed(self, partner: Partner, old_name: str) -> None:
         if self._ids_by_name is not None and partner.name != old_name:
-            self._ids_by_name[old_name].discard(partner.id)
-            self._ids_by_name[partner.name].add(partner.id)
+            self._ids_by_name[name_key(old_name)].discard(partner.id)
+            self._ids_by_name[name_key(partner.name)].add(partner.id)
 
     def with_new_events(self) -> list[Partner]:
         return [p for p in self.touched.values() if p.pending_events]

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time
 from uuid import UUID
 
 from domain.errors import NotFound, Problem, ValidationFailed
+from domain.values import DATE_PATTERN, INSTANT_PATTERN
 from projections.queries import end_of_day
 
 __all__ = ["parse_as_of", "parse_day", "parse_moment", "parse_uuid"]
+
+_DATE = re.compile(DATE_PATTERN)
+_INSTANT = re.compile(INSTANT_PATTERN)
 
 
 def parse_moment(text: str | None, field: str, *, day_end: bool) -> datetime | None:
@@ -17,6 +22,8 @@ def parse_moment(text: str | None, field: str, *, day_end: bool) -> datetime | N
         return None
     text = text.strip()
     try:
+        if _INSTANT.fullmatch(text) is None:  # fromisoformat alone would read 20260331
+            raise ValueError(text)
         if len(text) == 10:
             day = date.fromisoformat(text)
             return end_of_day(day) if day_end else datetime.combine(day, time.min, tzinfo=UTC)
@@ -56,6 +63,8 @@ def parse_day(text: str | None, field: str) -> date | None:
     if text is None or not text.strip():
         return None
     try:
+        if _DATE.fullmatch(text.strip()) is None:  # fromisoformat alone would read 20260331
+            raise ValueError(text)
         return date.fromisoformat(text.strip())
     except ValueError:
         raise ValidationFailed(

@@ -8,12 +8,14 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import Forbidden, Unauthorized
 from domain.errors import (
     Busy,
     Conflict,
+    DamagedEvent,
     InvalidCommand,
     LedgerError,
     NotFound,
@@ -21,6 +23,7 @@ from domain.errors import (
     VersionConflict,
 )
 from domain.serialization import DATA_MODELS
+from projections.log import LogReader
 
 __all__ = ["field_problems", "install_problem_handlers", "problem"]
 
@@ -38,11 +41,16 @@ _TITLES = {
 
 
 def problem(
-    status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> Response:
     body = {
         "type": "about:blank",
-        "title": _TITLES.get(status, "Error"),
+        "title": title or _TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
         **{k: v for k, v in extra.items() if v is not None},
@@ -55,6 +63,15 @@ def problem(
         media_type="application/problem+json",
         headers=headers,
     )
+
+
+def _position_of(log: LogReader, stream_id: str, version: int) -> int | None:
+    """Where a damaged event sits in the log, read without decoding it through the domain."""
+    try:
+        entries = log.stream(stream_id)
+    except DamagedEvent as damaged:
+        return damaged.position
+    return next((e.position for e in entries if e.version == version), None)
 
 
 def _status_of(error: LedgerError) -> int:
@@ -104,6 +121,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         extra: dict[str, Any] = {}
         if isinstance(error, ValidationFailed):
             extra["errors"] = [{"field": p.field, "message": p.message} for p in error.problems]
+            extra["field"] = error.problems[0].field if error.problems else None
         if isinstance(error, VersionConflict):
             extra["current_version"] = error.current_version
         headers = None
@@ -111,11 +129,34 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers = {"Retry-After": str(error.retry_after)}
         return _answer(request, _status_of(error), error.detail, headers=headers, **extra)
 
+    @app.exception_handler(DamagedEvent)
+    async def damaged_event(request: Request, error: DamagedEvent) -> Response:
+        position = error.position
+        if position is None:  # read through an aggregate: the log's reader knows where it is
+            services = request.app.state.services
+            position = await run_in_threadpool(
+                _position_of, services.keeper.log, error.stream_id, error.version
+            )
+        where = f"at position {position}" if position is not None else "in the log"
+        return problem(
+            500,
+            f"The stored event {where} (stream {error.stream_id}, version {error.version}) no "
+            f"longer decodes: {error.reason}. Storage may be damaged; nothing was recorded. "
+            "The rest of the ledger is served; `pledger verify` lists every damaged event.",
+            title="Damaged event",
+            position=position,
+            stream_id=error.stream_id,
+            version=error.version,
+        )
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> Response:
         problems = field_problems(error.errors())
         detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        return _answer(request, 422, detail or "The request is not valid.", errors=problems)
+        first = problems[0]["field"] if problems else None
+        return _answer(
+            request, 422, detail or "The request is not valid.", errors=problems, field=first
+        )
 
     @app.exception_handler(Unauthorized)
     async def unauthorized(request: Request, error: Unauthorized) -> Response:

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 
 from api.auth import Forbidden, Principal
 from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics
+from api.inbound import CheckedRoute
 from api.params import parse_as_of, parse_day, parse_moment, parse_uuid
 from api.schemas import (
     AccountabilityPublic,
@@ -59,7 +60,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ProblemPublic, "content": {"application/problem+json": {}}}
     for status in (400, 401, 403, 404, 409, 422)
 }
-router = APIRouter(prefix="/v1", responses=_ERRORS)
+# CheckedRoute: control characters in a query, a name repeated in a JSON body -> 422 (issue 10).
+router = APIRouter(prefix="/v1", responses=_ERRORS, route_class=CheckedRoute)
 TData = TypeVar("TData", bound=EventData)
 _COMMON_WRITE_FIELDS = {"type", "occurred_at", "expected_version"}
 
@@ -292,7 +294,7 @@ def list_partners(
     position: Position = None,
 ) -> Response:
     """Partners with their health; filter by stage, community, role, region or name; sorted."""
-    at = _at(services, as_of, position)
+    at = services.queries.at(parse_as_of(as_of), position, cursor=cursor)  # a cursor pins it
     return _json(
         services.queries.partners(
             at,
@@ -318,7 +320,7 @@ def show_partner(
     position: Position = None,
 ) -> Response:
     """A partner's profile, stage and cadence, now or as it stood at as_of/position."""
-    parse_uuid(partner_id, PartnerNotFound)
+    partner_id = str(parse_uuid(partner_id, PartnerNotFound))  # ids ignore case (RFC 4122 §3)
     return _json(services.queries.partner(partner_id, _at(services, as_of, position)))
 
 
@@ -340,7 +342,7 @@ def partner_timeline(
     position: Position = None,
 ) -> Response:
     """The partner's events in world order, retracted ones flagged."""
-    parse_uuid(partner_id, PartnerNotFound)
+    partner_id = str(parse_uuid(partner_id, PartnerNotFound))  # ids ignore case (RFC 4122 §3)
     wanted = [t.strip() for item in types or [] for t in item.split(",") if t.strip()]
     unknown = [t for t in wanted if t not in DATA_MODELS]
     if unknown:
@@ -348,7 +350,7 @@ def partner_timeline(
     return _json(
         services.queries.timeline(
             partner_id,
-            _at(services, as_of, position),
+            services.queries.at(parse_as_of(as_of), position, cursor=cursor),
             start=parse_moment(start, "from", day_end=False),
             end=parse_moment(end, "to", day_end=True),
             types=wanted or None,
@@ -367,7 +369,7 @@ def partner_health(
     position: Position = None,
 ) -> Response:
     """Relationship health: score, band, and each component explained."""
-    parse_uuid(partner_id, PartnerNotFound)
+    partner_id = str(parse_uuid(partner_id, PartnerNotFound))  # ids ignore case (RFC 4122 §3)
     at = _at(services, as_of, position)
     _member_or_forbidden(services, who, partner_id, at)
     return _json(services.queries.health(partner_id, at))
@@ -387,7 +389,7 @@ def partner_health_history(
     position: Position = None,
 ) -> Response:
     """The health score at each month-end (or each Sunday) between from and to."""
-    parse_uuid(partner_id, PartnerNotFound)
+    partner_id = str(parse_uuid(partner_id, PartnerNotFound))  # ids ignore case (RFC 4122 §3)
     at = _at(services, as_of, position)
     _member_or_forbidden(services, who, partner_id, at)
     return _json(
@@ -412,7 +414,7 @@ def partner_commitments(
     position: Position = None,
 ) -> Response:
     """Every commitment between us and this partner, with its status."""
-    parse_uuid(partner_id, PartnerNotFound)
+    partner_id = str(parse_uuid(partner_id, PartnerNotFound))  # ids ignore case (RFC 4122 §3)
     at = _at(services, as_of, position)
     _member_or_forbidden(services, who, partner_id, at)
     return _json(services.queries.commitments(partner_id, at))
@@ -457,7 +459,7 @@ def show_coalition(
     position: Position = None,
 ) -> Response:
     """A coalition: vision, measures and members."""
-    parse_uuid(coalition_id, CoalitionNotFound)
+    coalition_id = str(parse_uuid(coalition_id, CoalitionNotFound))  # ids ignore case
     return _json(services.queries.coalition(coalition_id, _at(services, as_of, position)))
 
 
@@ -478,7 +480,7 @@ def coalition_report(
     position: Position = None,
 ) -> Response:
     """The accountability report to a coalition, with its position and digest."""
-    parse_uuid(coalition_id, CoalitionNotFound)
+    coalition_id = str(parse_uuid(coalition_id, CoalitionNotFound))  # ids ignore case
     if who.role == "coalition" and who.coalition_id != coalition_id:
         raise Forbidden("This coalition token can read only its own coalition's report.")
     report = services.queries.report(

@@ -7,6 +7,7 @@ documented here for OpenAPI; handlers return the query results as they are, thro
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from uuid import UUID
@@ -14,7 +15,14 @@ from uuid import UUID
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from domain.serialization import DATA_MODELS
-from domain.values import CoalitionFormed, EventData, MemberJoined, PartnerRegistered
+from domain.values import (
+    INSTANT_PATTERN,
+    CoalitionFormed,
+    EventData,
+    MemberJoined,
+    PartnerRegistered,
+    control_problem,
+)
 
 __all__ = [
     "EVENT_BODIES",
@@ -106,18 +114,32 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
-def _refuse_number(value: Any) -> Any:
-    # pydantic would read a JSON number as Unix seconds; the API speaks RFC 3339 only.
-    if isinstance(value, int | float):
-        msg = "give an RFC 3339 time such as 2026-01-05T15:00:00Z, not a number"
-        raise ValueError(msg)  # pydantic turns a ValueError into a field error (422)
-    return value
+_INSTANT = re.compile(INSTANT_PATTERN)
 
 
-class _CommonWrite(BaseModel):
-    occurred_at: Annotated[datetime | None, BeforeValidator(_refuse_number)] = Field(
+def _instant_text(value: Any) -> Any:
+    """An instant as sent: RFC 3339 text (§5.6), never a number nor digits read as Unix seconds
+    (pydantic's lax mode would read both)."""
+    if isinstance(value, str) and _INSTANT.fullmatch(value) is not None:
+        return value
+    if value is None or isinstance(value, datetime):
+        return value
+    msg = "give an RFC 3339 time such as 2026-01-05T15:00:00Z"
+    if isinstance(value, str) and (problem := control_problem(value)) is not None:
+        msg = problem
+    raise ValueError(msg)  # pydantic turns a ValueError into a field error (422)
+
+
+class _CommonCreate(BaseModel):
+    """What a write that starts a new stream may carry besides its fields: no
+    ``expected_version``, since a new stream has no version to expect (refused as unknown)."""
+
+    occurred_at: Annotated[datetime | None, BeforeValidator(_instant_text)] = Field(
         default=None, description="When it happened in the world (RFC 3339 with zone); default now."
     )
+
+
+class _CommonWrite(_CommonCreate):
     # strict: JSON true/false or "3" is not a version (pydantic's lax mode would take them).
     expected_version: int | None = Field(
         default=None,
@@ -158,7 +180,7 @@ else:
     EventBody = Annotated[Union[tuple(EVENT_BODIES.values())], Field(discriminator="type")]  # noqa: UP007
 
 
-class PartnerCreate(PartnerRegistered, _CommonWrite):
+class PartnerCreate(PartnerRegistered, _CommonCreate):
     """Register a partner (the fields of `partner_registered`)."""
 
     model_config = ConfigDict(
@@ -185,7 +207,7 @@ class PartnerCreate(PartnerRegistered, _CommonWrite):
     )
 
 
-class CoalitionCreate(CoalitionFormed, _CommonWrite):
+class CoalitionCreate(CoalitionFormed, _CommonCreate):
     """Form a coalition (the fields of `coalition_formed`)."""
 
 
@@ -206,6 +228,7 @@ class ProblemPublic(_Open):
     status: int
     detail: str
     errors: list[dict[str, Any]] | None = None
+    field: str | None = Field(default=None, description="The field of the first of `errors`.")
     current_version: int | None = None
 
 

@@ -14,17 +14,21 @@ read.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.recorders import RequestMark
 from domain.application import Partnerships, Recorded, SaveOptions, recorded_from
@@ -33,7 +37,53 @@ from domain.errors import LedgerError, VersionConflict
 from projections.log import entry_of_event
 from projections.runner import ViewKeeper
 
-__all__ = ["GroupWriter", "WriteJob"]
+__all__ = ["VIEWS_BEHIND", "GroupWriter", "ViewsBehindHeader", "WriteJob"]
+
+logger = logging.getLogger("pledger.writer")
+
+# Set (in the request's own context) when a committed write's views could not show it; the
+# app's ViewsBehindHeader middleware then says so on the response.
+VIEWS_BEHIND: ContextVar[bool] = ContextVar("pledger_views_behind", default=False)
+_reported: set[str] = set()  # each distinct failure is logged once, not once per request
+
+
+def _report_views_failure(position: int, error: Exception) -> None:
+    text = f"{type(error).__name__}: {error}"
+    if text not in _reported:
+        if len(_reported) >= 1000:
+            _reported.clear()
+        _reported.add(text)
+        logger.error(
+            "event at position %s is recorded, but the views could not take it: %s",
+            position,
+            text,
+        )
+
+
+class ViewsBehindHeader:
+    """ASGI middleware: a response to a write whose views are behind (:data:`VIEWS_BEHIND`)
+    carries ``Pledger-Views: behind``; the write itself was recorded (201 as usual)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = VIEWS_BEHIND.set(False)
+
+        async def say_if_behind(message: Message) -> None:
+            if message["type"] == "http.response.start" and VIEWS_BEHIND.get():
+                headers = MutableHeaders(scope=message)
+                headers["Pledger-Views"] = "behind"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, say_if_behind)
+        finally:
+            VIEWS_BEHIND.reset(token)
+
 
 MAX_BATCH = 64
 CACHE_SIZE = 2000
@@ -79,6 +129,8 @@ class GroupWriter:
         self._queue: queue.Queue[WriteJob | None] = queue.Queue()
         self._cache: OrderedDict[UUID, ChainedAggregate] = OrderedDict()
         self._thread: threading.Thread | None = None
+        # The last error that kept the views from showing a committed write (for /healthz).
+        self.views_failure: Exception | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pledger-writer", daemon=True)
@@ -103,24 +155,42 @@ class GroupWriter:
 
     async def record(self, job: WriteJob) -> Recorded:
         """:meth:`submit` for async routes: the request waits for the writer and then for the
-        views without holding a thread of the server's pool."""
+        views without holding a thread of the server's pool.
+
+        Once the event is committed, the answer is that it was recorded, whatever happens
+        next: if the views cannot show it (stuck, failing, too slow), the error is logged and
+        :data:`VIEWS_BEHIND` is set for this request, so that the response says the views are
+        behind (``Pledger-Views: behind``) instead of a 500 that would invite a retry, and a
+        second recording of the same event.
+        """
         if self._thread is None:
-            return await run_in_threadpool(self.submit, job)
-        self._queue.put(job)
-        # Shielded: a request that goes away must not cancel what the writer will finish.
-        recorded = await asyncio.shield(asyncio.wrap_future(job.future))
-        if self.keeper.has_seen(recorded.position):  # the usual case: the writer's views took it
-            return recorded
-        seen = self.keeper.when_seen(recorded.position)
+            recorded = await run_in_threadpool(job.alone, job.options())
+        else:
+            self._queue.put(job)
+            # Shielded: a request that goes away must not cancel what the writer will finish.
+            recorded = await asyncio.shield(asyncio.wrap_future(job.future))
+        # Committed from here on: nothing below may turn the answer into a failure.
+        try:
+            await self._views_show(recorded.position)
+        except Exception as error:  # the write stands; the views are reported behind
+            VIEWS_BEHIND.set(True)
+            self.views_failure = error
+            _report_views_failure(recorded.position, error)
+        return recorded
+
+    async def _views_show(self, position: int) -> None:
+        """Wait until the views reflect ``position`` (read-your-writes)."""
+        if self.keeper.has_seen(position):  # the usual case: the writer's views took it
+            return
+        seen = self.keeper.when_seen(position)
         if seen is None:
-            await run_in_threadpool(self.keeper.wait_for, recorded.position)
-            return recorded
+            await run_in_threadpool(self.keeper.wait_for, position)
+            return
         try:
             await asyncio.wait_for(asyncio.wrap_future(seen), VIEWS_TIMEOUT)
         except TimeoutError:
             # The views' thread is stuck or slow: catch up here (as wait_for does).
-            await run_in_threadpool(self.keeper.wait_for, recorded.position)
-        return recorded
+            await run_in_threadpool(self.keeper.wait_for, position)
 
     # ---- the writer thread --------------------------------------------------------------
 

@@ -19,6 +19,7 @@
     └── Busy                         HTTP 503 with Retry-After: the store cannot take the write
                                      now (its log is locked past the lock timeout, or other
                                      writers kept winning the race); nothing was recorded
+    DamagedEvent                     (not a refusal) a stored event no longer decodes: HTTP 500
 
 The API maps each branch to its status code in one place; the CLI prints ``detail``.
 """
@@ -35,6 +36,7 @@ __all__ = [
     "Busy",
     "CoalitionNotFound",
     "Conflict",
+    "DamagedEvent",
     "DuplicateId",
     "InvalidCommand",
     "InvalidRetraction",
@@ -149,3 +151,19 @@ class Busy(LedgerError):
     def __init__(self, detail: str, retry_after: int = 1) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class DamagedEvent(Exception):
+    """A stored event that no longer decodes (damaged storage): not the caller's fault, and no
+    retry helps. Names the event, by its position in the log when the reader knows it;
+    ``pledger verify`` lists every such event."""
+
+    def __init__(self, stream_id: str, version: int, position: int | None, reason: str) -> None:
+        self.stream_id = stream_id
+        self.version = version
+        self.position = position
+        self.reason = reason
+        where = "" if position is None else f" at position {position}"
+        super().__init__(
+            f"stored event {stream_id} version {version} does not decode{where}: {reason}"
+        )

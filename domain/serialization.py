@@ -22,20 +22,23 @@ from eventsourcing.persistence import (
     JSONTranscoder,
     Mapper,
     MapperDeserialisationError,
+    Notification,
     StoredEvent,
 )
 from eventsourcing.utils import get_topic, resolve_topic
 
 from domain.chained import ChainedAggregate
 from domain.coalition import Coalition
+from domain.errors import DamagedEvent
 from domain.hashing import format_instant, parse_instant
 from domain.partner import Partner
-from domain.values import EventData
+from domain.values import FROM_STORE, EventData
 
 __all__ = [
     "DATA_MODELS",
     "EVENT_CLASSES",
     "TypedMapper",
+    "UndecodableEvent",
     "data_model_of",
     "public_event",
     "stream_type_of",
@@ -77,6 +80,13 @@ def _resolve(topic: str) -> type[ChainedAggregate.Event]:
     cls: type[ChainedAggregate.Event] = resolve_topic(topic)
     assert issubclass(cls, ChainedAggregate.Event), topic
     return cls
+
+
+class UndecodableEvent(MapperDeserialisationError, DamagedEvent):
+    """The library's error for a stored event that does not decode, carrying which one."""
+
+    def __init__(self, stream_id: str, version: int, position: int | None, reason: str) -> None:
+        DamagedEvent.__init__(self, stream_id, version, position, reason)
 
 
 class TypedMapper(Mapper[UUID]):
@@ -126,16 +136,19 @@ class TypedMapper(Mapper[UUID]):
                 "recorded_by": state["recorded_by"],
                 "prev_hash": state["prev_hash"],
                 "hash": state["hash"],
-                "data": data_model_of(cls).model_validate(state["data"]),
+                # Read back as recorded: the door's checks (values.FROM_STORE) never refuse history.
+                "data": data_model_of(cls).model_validate(state["data"], context=FROM_STORE),
             }
             if issubclass(cls, Aggregate.Created):
                 fields["originator_topic"] = get_topic(_AGGREGATE_OF[cls])
         except Exception as error:
-            msg = (
-                f"stored event {stored_event.originator_id} version "
-                f"{stored_event.originator_version} does not decode: {error}"
-            )
-            raise MapperDeserialisationError(msg) from error
+            position = stored_event.id if isinstance(stored_event, Notification) else None
+            raise UndecodableEvent(
+                str(stored_event.originator_id),
+                stored_event.originator_version,
+                position,
+                str(error),
+            ) from error
         event = object.__new__(cls)
         object.__setattr__(event, "__dict__", fields)
         return event

@@ -1,22 +1,46 @@
 """The shapes of what events carry: enums, limits, ids and one payload model per event type.
 
-Payload models hold types and size limits only. The rules (amounts above zero, due dates not
-before the day a commitment was made, ids that must exist...) live in the aggregates, so that
-replaying an old event never re-runs a rule that changed since it was recorded.
+Payload models hold types, size limits and the grammar of what may come in. The rules (amounts
+above zero, due dates not before the day a commitment was made, ids that must exist...) live in
+the aggregates, so that replaying an old event never re-runs a rule that changed since it was
+recorded.
+
+The grammar is checked at the door only: every text field refuses control characters, names
+also refuse bidirectional controls, amounts are plain decimal digits and dates ``YYYY-MM-DD``.
+An API body and a CSV cell are validated alike (without a context); the mapper reads stored
+events back with :data:`FROM_STORE` as the validation context, which skips these checks, so
+an event recorded before a check existed still decodes exactly as it was recorded.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "AMOUNT_PATTERN",
+    "DATE_PATTERN",
+    "FROM_STORE",
     "ID_PATTERN",
+    "INSTANT_PATTERN",
     "MAX_LIST_ITEMS",
     "MAX_TEXT_CHARS",
     "AgreementKind",
@@ -55,6 +79,11 @@ __all__ = [
     "ThanksForm",
     "TrustBreachRecorded",
     "TrustRepaired",
+    "bidi_control_problem",
+    "control_problem",
+    "name_key",
+    "search_key",
+    "show_controls",
 ]
 
 MAX_TEXT_CHARS = 10_000
@@ -149,23 +178,163 @@ class AgreementKind(StrEnum):
     LETTER = "letter"
 
 
-def _refuse_float(value: Any) -> Any:
-    # A binary float cannot hold 0.10 exactly: money must arrive as a decimal string.
-    if isinstance(value, float):
-        msg = 'send money as a decimal string, such as "150.00", not as a JSON number'
-        raise ValueError(msg)
+# One grammar for the API and CSV files alike. ASCII digits only: "[0-9]", never "\d", which
+# would take other scripts' digits; and fullmatch, never "$", which allows a final newline.
+AMOUNT_PATTERN = r"[0-9]+(\.[0-9]+)?"
+DATE_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+# RFC 3339 §5.6 (a date alone, or an offset left out, is let through for the rules that read
+# them: the start of that day, or "give a timezone").
+INSTANT_PATTERN = (
+    DATE_PATTERN + r"([Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?"
+)
+_AMOUNT = re.compile(AMOUNT_PATTERN)
+_DATE = re.compile(DATE_PATTERN)
+
+# C0 controls but HT, LF and CR; DEL; C1 controls (Unicode general category Cc, less those three).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Embeddings and overrides (U+202A-U+202E) and isolates (U+2066-U+2069), Unicode TR#9 §2.
+_BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+FROM_STORE: Mapping[str, bool] = MappingProxyType({"from_store": True})
+"""The validation context for a stored event read back: the door's checks do not apply."""
+
+
+def _at_the_door(info: ValidationInfo) -> bool:
+    context = info.context
+    return not (isinstance(context, Mapping) and context.get("from_store"))
+
+
+def control_problem(text: str) -> str | None:
+    """Why ``text`` may not be recorded or asked about, or None.
+
+    Refused: C0 controls except tab, line feed and carriage return, DEL, and C1 controls. A NUL
+    cannot be stored in a PostgreSQL text value at all, and the others can rewrite a terminal or
+    a calendar (RFC 5545 §3.1 allows no control character but HTAB in a value).
+    """
+    found = _CONTROL.search(text)
+    if found is None:
+        return None
+    return (
+        f"holds the control character U+{ord(found.group()):04X} at character "
+        f"{found.start() + 1}; remove it (only tab, line feed and carriage return are allowed)"
+    )
+
+
+def _picture(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    if code < 0x20:
+        return chr(0x2400 + code)  # U+2400-U+241F, the Control Pictures block: NUL -> ␀
+    return "\u2421" if code == 0x7F else "\ufffd"  # DEL -> ␡; a C1 control has no picture
+
+
+def show_controls(text: str) -> str:
+    """``text`` for a human to read: each control character :func:`control_problem` refuses is
+    replaced by a visible stand-in (its Control Picture, such as ␀ or ␛; U+FFFD for C1), so
+    that text recorded before the door refused them can neither hide in nor drive a terminal,
+    a report or a calendar. Tab, line feed and carriage return are left to each format.
+    """
+    return _CONTROL.sub(_picture, text)
+
+
+def name_key(name: str) -> str:
+    """What two names are compared by: the same key means the same name to a person.
+
+    Unicode's canonical caseless match (The Unicode Standard §3.13, D145): NFD, case folding,
+    NFD again, so that "José" typed as e + U+0301 (as macOS does), "José" with a precomposed
+    é and "JOSÉ" are one name. Stored text stays byte-exact; only comparisons use this key.
+    """
+    decomposed = unicodedata.normalize("NFD", name)
+    return unicodedata.normalize("NFD", decomposed.casefold())
+
+
+def search_key(text: str) -> str:
+    """What a search compares: :func:`name_key` under compatibility decomposition (NFKD, so
+    that a full-width or ligature letter matches its plain one), without its combining marks,
+    so that ``jose`` finds "José Ramírez". Not for telling names apart: that is :func:`name_key`.
+    """
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
+def bidi_control_problem(text: str) -> str | None:
+    """Why ``text`` may not be a name, or None: bidirectional embedding, override and isolate
+    controls (U+202A-U+202E, U+2066-U+2069, Unicode TR#9) can make one name display as another.
+    """
+    found = _BIDI_CONTROL.search(text)
+    if found is None:
+        return None
+    return (
+        f"holds the bidirectional control U+{ord(found.group()):04X} at character "
+        f"{found.start() + 1}; names may not hold U+202A-U+202E or U+2066-U+2069"
+    )
+
+
+def _plain_text(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, str) and _at_the_door(info):
+        problem = control_problem(value)
+        if problem is not None:
+            raise PydanticCustomError("control_character", problem)
     return value
 
 
-Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
+def _name_text(value: Any, info: ValidationInfo) -> Any:
+    value = _plain_text(value, info)
+    if isinstance(value, str) and _at_the_door(info):
+        problem = bidi_control_problem(value)
+        if problem is not None:
+            raise PydanticCustomError("bidi_control", problem)
+    return value
+
+
+def _amount_text(value: Any, info: ValidationInfo) -> Any:
+    """An amount as sent: a decimal string of ASCII digits, nothing else (a Decimal from code)."""
+    if isinstance(value, Decimal) or not _at_the_door(info):
+        return value
+    if isinstance(value, int | float):
+        # A binary float cannot hold 0.10 exactly: money must arrive as a decimal string.
+        msg = 'send money as a decimal string, such as "150.00", not as a JSON number'
+        raise PydanticCustomError("decimal_type", msg)
+    if not isinstance(value, str) or _AMOUNT.fullmatch(value) is None:
+        msg = (
+            "write an amount as digits with an optional fraction after a point, "
+            'such as "150" or "1250.50" (no sign, spaces, separators or exponent)'
+        )
+        raise PydanticCustomError("decimal_format", msg)
+    return value
+
+
+def _date_text(value: Any, info: ValidationInfo) -> Any:
+    """A date as sent: ``YYYY-MM-DD`` (a ``date`` from code); never a number or a timestamp."""
+    if isinstance(value, date) or not _at_the_door(info):
+        return value
+    if not isinstance(value, str) or _DATE.fullmatch(value) is None:
+        raise PydanticCustomError("date_format", "write a date as YYYY-MM-DD, such as 2026-03-31")
+    return value
+
+
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS), BeforeValidator(_plain_text)]
 RequiredText = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, strip_whitespace=True)
+    str,
+    StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, strip_whitespace=True),
+    BeforeValidator(_plain_text),
 ]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=500, strip_whitespace=True),
+    BeforeValidator(_name_text),
+]
 TextList = Annotated[tuple[Text, ...], Field(max_length=MAX_LIST_ITEMS)]
 EntityId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-Money = Annotated[Decimal, BeforeValidator(_refuse_float)]
-CurrencyCode = Annotated[str, StringConstraints(min_length=3, max_length=3)]
+# What OpenAPI documents: a string of the grammar (pydantic would also offer a JSON number).
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_amount_text),
+    WithJsonSchema({"type": "string", "pattern": f"^{AMOUNT_PATTERN}$", "examples": ["150.00"]}),
+]
+CurrencyCode = Annotated[
+    str, StringConstraints(min_length=3, max_length=3), BeforeValidator(_plain_text)
+]
+Day = Annotated[date, BeforeValidator(_date_text)]
 
 
 class EventData(BaseModel):
@@ -182,7 +351,9 @@ class Preferences(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     channels: Annotated[tuple[Channel, ...], Field(max_length=MAX_LIST_ITEMS)] = ()
-    language: Annotated[str, StringConstraints(max_length=100)] | None = None
+    language: (
+        Annotated[str, StringConstraints(max_length=100), BeforeValidator(_plain_text)] | None
+    ) = None
     accessibility: TextList = ()
     gratitude: TextList = ()
 
@@ -245,7 +416,7 @@ class CommitmentMade(EventData):
     commitment_id: EntityId | None = None
     owed_by: Side
     description: RequiredText
-    due_on: date
+    due_on: Day
     resource: Resource
     amount: Money | None = None
     currency: CurrencyCode | None = None
@@ -265,7 +436,7 @@ class CommitmentRenegotiated(EventData):
     PERSONAL_FIELDS = ("note",)
 
     commitment_id: EntityId
-    due_on: date
+    due_on: Day
     note: Text = ""
 
 
@@ -342,8 +513,8 @@ class AgreementSigned(EventData):
 
     title: RequiredText
     kind: AgreementKind
-    effective_on: date
-    ends_on: date | None = None
+    effective_on: Day
+    ends_on: Day | None = None
 
 
 class EntryRetracted(EventData):

@@ -16,6 +16,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any, Literal
 
+from domain.errors import DamagedEvent
+
 __all__ = [
     "Band",
     "CommitmentView",
@@ -206,7 +208,12 @@ def fold_partner(partner_id: str, entries: Iterable[Entry]) -> PartnerSnapshot:
     snap = PartnerSnapshot(partner_id)
     ordered = sorted(entries, key=lambda e: e.type != "partner_registered")  # stable
     for entry in ordered:
-        evolve_partner(snap, entry)
+        try:
+            evolve_partner(snap, entry)
+        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+            # Recorded events always fold: one that does not was damaged in storage.
+            reason = f"{type(error).__name__}: {error}"
+            raise DamagedEvent(entry.stream_id, entry.version, entry.position, reason) from error
         if entry.version > snap.version:
             snap.version = entry.version
         if entry.position > snap.position:

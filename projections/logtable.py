@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from domain.errors import DamagedEvent
 from domain.hashing import parse_instant
 from projections.folds import Entry
 
@@ -36,23 +37,27 @@ def decode_entry(
 ) -> Entry:
     """An entry from a stored event's columns (its state is the JSON ``domain.serialization``
     writes, whose ``data`` is already in the API's shape)."""
-    document = orjson.loads(state)
-    type_name, stream_type = topics[topic]
-    # Positional: a rebuild makes one Entry per event, and keywords cost a fifth more here.
-    return Entry(
-        position,
-        stream_id,
-        version,
-        type_name,
-        parse_instant(document["occurred_at"]),
-        document["data"],
-        document["recorded_at"],
-        document["recorded_by"],
-        document["prev_hash"],
-        document["hash"],
-        False,  # retracted
-        stream_type,
-    )
+    try:
+        document = orjson.loads(state)
+        type_name, stream_type = topics[topic]
+        # Positional: a rebuild makes one Entry per event, and keywords cost a fifth more here.
+        return Entry(
+            position,
+            stream_id,
+            version,
+            type_name,
+            parse_instant(document["occurred_at"]),
+            document["data"],
+            document["recorded_at"],
+            document["recorded_by"],
+            document["prev_hash"],
+            document["hash"],
+            False,  # retracted
+            stream_type,
+        )
+    except (ValueError, KeyError, TypeError) as error:  # damaged storage: say which event
+        reason = f"{type(error).__name__}: {error}"
+        raise DamagedEvent(stream_id, version, position, reason) from error
 
 
 def stream_id_text(originator_id: Any) -> str:

@@ -20,7 +20,8 @@ from typing import Any, Literal
 import orjson
 
 from domain.errors import CoalitionNotFound, PartnerNotFound, Problem, ValidationFailed
-from domain.hashing import format_instant
+from domain.hashing import format_instant, parse_instant
+from domain.values import search_key
 from projections.folds import (
     CommitmentView,
     Entry,
@@ -33,15 +34,17 @@ from projections.folds import (
     health_of,
 )
 from projections.log import LogReader
+from projections.rows import column_text
 from projections.snapshots import snapshot_from_json
 from projections.store import LedgerView
 
-__all__ = ["GENERATED_BY", "At", "LedgerQueries", "end_of_day"]
+__all__ = ["GENERATED_BY", "MAX_HISTORY_POINTS", "At", "LedgerQueries", "end_of_day"]
 
 GENERATED_BY = "Partnership Ledger 0.1.0"
 OVER_ENGAGED_ASKS = 4
 OVER_ENGAGED_DAYS = 90
 MAX_PAGE = 1000
+MAX_HISTORY_POINTS = 520  # ten years of weeks, 43 of month-ends
 # Each sort's own direction: names A to Z, the strongest health first, the longest untouched first.
 _NATURAL_ORDER = {"name": "asc", "health": "desc", "last_touch": "asc"}
 
@@ -85,20 +88,60 @@ class At:
         return {"as_of": format_instant(self.as_of), "position": self.position}
 
 
-def _encode_cursor(values: Sequence[Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
+_NOT_OURS = "is not a cursor this ledger gave out"
 
 
-def _decode_cursor(cursor: str) -> list[Any]:
+def _encode_cursor(at: At, kind: str, after: Sequence[Any]) -> str:
+    """A cursor: the reference of the walk's first page (which every later page keeps), what
+    kind of list it walks (``timeline``, or the partners' sort), and the last key given out."""
+    document = {"as_of": format_instant(at.as_of), "position": at.position, "kind": kind}
+    return (
+        base64.urlsafe_b64encode(orjson.dumps({**document, "after": list(after)}))
+        .decode()
+        .rstrip("=")
+    )
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    as_of: datetime
+    position: int
+    kind: str
+    after: list[Any]
+
+
+def _decode_cursor(cursor: str) -> _Cursor:
     try:
-        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, orjson.JSONDecodeError):
+        document = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        as_of = parse_instant(document["as_of"])
+        position, kind, after = document["position"], document["kind"], document["after"]
+    except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
+        raise ValidationFailed([Problem("cursor", _NOT_OURS)]) from None
+    if not (isinstance(position, int) and isinstance(kind, str) and isinstance(after, list)):
+        raise ValidationFailed([Problem("cursor", _NOT_OURS)])
+    return _Cursor(as_of, position, kind, after)
+
+
+def _walk_from(cursor: str, at: At, kind: str) -> list[Any]:
+    """The last key a cursor gave out, once it is sure to continue the same walk: the same
+    reference (as_of and position of its first page) and the same kind of list."""
+    found = _decode_cursor(cursor)
+    if (found.as_of, found.position) != (at.as_of, at.position):
         raise ValidationFailed(
-            [Problem("cursor", "is not a cursor this ledger gave out")]
-        ) from None
-    if not isinstance(values, list):
-        raise ValidationFailed([Problem("cursor", "is not a cursor this ledger gave out")])
-    return values
+            [
+                Problem(
+                    "cursor",
+                    f"belongs to a walk at as_of {format_instant(found.as_of)} and position "
+                    f"{found.position}; leave as_of and position out to go on with it, or start "
+                    "again without the cursor",
+                )
+            ]
+        )
+    if found.kind != kind:
+        raise ValidationFailed(
+            [Problem("cursor", f"walks a list of another kind ({found.kind}), not {kind}")]
+        )
+    return found.after
 
 
 class LedgerQueries:
@@ -142,8 +185,31 @@ class LedgerQueries:
 
     # ---- the reference ------------------------------------------------------------------
 
-    def at(self, as_of: datetime | None = None, position: int | None = None) -> At:
-        """Resolve a query's reference: ``as_of`` defaults to now, ``position`` to the end."""
+    def at(
+        self,
+        as_of: datetime | None = None,
+        position: int | None = None,
+        *,
+        cursor: str | None = None,
+    ) -> At:
+        """Resolve a query's reference: ``as_of`` defaults to now, ``position`` to the end.
+
+        With a ``cursor``, the reference is the one its walk started at (SPEC §4: a cursor
+        pins the ``as_of`` and ``position`` of its first page), so that every page of a walk
+        comes from one consistent state; an ``as_of`` or ``position`` given beside it must be
+        that one. Raises ``ValidationFailed`` (422) otherwise, or for a cursor not ours.
+        """
+        if cursor:
+            pinned = _decode_cursor(cursor)
+            if as_of is not None and as_of.astimezone(UTC) != pinned.as_of:
+                raise ValidationFailed(
+                    [Problem("as_of", "differs from the as_of the cursor's walk started at")]
+                )
+            if position is not None and position != pinned.position:
+                raise ValidationFailed(
+                    [Problem("position", "differs from the position the cursor's walk started at")]
+                )
+            as_of, position = pinned.as_of, pinned.position
         end = self.view.processed_position()
         if position is None:
             position = end
@@ -194,13 +260,33 @@ class LedgerQueries:
         end: date | None,
         interval: Literal["month", "week"] = "month",
     ) -> dict[str, Any]:
-        """The score at each month-end (or each Sunday) from ``start`` to ``end``, inclusive."""
+        """The score at each month-end (or each Sunday) from ``start`` to ``end``, inclusive.
+
+        At most MAX_HISTORY_POINTS points: each is a fold of the partner's history, so a wider
+        range is refused (``ValidationFailed`` on ``from``, 422) rather than computed.
+        """
         snap = self.snapshot(partner_id, at)
         assert snap.registered_at is not None
         end = min(end or at.today, at.today)
         start = start or snap.registered_at.astimezone(UTC).date()
         if start > end:
             raise ValidationFailed([Problem("from", "is after to")])
+        points_asked = (
+            (end - start).days // 7 + 1
+            if interval == "week"
+            else (end.year - start.year) * 12 + end.month - start.month + 1
+        )
+        if points_asked > MAX_HISTORY_POINTS:
+            raise ValidationFailed(
+                [
+                    Problem(
+                        "from",
+                        f"{start.isoformat()} to {end.isoformat()} by {interval} is about "
+                        f"{points_asked} points; at most {MAX_HISTORY_POINTS} are given at once: "
+                        "ask for a narrower range (from and to)",
+                    )
+                ]
+            )
         entries = counting(self.log.stream(partner_id), at.as_of, at.position)
         points = []
         for day in _period_ends(start, end, interval):
@@ -244,9 +330,9 @@ class LedgerQueries:
         _fold(partner_id, stream, at)  # 404 for a partner not on record at this reference
         after = None
         if cursor:
-            values = _decode_cursor(cursor)
+            values = _walk_from(cursor, at, "timeline")
             if len(values) != 2 or not isinstance(values[0], str) or not isinstance(values[1], int):
-                raise ValidationFailed([Problem("cursor", "is not a cursor this ledger gave out")])
+                raise ValidationFailed([Problem("cursor", _NOT_OURS)])
             after = (values[0], values[1])
         limit = _check_limit(limit)
         retracted = {
@@ -275,7 +361,7 @@ class LedgerQueries:
             **at.stamp(),
             "events": [_timeline_item(e) for e in entries],
             "next_cursor": (
-                _encode_cursor([format_instant(last.occurred_at), last.version])
+                _encode_cursor(at, "timeline", [format_instant(last.occurred_at), last.version])
                 if more and last
                 else None
             ),
@@ -479,8 +565,11 @@ class LedgerQueries:
             if settled:
                 with self._lock:
                     _keep(self._lists, key, rows, size=16)
+        kind = f"partners:{sort}" + (":reversed" if reverse else "")
         if cursor:
-            after = tuple(_decode_cursor(cursor))
+            after = tuple(_walk_from(cursor, at, kind))
+            if not _same_shape(list(after), _sort_key(rows[0], sort) if rows else list(after)):
+                raise ValidationFailed([Problem("cursor", _NOT_OURS)])
             rows = [
                 r
                 for r in rows
@@ -493,7 +582,9 @@ class LedgerQueries:
             "sort": sort,
             "order": order or _NATURAL_ORDER[sort],
             "partners": page,
-            "next_cursor": _encode_cursor(_sort_key(page[-1], sort)) if more and page else None,
+            "next_cursor": (
+                _encode_cursor(at, kind, _sort_key(page[-1], sort)) if more and page else None
+            ),
         }
 
     def settled(self, at: At) -> bool:
@@ -521,7 +612,7 @@ class LedgerQueries:
                 continue
             if role and role not in (profile["roles"] or ()):
                 continue
-            if q and q.casefold() not in snap.name.casefold():
+            if q and search_key(q) not in search_key(snap.name):
                 continue
             if region and (profile["region"] or "").casefold() != region.casefold():
                 continue
@@ -557,11 +648,11 @@ class LedgerQueries:
                 params.append("%" + _like(orjson.dumps(value).decode()) + "%")
         if q:
             filters += " AND p.name_key LIKE ? ESCAPE '!'"
-            params.append("%" + _like(q.casefold()) + "%")
+            params.append("%" + _like(search_key(q)) + "%")
         if cursor:
-            after = _decode_cursor(cursor)
+            after = _walk_from(cursor, at, "partners:name")
             if len(after) != 3 or not all(isinstance(v, str) for v in after):
-                raise ValidationFailed([Problem("cursor", "is not a cursor this ledger gave out")])
+                raise ValidationFailed([Problem("cursor", _NOT_OURS)])
             filters += (
                 " AND (p.name_key > ? OR (p.name_key = ? AND (p.name > ? OR "
                 "(p.name = ? AND p.partner_id > ?))))"
@@ -590,7 +681,11 @@ class LedgerQueries:
             "sort": "name",
             "order": "asc",
             "partners": page,
-            "next_cursor": _encode_cursor(_sort_key(page[-1], "name")) if more and page else None,
+            "next_cursor": (
+                _encode_cursor(at, "partners:name", _sort_key(page[-1], "name"))
+                if more and page
+                else None
+            ),
         }
 
     # ---- coalitions ---------------------------------------------------------------------
@@ -920,14 +1015,21 @@ def _timeline_item(entry: Entry) -> dict[str, Any]:
 
 
 def _sort_key(row: dict[str, Any], sort: str) -> tuple[Any, ...]:
-    # Ties fall back to the name order of sort=name (case-insensitive), then the id.
-    by_name = (row["name"].casefold(), row["name"], row["id"])
+    # Ties fall back to the name order of sort=name (the views' name_key), then the id.
+    by_name = (column_text(search_key(row["name"])), column_text(row["name"]), row["id"])
     if sort == "health":
         return (-row["health"]["score"], *by_name)
     if sort == "last_touch":
         # Longest without a two-way touch first: they need attention.
         return (row["last_touch_at"] or "", *by_name)
     return by_name
+
+
+def _same_shape(after: Sequence[Any], key: Sequence[Any]) -> bool:
+    """Whether a cursor's key compares with this list's keys (a tampered one might not)."""
+    return len(after) == len(key) and all(
+        type(a) is type(k) for a, k in zip(after, key, strict=True)
+    )
 
 
 def _checkin_due(snap: PartnerSnapshot) -> date:

@@ -51,6 +51,8 @@ from typing import TYPE_CHECKING, Any
 import icalendar
 import orjson
 
+from domain.values import show_controls
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -90,6 +92,7 @@ BAND_COLOURS: dict[str, str] = {
 }
 CALENDAR_PRODID = "-//Partnership Ledger//pledger agenda//EN"
 UID_DOMAIN = "pledger"
+CHART_MEMBERS = 30  # members a chart draws at most (see _charted_members)
 _CHART_NAME_LENGTH = 36
 # Columns of the Markdown and HTML tables that hold words; the others hold numbers.
 _TEXT_COLUMNS = frozenset({"Partner", "Partner ID", "Band", "Owed by", "Members"})
@@ -220,6 +223,7 @@ def _totals_tables(
 
 
 def _spreadsheet_text(value: str) -> str:
+    value = show_controls(value)  # recorded before the door refused them: shown, never raw
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
@@ -295,7 +299,7 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|&~$#])")
 
 
 def _md(text: str) -> str:
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(show_controls(text).split()))
 
 
 def _md_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
@@ -370,7 +374,8 @@ p.note, footer { font-size: .8rem; color: #555; }
 
 
 def _h(text: str) -> str:
-    return html.escape(text, quote=True)
+    # HTML forbids control characters in text (WHATWG "text" content): shown visibly instead.
+    return html.escape(show_controls(text), quote=True)
 
 
 def _html_table(
@@ -489,7 +494,7 @@ def _fonts() -> tuple[FontProperties, FontProperties]:
 
 
 def _chart_label(name: str) -> str:
-    name = " ".join(name.split())
+    name = " ".join(show_controls(name).split())
     return name if len(name) <= _CHART_NAME_LENGTH else name[: _CHART_NAME_LENGTH - 1] + "…"
 
 
@@ -607,16 +612,32 @@ def _charts(report: dict[str, Any]) -> list[tuple[str, str]]:
         # right); matplotlib warns once per glyph, which is noise, not a problem with the report.
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
         font, bold = _fonts()
+        charted, which = _charted_members(report)
         return [
             (
-                "Commitments made in the period, by status, for each side",
-                _svg_of(_commitments_chart(report, font, bold), "status"),
+                f"Commitments made in the period, by status, for each side{which}",
+                _svg_of(_commitments_chart(charted, font, bold), "status"),
             ),
             (
-                "Relationship health per member at the reference date, coloured by band",
-                _svg_of(_health_chart(report, font, bold), "health"),
+                f"Relationship health per member at the reference date, coloured by band{which}",
+                _svg_of(_health_chart(charted, font, bold), "health"),
             ),
         ]
+
+
+def _charted_members(report: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The report as the charts draw it, and what the captions add: at most CHART_MEMBERS
+    members, those with the lowest health (the ones needing attention), so that a chart's
+    cost and size stay the same at any membership; the tables still list every member."""
+    members = report["members"]
+    if len(members) <= CHART_MEMBERS:
+        return report, ""
+    lowest = sorted(members, key=lambda m: (m["health"]["score"], m["name"], m["partner_id"]))
+    which = (
+        f" (the {CHART_MEMBERS} of {len(members)} members with the lowest health; "
+        "the tables list them all)"
+    )
+    return {**report, "members": lowest[:CHART_MEMBERS]}, which
 
 
 # ---- iCalendar ------------------------------------------------------------------------------
@@ -637,7 +658,14 @@ def _timing(overdue_days: int | None) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return " ".join(show_controls(text).split())
+
+
+def _ics_text(text: str) -> str:
+    """Free text for a TEXT value: RFC 5545 §3.1 allows no control character but HTAB in a
+    value (a line break is written escaped, ``\\n``), so controls are shown visibly and CR LF
+    or a lone CR become one line break."""
+    return show_controls(text).replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _uid_part(text: str) -> str:
@@ -702,7 +730,7 @@ def agenda_ics(agenda: dict[str, Any]) -> bytes:
             summary, whose = f"{name} owes us: {what}", "partner's commitment"
         lines = [
             f"Commitment {item['commitment_id']} ({whose}):",
-            item["description"],
+            _ics_text(item["description"]),
             _timing(item["overdue_days"]),
         ]
         uid = f"commitment-{_uid_part(item['partner_id'])}-{_uid_part(item['commitment_id'])}"

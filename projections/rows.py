@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from domain.hashing import GENESIS, digest_step, format_instant
+from domain.values import search_key
 from projections.folds import CommitmentView, Entry, PartnerSnapshot, counting, fold_partner
 from projections.snapshots import snapshot_to_json
 
@@ -26,6 +27,7 @@ __all__ = [
     "FoldedPartner",
     "Totals",
     "coalition_row",
+    "column_text",
     "commitment_rows",
     "count_commitments",
     "fold_stream",
@@ -63,17 +65,25 @@ def fold_stream(partner_id: str, entries: Sequence[Entry], upto: int) -> FoldedP
     )
 
 
+def column_text(text: str | None) -> str | None:
+    """Text for a view's TEXT column. PostgreSQL's text cannot hold U+0000, which text recorded
+    before the door refused control characters may carry: there it is shown as U+2400 (␀), on
+    both stores alike, so that such an event never stops the views. The columns serve lists,
+    filters and sorting; the snapshot (JSON, which escapes it) keeps the text as recorded."""
+    return None if text is None else text.replace("\x00", "\u2400")
+
+
 def partner_row(partner_id: str, folded: FoldedPartner) -> tuple[Any, ...]:
     """The partner's row in ``partners`` (its columns in table order)."""
     snap = folded.snap
     profile = snap.profile
     return (
         partner_id,
-        profile["name"],
-        str(profile["name"]).casefold(),
+        column_text(profile["name"]),
+        column_text(search_key(str(profile["name"]))),  # name_key: what q and sort=name compare
         profile["kind"],
         snap.stage,
-        profile.get("region"),
+        column_text(profile.get("region")),
         orjson.dumps(profile.get("roles") or []).decode(),
         orjson.dumps(profile.get("communities") or []).decode(),
         snap.cadence_days,
@@ -104,7 +114,7 @@ def commitment_rows(partner_id: str, snap: PartnerSnapshot) -> list[tuple[Any, .
                 commitment.commitment_id,
                 commitment.owed_by,
                 commitment.coalition_id,
-                commitment.description,
+                column_text(commitment.description),
                 format_instant(commitment.made_at),
                 commitment.due_on.isoformat(),
                 _closed(commitment),
@@ -140,7 +150,7 @@ def coalition_row(entries: Sequence[Entry]) -> tuple[Any, ...] | None:
     last = entries[-1]
     return (
         formed.stream_id,
-        formed.data["name"],
+        column_text(formed.data["name"]),
         format_instant(formed.occurred_at),
         formed.position,
         last.version,

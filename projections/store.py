@@ -47,6 +47,7 @@ from projections.rows import (
     DigestChain,
     FoldedPartner,
     Totals,
+    column_text,
     commitment_rows,
     count_commitments,
     fold_stream,
@@ -301,7 +302,7 @@ class LedgerView(TrackingRecorder):
                     ),
                     (
                         entry.stream_id,
-                        entry.data["name"],
+                        column_text(entry.data["name"]),
                         format_instant(entry.occurred_at),
                         entry.position,
                         entry.version,

@@ -29,6 +29,7 @@ from starlette.datastructures import FormData
 
 from api.auth import Forbidden, Principal, Unauthorized, hash_token
 from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics
+from api.inbound import CheckedRoute
 from api.params import parse_as_of, parse_day, parse_uuid
 from api.problems import field_problems
 from api.service import Ask
@@ -79,7 +80,8 @@ def _money(context: Any, amount: object, currency: object) -> str:
 
 templates.env.filters["money"] = _money
 
-router = APIRouter(include_in_schema=False)
+# The same checks at the door as the JSON API (api.inbound): no control character in a query.
+router = APIRouter(include_in_schema=False, route_class=CheckedRoute)
 PAGE_SIZE = 50
 TIMELINE_PAGE = 25
 

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -140,10 +139,10 @@ def sometimes_seeded(seeded: dict[str, str]) -> Any:
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
-    return seed_ledger(
-        Settings(db_path=Path(tmp_path_factory.mktemp("schemathesis")) / "pledger.db")
-    )
+def seeded(module_settings: Settings) -> Seeded:
+    """The seeded ledger, once on SQLite and once on PostgreSQL (issue 10: the same contract
+    on both stores)."""
+    return seed_ledger(module_settings)
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from domain.money import CURRENCY_DECIMALS
 from domain.partner import Partner
 from domain.serialization import DATA_MODELS, EVENT_CLASSES, TypedMapper
 from domain.values import (
+    FROM_STORE,
     ID_PATTERN,
     AgreementKind,
     AgreementSigned,
@@ -94,7 +95,15 @@ def one_of_enum(enum: type[Enum]) -> st.SearchStrategy[Any]:
     return st.sampled_from(list(enum))
 
 
-preferences = st.builds(
+def as_stored(model: type[BaseModel], **fields: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Payloads as the store may hold them, read back the way the mapper reads them: text with
+    control characters (recorded before the door refused them) must come back unchanged too."""
+    return st.fixed_dictionaries(fields).map(
+        lambda given: model.model_validate(given, context=FROM_STORE)
+    )
+
+
+preferences = as_stored(
     Preferences,
     channels=st.lists(one_of_enum(Channel), max_size=3).map(tuple),
     language=optional(st.text(max_size=20)),
@@ -113,25 +122,25 @@ registration_fields: dict[str, st.SearchStrategy[Any]] = {
 }
 
 PAYLOADS: dict[str, st.SearchStrategy[EventData]] = {
-    "partner_registered": st.builds(PartnerRegistered, **registration_fields),
+    "partner_registered": as_stored(PartnerRegistered, **registration_fields),
     # A profile update names any subset of the registration fields.
     "profile_updated": st.fixed_dictionaries(
         {}, optional={name: optional(s) for name, s in registration_fields.items()}
-    ).map(ProfileUpdated.model_validate),
-    "contact_made": st.builds(
+    ).map(lambda d: ProfileUpdated.model_validate(d, context=FROM_STORE)),
+    "contact_made": as_stored(
         ContactMade, channel=one_of_enum(Channel), direction=one_of_enum(Direction), summary=texts
     ),
-    "meeting_held": st.builds(
+    "meeting_held": as_stored(
         MeetingHeld,
         kind=one_of_enum(MeetingKind),
         location=one_of_enum(Location),
         summary=texts,
         attendees=text_lists,
     ),
-    "checkin_cadence_agreed": st.builds(
+    "checkin_cadence_agreed": as_stored(
         CheckinCadenceAgreed, every_days=st.integers(min_value=1, max_value=366)
     ),
-    "commitment_made": st.builds(
+    "commitment_made": as_stored(
         CommitmentMade,
         commitment_id=optional(ids),
         owed_by=one_of_enum(Side),
@@ -142,50 +151,50 @@ PAYLOADS: dict[str, st.SearchStrategy[EventData]] = {
         currency=optional(currencies),
         coalition_id=optional(st.uuids()),
     ),
-    "commitment_fulfilled": st.builds(CommitmentFulfilled, commitment_id=ids, note=texts),
-    "commitment_renegotiated": st.builds(
+    "commitment_fulfilled": as_stored(CommitmentFulfilled, commitment_id=ids, note=texts),
+    "commitment_renegotiated": as_stored(
         CommitmentRenegotiated, commitment_id=ids, due_on=st.dates(), note=texts
     ),
-    "commitment_cancelled": st.builds(CommitmentCancelled, commitment_id=ids, reason=texts),
-    "payment_made": st.builds(
+    "commitment_cancelled": as_stored(CommitmentCancelled, commitment_id=ids, reason=texts),
+    "payment_made": as_stored(
         PaymentMade,
         amount=money,
         currency=currencies,
         purpose=one_of_enum(PaymentPurpose),
         commitment_id=optional(ids),
     ),
-    "thanks_expressed": st.builds(
+    "thanks_expressed": as_stored(
         ThanksExpressed,
         form=one_of_enum(ThanksForm),
         for_commitment_id=optional(ids),
         note=texts,
     ),
-    "feedback_received": st.builds(FeedbackReceived, feedback_id=optional(ids), summary=texts),
-    "outcome_shared": st.builds(OutcomeShared, summary=texts, feedback_id=optional(ids)),
-    "trust_breach_recorded": st.builds(
+    "feedback_received": as_stored(FeedbackReceived, feedback_id=optional(ids), summary=texts),
+    "outcome_shared": as_stored(OutcomeShared, summary=texts, feedback_id=optional(ids)),
+    "trust_breach_recorded": as_stored(
         TrustBreachRecorded,
         breach_id=optional(ids),
         severity=one_of_enum(Severity),
         caused_by=one_of_enum(Side),
         description=required_texts,
     ),
-    "trust_repaired": st.builds(TrustRepaired, breach_id=ids, summary=texts),
-    "stage_changed": st.builds(StageChanged, stage=one_of_enum(Stage), reason=texts),
-    "agreement_signed": st.builds(
+    "trust_repaired": as_stored(TrustRepaired, breach_id=ids, summary=texts),
+    "stage_changed": as_stored(StageChanged, stage=one_of_enum(Stage), reason=texts),
+    "agreement_signed": as_stored(
         AgreementSigned,
         title=required_texts,
         kind=one_of_enum(AgreementKind),
         effective_on=st.dates(),
         ends_on=optional(st.dates()),
     ),
-    "entry_retracted": st.builds(
+    "entry_retracted": as_stored(
         EntryRetracted, version=st.integers(min_value=1, max_value=2**63 - 1), reason=required_texts
     ),
-    "coalition_formed": st.builds(
+    "coalition_formed": as_stored(
         CoalitionFormed, name=names, shared_vision=texts, agreed_measures=text_lists
     ),
-    "member_joined": st.builds(MemberJoined, partner_id=st.uuids()),
-    "member_left": st.builds(MemberLeft, partner_id=st.uuids(), reason=texts),
+    "member_joined": as_stored(MemberJoined, partner_id=st.uuids()),
+    "member_left": as_stored(MemberLeft, partner_id=st.uuids(), reason=texts),
 }
 
 

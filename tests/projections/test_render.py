@@ -460,3 +460,86 @@ def test_the_same_agenda_gives_the_same_bytes() -> None:
 def test_an_empty_agenda_is_a_valid_empty_calendar() -> None:
     calendar = parsed({**an_agenda(), "checkins": [], "commitments": []})
     assert calendar.walk("VEVENT") == []
+
+
+# ---- control characters recorded before the door refused them (issue 10, item 5) -------------
+
+# NUL, BEL, an ESC sequence that clears a terminal, DEL, and C1 NEL and CSI.
+CONTROLLED = "A\x00B\x07C\x1b[2JD\x7fE\x85F\x9b0m"
+RAW_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def controlled_report() -> dict[str, Any]:
+    report = a_report()
+    report["coalition"]["name"] = CONTROLLED
+    for member in report["members"]:
+        member["name"] = CONTROLLED
+    return report
+
+
+def controlled_agenda() -> dict[str, Any]:
+    agenda = an_agenda()
+    for item in [*agenda["checkins"], *agenda["commitments"]]:
+        item["name"] = CONTROLLED
+    for item in agenda["commitments"]:
+        item["description"] = f"First line\r\nsecond\tline {CONTROLLED}"
+    return agenda
+
+
+@pytest.mark.parametrize(
+    "render", [report_csv, report_markdown, report_html], ids=["csv", "md", "html"]
+)
+def test_a_report_shows_control_characters_visibly(render: Callable[[Any], bytes]) -> None:
+    text = render(controlled_report()).decode("utf-8")
+
+    assert not RAW_CONTROLS.search(text)
+    assert "A\u2400B\u2407C\u241b" in text  # Markdown then escapes the "[" that follows
+    assert "2JD\u2421E\ufffdF\ufffd0m" in text
+
+
+def test_an_ics_has_no_control_byte_but_cr_lf_and_htab() -> None:
+    ics = agenda_ics(controlled_agenda())
+
+    assert not re.search(rb"[\x00-\x08\x0a-\x1f\x7f]", ics.replace(b"\r\n", b""))
+    assert not RAW_CONTROLS.search(ics.decode("utf-8"))
+    events = list(parsed(controlled_agenda()).walk("VEVENT"))
+    assert all("A\u2400B\u2407C\u241b[2J" in str(e["SUMMARY"]) for e in events)
+    descriptions = [str(e["DESCRIPTION"]) for e in events if "Commitment" in str(e["DESCRIPTION"])]
+    assert descriptions
+    assert all("First line\nsecond\tline A\u2400B" in d for d in descriptions)
+
+
+# ---- charts stay cheap at any membership (issue 10, item 11) ----------------------------------
+
+
+def many_members(count: int) -> dict[str, Any]:
+    report = a_report()
+    template = report["members"][0]
+    report["members"] = [
+        {
+            **template,
+            "partner_id": f"{index:08d}-0000-4000-8000-000000000000",
+            "name": f"Member {index:04d}",
+            "health": {"score": (index * 37) % 101, "band": "steady"},
+        }
+        for index in range(count)
+    ]
+    return report
+
+
+def svgs(page: str) -> list[str]:
+    """The charts' drawings, without their captions (aria-label)."""
+    found = re.findall(r"<svg.*?</svg>", page, flags=re.DOTALL)
+    return [re.sub(r'aria-label="[^"]*"', "", svg) for svg in found]
+
+
+def test_html_charts_draw_at_most_thirty_members_those_with_the_lowest_health() -> None:
+    report = many_members(2500)
+    lowest = sorted(report["members"], key=lambda m: (m["health"]["score"], m["name"]))[:30]
+
+    page = report_html(report).decode("utf-8")
+    same_thirty = report_html({**report, "members": lowest}).decode("utf-8")
+
+    assert "the 30 of 2500 members with the lowest health" in page
+    assert svgs(page) == svgs(same_thirty)  # the charts cost what thirty members cost
+    assert page.count("<tr>") > 2500  # the tables still list every member
