@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Annotated
 
@@ -17,9 +18,11 @@ import orjson
 import typer
 from eventsourcing.persistence import MapperDeserialisationError
 
+from api.auth import TokenBook, parse_lifetime
 from api.importing import import_app
 from api.params import parse_as_of, parse_day, parse_uuid
 from api.progress import progress_bar
+from api.recorders import StoredToken
 from api.settings import Settings
 from api.wiring import Services, open_ledger, open_services
 from domain.errors import CoalitionNotFound, LedgerError
@@ -325,18 +328,27 @@ def token_create_command(
             "(the server's address from --host/--port or PLEDGER_HOST/PLEDGER_PORT).",
         ),
     ] = False,
+    expires: Annotated[
+        str | None,
+        typer.Option("--expires", help="Lifetime such as 90d, 12h or 8w (default: until revoked)."),
+    ] = None,
     host: Annotated[str | None, typer.Option("--host", help="Server address in the link.")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Server port in the link.")] = None,
     db: DbOption = None,
 ) -> None:
     """Create a token; it is printed once, on stdout, and only its hash is kept."""
+    try:
+        lifetime = parse_lifetime(expires) if expires is not None else None
+    except ValueError as error:
+        typer.echo(f"error: --expires: {error}", err=True)
+        raise typer.Exit(2) from None
     services = open_services(_settings(db))
     try:
         if coalition is not None:
             coalition_id = parse_uuid(coalition, CoalitionNotFound)
             services.ledger.get_coalition(coalition_id)
             coalition = str(coalition_id)  # as the routes compare it: ids ignore case
-        token = services.tokens.issue(role, name, coalition)  # type: ignore[arg-type]
+        token = services.tokens.issue(role, name, coalition, expires_in=lifetime)  # type: ignore[arg-type]
     except (LedgerError, ValueError) as error:
         typer.echo(f"error: {getattr(error, 'detail', error)}", err=True)
         raise typer.Exit(1) from None
@@ -346,6 +358,96 @@ def token_create_command(
         typer.echo(sign_in_link(_base_url(host or settings.host, port or settings.port), token))
     else:
         typer.echo(token)
+
+
+def _token_status(token: StoredToken, now: datetime) -> str:
+    if token.revoked_at:
+        return f"revoked {token.revoked_at[:10]}"
+    if token.expires_at and datetime.fromisoformat(token.expires_at) <= now:
+        return f"expired {token.expires_at[:10]}"
+    return "valid"
+
+
+@token_app.command("list")
+def token_list_command(db: DbOption = None) -> None:
+    """Every token: id, name, role, coalition, created, last used, expires, status, feed."""
+    ledger = open_ledger(_settings(db))
+    tokens = TokenBook(ledger.recorder).tokens()
+    ledger.close()
+    now = datetime.now(UTC)
+    rows = [
+        ("ID", "NAME", "ROLE", "COALITION", "CREATED", "LAST USED", "EXPIRES", "STATUS", "FEED")
+    ]
+    for t in tokens:
+        rows.append(
+            (
+                t.token_id,
+                show_controls(t.name),
+                t.role,
+                t.coalition_id or "-",
+                t.created_at[:16].replace("T", " "),
+                (t.last_used_at or "never")[:16].replace("T", " "),
+                (t.expires_at or "never")[:16].replace("T", " "),
+                _token_status(t, now),
+                "yes" if t.has_feed else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+@token_app.command("revoke")
+def token_revoke_command(
+    name_or_id: Annotated[str, typer.Argument(help="The token's name or id (pledger token list).")],
+    db: DbOption = None,
+) -> None:
+    """Withdraw a token, its sign-in sessions and its calendar feed (within 2 s everywhere)."""
+    ledger = open_ledger(_settings(db))
+    try:
+        revoked = TokenBook(ledger.recorder).revoke(name_or_id)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        ledger.close()
+    typer.echo(f"revoked token {revoked.token_id} ({show_controls(revoked.name)}, {revoked.role})")
+
+
+@token_app.command("feed")
+def token_feed_command(
+    name_or_id: Annotated[str, typer.Argument(help="The token's name or id (pledger token list).")],
+    revoke: Annotated[
+        bool, typer.Option("--revoke", help="Withdraw the feed (the token stays valid).")
+    ] = False,
+    host: Annotated[str | None, typer.Option("--host", help="Server address in the URL.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Server port in the URL.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Print a calendar feed URL for a token (the agenda alone, read-only, its own secret);
+    making a new one withdraws the old. With --revoke, withdraw it."""
+    settings = _settings(db)
+    ledger = open_ledger(settings)
+    book = TokenBook(ledger.recorder)
+    try:
+        if revoke:
+            token = book.close_feed(name_or_id)
+            typer.echo(f"withdrew the calendar feed of token {token.token_id}")
+            return
+        secret = book.open_feed(name_or_id)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        ledger.close()
+    typer.echo(feed_url(_base_url(host or settings.host, port or settings.port), secret))
+
+
+def feed_url(base_url: str, secret: str) -> str:
+    """Where a calendar app subscribes to the agenda with a feed's secret (issue 14)."""
+    return f"{base_url}/feeds/agenda/{secret}.ics"
 
 
 @app.command("demo")

@@ -7,6 +7,8 @@ Two small tables live in the event log's own database, outside the log:
     api_tokens     credentials: only a SHA-256 of each token, its name, role and coalition
     api_state      named values every process shares: the web sessions' signing secret,
                    the last verification's result
+    api_token_life a token's expiry, revocation, last use and calendar feed (its secret's
+                   SHA-256), beside ``api_tokens``
 
 They extend eventsourcing's SQLite and PostgreSQL application recorders through the
 library's APPLICATION_RECORDER_TOPIC setting; the log's own tables are untouched.
@@ -65,6 +67,14 @@ _TABLES = [
     """CREATE TABLE IF NOT EXISTS {p}api_state (
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL)""",
+    # A token's life beside it (a table of its own, so ledgers made before keep their tokens):
+    # expiry, revocation, when it was last used, and the hash of its calendar feed's secret.
+    """CREATE TABLE IF NOT EXISTS {p}api_token_life (
+        token_hash TEXT PRIMARY KEY,
+        expires_at TEXT,
+        revoked_at TEXT,
+        last_used_at TEXT,
+        feed_hash TEXT UNIQUE)""",
 ]
 
 
@@ -97,6 +107,16 @@ class StoredToken:
     role: str
     coalition_id: str | None
     token_hash: str = ""
+    created_at: str = ""
+    expires_at: str | None = None
+    revoked_at: str | None = None
+    last_used_at: str | None = None
+    has_feed: bool = False
+
+    @property
+    def token_id(self) -> str:
+        """A short name for the token that is no secret (the start of its hash)."""
+        return self.token_hash[:12]
 
 
 class _ApiTables:
@@ -145,7 +165,13 @@ class _ApiTables:
             return None
         return StoredRequest(row["fingerprint"], row["route"], row["stream_id"], row["version"])
 
-    def insert_token(self, token_hash: str, token: StoredToken, created_at: str) -> None:
+    def insert_token(
+        self,
+        token_hash: str,
+        token: StoredToken,
+        created_at: str,
+        expires_at: str | None = None,
+    ) -> None:
         with self.datastore.transaction(commit=True) as c:
             c.execute(
                 self._q(
@@ -154,15 +180,64 @@ class _ApiTables:
                 ),
                 (token_hash, token.name, token.role, token.coalition_id, created_at),
             )
+            c.execute(
+                self._q("INSERT INTO {p}api_token_life (token_hash, expires_at) VALUES (?, ?)"),
+                (token_hash, expires_at),
+            )
+
+    _CREDENTIAL_ROWS = (
+        "SELECT t.name, t.role, t.coalition_id, t.token_hash, t.created_at, l.expires_at, "
+        "l.revoked_at, l.last_used_at, l.feed_hash "
+        "FROM {p}api_tokens t LEFT JOIN {p}api_token_life l ON l.token_hash = t.token_hash "
+    )
+
+    @staticmethod
+    def _token(row: Any) -> StoredToken:
+        return StoredToken(
+            row["name"],
+            row["role"],
+            row["coalition_id"],
+            row["token_hash"],
+            row["created_at"],
+            row["expires_at"],
+            row["revoked_at"],
+            row["last_used_at"],
+            row["feed_hash"] is not None,
+        )
 
     def find_token(self, token_hash: str) -> StoredToken | None:
-        row = self._one(
-            "SELECT name, role, coalition_id, token_hash FROM {p}api_tokens WHERE token_hash = ?",
-            (token_hash,),
-        )
-        if row is None:
-            return None
-        return StoredToken(row["name"], row["role"], row["coalition_id"], row["token_hash"])
+        row = self._one(self._CREDENTIAL_ROWS + "WHERE t.token_hash = ?", (token_hash,))
+        return None if row is None else self._token(row)
+
+    def find_feed(self, feed_hash: str) -> StoredToken | None:
+        """The token whose calendar feed secret has this SHA-256."""
+        row = self._one(self._CREDENTIAL_ROWS + "WHERE l.feed_hash = ?", (feed_hash,))
+        return None if row is None else self._token(row)
+
+    def list_tokens(self) -> list[StoredToken]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._q(self._CREDENTIAL_ROWS + "ORDER BY t.created_at, t.name"))
+            return [self._token(row) for row in c.fetchall()]
+
+    def _set_life(self, token_hash: str, column: str, value: str | None) -> None:
+        # ``column`` is one of this module's own names, never input.
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._q(
+                    f"INSERT INTO {{p}}api_token_life (token_hash, {column}) VALUES (?, ?) "
+                    f"ON CONFLICT (token_hash) DO UPDATE SET {column} = excluded.{column}"
+                ),
+                (token_hash, value),
+            )
+
+    def revoke_token(self, token_hash: str, at: str) -> None:
+        self._set_life(token_hash, "revoked_at", at)
+
+    def touch_token(self, token_hash: str, at: str) -> None:
+        self._set_life(token_hash, "last_used_at", at)
+
+    def set_feed(self, token_hash: str, feed_hash: str | None) -> None:
+        self._set_life(token_hash, "feed_hash", feed_hash)
 
     def state(self, name: str, default: str) -> str:
         """The value kept under ``name``; ``default`` is stored first when there is none, so

@@ -454,12 +454,14 @@ def list_coalitions(
 def show_coalition(
     coalition_id: str,
     services: ServicesDep,
-    who: ReaderDep,
+    who: PrincipalDep,
     as_of: AsOf = None,
     position: Position = None,
 ) -> Response:
-    """A coalition: vision, measures and members."""
+    """A coalition: vision, measures and members (a coalition token reads its own)."""
     coalition_id = str(parse_uuid(coalition_id, CoalitionNotFound))  # ids ignore case
+    if who.role == "coalition" and who.coalition_id != coalition_id:
+        raise Forbidden("This coalition token can read only its own coalition.")
     return _json(services.queries.coalition(coalition_id, _at(services, as_of, position)))
 
 

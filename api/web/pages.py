@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from api.auth import Forbidden, Principal, Unauthorized, hash_token
+from api.auth import Forbidden, Principal, Unauthorized, hash_token, parse_lifetime
 from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics
 from api.inbound import CheckedRoute
 from api.params import parse_as_of, parse_day, parse_uuid
@@ -905,6 +905,21 @@ def agenda_calendar_file(
     )
 
 
+@router.get("/feeds/agenda/{secret}.ics")
+def agenda_feed(secret: str, services: ServicesDep, within_days: int = 14) -> Response:
+    """The agenda as a calendar feed read by URL alone (calendar apps send no header): the
+    feed's own secret names the token, and a withdrawn feed or token gets 401 (issue 14)."""
+    who = services.tokens.authenticate_feed(secret)
+    if who.role not in ("steward", "viewer"):
+        raise Forbidden("This token cannot read the agenda.")
+    agenda = services.queries.agenda(_at(services), within_days=max(0, min(within_days, 3660)))
+    return Response(
+        agenda_ics(agenda),
+        media_type="text/calendar; charset=utf-8",
+        headers={"Cache-Control": "private, max-age=300"},
+    )
+
+
 @router.get("/review")
 def review_page(request: Request, services: ServicesDep, who: ReaderDep) -> Response:
     return _page(request, "review.html", who, review=services.queries.review(_at(services)))
@@ -926,6 +941,111 @@ def audit_verify(request: Request, services: ServicesDep, who: StewardDep) -> Re
     """Recompute every hash, chain link and the digest now, and keep the result."""
     services.verify()
     return _see_other("/audit")
+
+
+# ---- tokens: who may sign in, and their calendar feeds -------------------------------------
+
+_LIFETIMES = {
+    "": "Until revoked",
+    "7d": "7 days",
+    "30d": "30 days",
+    "90d": "90 days",
+    "365d": "A year",
+}
+
+
+@router.get("/tokens")
+def tokens_page(request: Request, services: ServicesDep, who: StewardDep) -> Response:
+    """Every token with its life; make, revoke, and give calendar feeds (stewards only)."""
+    return _tokens(request, services, who)
+
+
+def _tokens(
+    request: Request,
+    services: Services,
+    who: Principal,
+    *,
+    status: int = 200,
+    made: dict[str, str] | None = None,
+    problem: str | None = None,
+) -> Response:
+    now = datetime.now(UTC)
+    listed = [
+        {
+            "token": t,
+            "valid": not t.revoked_at
+            and not (t.expires_at and datetime.fromisoformat(t.expires_at) <= now),
+        }
+        for t in reversed(services.tokens.tokens())
+    ]
+    page = _page(
+        request,
+        "tokens.html",
+        who,
+        status=status,
+        tokens=listed,
+        coalitions=services.queries.coalitions(_at(services))["coalitions"],
+        lifetimes=_LIFETIMES,
+        made=made,
+        problem=problem,
+    )
+    page.headers["Cache-Control"] = "no-store"  # a token or feed secret is shown once
+    return page
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+@router.post("/tokens")
+async def token_create(request: Request, services: ServicesDep, who: StewardDep) -> Response:
+    """Make a token: shown once, with its sign-in link, on the page that answers."""
+    form = await request.form()
+    role = str(form.get("role") or "")
+    coalition = str(form.get("coalition_id") or "") or None
+    expires = str(form.get("expires") or "")
+    try:
+        lifetime = parse_lifetime(expires) if expires else None
+        if role != "coalition":
+            coalition = None
+        token = services.tokens.issue(
+            role,  # type: ignore[arg-type]
+            str(form.get("name") or ""),
+            coalition,
+            expires_in=lifetime,
+        )
+    except ValueError as error:
+        return _tokens(request, services, who, status=422, problem=str(error))
+    link = f"{_base(request)}/signin?token={token}"
+    return _tokens(request, services, who, made={"token": token, "link": link, "what": "token"})
+
+
+@router.post("/tokens/{token_id}/revoke")
+def token_revoke(
+    request: Request, token_id: str, services: ServicesDep, who: StewardDep
+) -> Response:
+    try:
+        services.tokens.revoke(token_id)
+    except ValueError as error:
+        return _tokens(request, services, who, status=404, problem=str(error))
+    return _see_other("/tokens")
+
+
+@router.post("/tokens/{token_id}/feed")
+async def token_feed(
+    request: Request, token_id: str, services: ServicesDep, who: StewardDep
+) -> Response:
+    """Give a token a calendar feed (a new one withdraws the old), or withdraw it."""
+    form = await request.form()
+    try:
+        if form.get("action") == "withdraw":
+            services.tokens.close_feed(token_id)
+            return _see_other("/tokens")
+        secret = services.tokens.open_feed(token_id)
+    except ValueError as error:
+        return _tokens(request, services, who, status=422, problem=str(error))
+    url = f"{_base(request)}/feeds/agenda/{secret}.ics"
+    return _tokens(request, services, who, made={"link": url, "what": "feed"})
 
 
 # ---- the API's own documentation, served from here ----------------------------------------

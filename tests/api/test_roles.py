@@ -193,6 +193,15 @@ def test_a_coalition_token_reads_its_report_and_its_members_figures(
     assert commitments.status_code == 200
     assert commitments.json()["figures"]["us"]["overdue"] == 1
 
+    # The coalition portal (issue 14): its own page, with vision, measures and members.
+    page = api.get(f"/v1/coalitions/{ledger.coalition}", token, as_of=AS_OF)
+    assert page.status_code == 200, page.text
+    shown = page.json()
+    assert shown["id"] == ledger.coalition
+    assert {"name", "shared_vision", "agreed_measures", "members"} <= set(shown)
+    assert [m["partner_id"] for m in shown["members"]] == [ledger.member]
+    assert all(m["joined_at"] for m in shown["members"])
+
 
 NOT_FOR_A_COALITION = [
     "/v1/coalitions/{other_cid}/report",
@@ -209,7 +218,7 @@ NOT_FOR_A_COALITION = [
     "/v1/accountability",
     "/v1/accountability?coalition_id={cid}",
     "/v1/coalitions",
-    "/v1/coalitions/{cid}",
+    "/v1/coalitions/{other_cid}",
     "/v1/agenda",
     "/v1/agenda.ics",
     "/v1/review",

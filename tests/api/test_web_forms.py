@@ -192,3 +192,49 @@ def test_an_unknown_locale_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="PLEDGER_LOCALE='xx_QQ'"):
         Settings.from_env({"PLEDGER_LOCALE": "xx_QQ"})
     assert Settings.from_env({"PLEDGER_LOCALE": "es-MX"}).locale == "es_MX"
+
+
+def test_a_steward_makes_and_revokes_tokens_on_the_tokens_page(api: Api) -> None:
+    _signed_in(api)
+    page = api.client.get("/tokens")
+    assert page.status_code == 200
+    form = {
+        "csrftoken": CSRF.search(page.text).group(1),  # type: ignore[union-attr]
+        "name": "Board member",
+        "role": "viewer",
+        "expires": "90d",
+    }
+
+    made = api.client.post("/tokens", data=form)
+
+    assert made.status_code == 200
+    assert made.headers["cache-control"] == "no-store"
+    link = re.search(r'value="(http://[^"]+/signin\?token=(pl_[^"]+))"', made.text)
+    assert link is not None
+    token = link.group(2)
+    assert api.client.get("/v1/partners", headers={"Authorization": f"Bearer {token}"}).is_success
+    listed = next(t for t in api.app.state.services.tokens.tokens() if t.name == "Board member")
+    assert listed.expires_at is not None
+
+    revoked = api.client.post(
+        f"/tokens/{listed.token_id}/revoke", data={"csrftoken": form["csrftoken"]}
+    )
+    assert revoked.status_code == 200  # back on the page, which says so
+    assert "Revoked" in revoked.text
+    refused = api.client.get("/v1/partners", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 401
+    # The page shows the token only once: never again.
+    assert token not in api.client.get("/tokens").text
+
+
+def test_revoking_a_token_ends_its_sign_in_sessions(api: Api) -> None:
+    book = api.app.state.services.tokens
+    token = book.issue("viewer", "Reader on the web")
+    assert api.client.get(f"/signin?token={token}", follow_redirects=False).status_code == 303
+    assert api.client.get("/", follow_redirects=False).status_code == 200
+
+    book.revoke("Reader on the web")
+
+    ended = api.client.get("/", follow_redirects=False)
+    assert ended.status_code == 303
+    assert ended.headers["location"] == "/signin"
