@@ -56,9 +56,10 @@ def test_a_partner_whose_health_changes_between_pages_is_walked_once(
         "/v1/partners", sort="health", as_of=first["as_of"], position=first["position"]
     )
     before = [p["id"] for p in whole["partners"]]
-    assert [p["health"]["score"] for p in whole["partners"]] == [100, 94, 88, 81, 75]
+    # Only cadence has something to measure (SPEC §3): 10, 45, 60, 75 and 100 days of silence.
+    assert [p["health"]["score"] for p in whole["partners"]] == [100, 75, 50, 25, 0]
 
-    def elm_meets_us() -> None:  # 75 -> 100: Elm would jump above the cursor
+    def elm_meets_us() -> None:  # 0 -> 100: Elm would jump above the cursor
         api.append(five["Elm"], "meeting_held", _days_ago(0), kind="check_in", location="ours")
 
     walked = _walk(api, first, between=elm_meets_us)
