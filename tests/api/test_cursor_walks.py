@@ -16,8 +16,7 @@ if TYPE_CHECKING:
     from tests.api.conftest import Api
 
 # Days since each partner's last meeting: with cadence 30 the cadence component is 100, 75, 50,
-# 25 and 0, and the health (the other components count 100 with nothing to measure) 100, 94,
-# 88, 81 and 75.
+# 25 and 0, and so is the health (nothing else has anything to measure, SPEC §3).
 AGES = {"Alder": 10, "Birch": 45, "Cedar": 60, "Dogwood": 75, "Elm": 100}
 
 
