@@ -27,8 +27,8 @@ __all__ = [
     "parse_lifetime",
 ]
 
-Role = Literal["steward", "viewer", "coalition"]
-ROLES: tuple[Role, ...] = ("steward", "viewer", "coalition")
+Role = Literal["steward", "viewer", "coalition", "partner"]
+ROLES: tuple[Role, ...] = ("steward", "viewer", "coalition", "partner")
 # A valid token is remembered this long in each process: a token revoked (or expired) in another
 # process stops working here within it (issue 14: within 2 s), without a lookup per request.
 REMEMBER_SECONDS = 1.0
@@ -55,9 +55,12 @@ class Forbidden(Exception):
 
 @dataclass(frozen=True)
 class Principal:
+    """Who holds a token: its name, role, and the coalition or partner it is bound to."""
+
     name: str
     role: Role
     coalition_id: str | None = None
+    partner_id: str | None = None
 
 
 def hash_token(token: str) -> str:
@@ -93,6 +96,7 @@ class TokenBook:
         name: str,
         coalition_id: str | None = None,
         *,
+        partner_id: str | None = None,
         expires_in: timedelta | None = None,
     ) -> str:
         """A new token (shown once; only its SHA-256 is kept), valid for ``expires_in`` or
@@ -102,6 +106,9 @@ class TokenBook:
             raise ValueError(msg)
         if (role == "coalition") != (coalition_id is not None):
             msg = "a coalition token needs --coalition, and only a coalition token takes it"
+            raise ValueError(msg)
+        if (role == "partner") != (partner_id is not None):
+            msg = "a partner token needs --partner, and only a partner token takes it"
             raise ValueError(msg)
         if not name.strip():
             msg = "a token needs a name: it becomes recorded_by on what the token writes"
@@ -115,7 +122,7 @@ class TokenBook:
         now = datetime.now(UTC)
         self.recorder.insert_token(  # type: ignore[attr-defined]
             hash_token(token),
-            StoredToken(name.strip(), role, coalition_id),
+            StoredToken(name.strip(), role, coalition_id, partner_id=partner_id),
             format_instant(now),
             format_instant(now + expires_in) if expires_in is not None else None,
         )
@@ -211,7 +218,12 @@ class TokenBook:
         if _expired(stored):
             raise Unauthorized(f"This token expired on {str(stored.expires_at)[:10]}.")
         self._touch(stored)
-        principal = Principal(stored.name, stored.role, stored.coalition_id)  # type: ignore[arg-type]
+        principal = Principal(
+            stored.name,
+            stored.role,  # type: ignore[arg-type]
+            stored.coalition_id,
+            stored.partner_id,
+        )
         self._known[presented] = (self.clock(), principal)
         return principal
 

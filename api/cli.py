@@ -25,7 +25,7 @@ from api.progress import progress_bar
 from api.recorders import StoredToken
 from api.settings import Settings
 from api.wiring import Services, open_ledger, open_services
-from domain.errors import CoalitionNotFound, LedgerError
+from domain.errors import CoalitionNotFound, LedgerError, PartnerNotFound
 from domain.values import show_controls
 from projections.audit import export_events
 from projections.queries import At
@@ -315,10 +315,14 @@ def sign_in_link(base_url: str, token: str) -> str:
 
 @token_app.command("create")
 def token_create_command(
-    role: Annotated[str, typer.Option("--role", help="steward, viewer or coalition.")],
+    role: Annotated[str, typer.Option("--role", help="steward, viewer, coalition or partner.")],
     name: Annotated[str, typer.Option("--name", help="Who holds it; becomes recorded_by.")],
     coalition: Annotated[
         str | None, typer.Option("--coalition", help="The coalition a coalition token may read.")
+    ] = None,
+    partner: Annotated[
+        str | None,
+        typer.Option("--partner", help="The partner a partner token shows its own promises to."),
     ] = None,
     link: Annotated[
         bool,
@@ -348,7 +352,17 @@ def token_create_command(
             coalition_id = parse_uuid(coalition, CoalitionNotFound)
             services.ledger.get_coalition(coalition_id)
             coalition = str(coalition_id)  # as the routes compare it: ids ignore case
-        token = services.tokens.issue(role, name, coalition, expires_in=lifetime)  # type: ignore[arg-type]
+        if partner is not None:
+            partner_id = parse_uuid(partner, PartnerNotFound)
+            services.ledger.get_partner(partner_id)
+            partner = str(partner_id)
+        token = services.tokens.issue(
+            role,  # type: ignore[arg-type]
+            name,
+            coalition,
+            partner_id=partner,
+            expires_in=lifetime,
+        )
     except (LedgerError, ValueError) as error:
         typer.echo(f"error: {getattr(error, 'detail', error)}", err=True)
         raise typer.Exit(1) from None

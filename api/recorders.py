@@ -7,8 +7,8 @@ Two small tables live in the event log's own database, outside the log:
     api_tokens     credentials: only a SHA-256 of each token, its name, role and coalition
     api_state      named values every process shares: the web sessions' signing secret,
                    the last verification's result
-    api_token_life a token's expiry, revocation, last use and calendar feed (its secret's
-                   SHA-256), beside ``api_tokens``
+    api_token_terms a token's partner (for a partner token), expiry, revocation, last use
+                   and calendar feed (its secret's SHA-256), beside ``api_tokens``
 
 They extend eventsourcing's SQLite and PostgreSQL application recorders through the
 library's APPLICATION_RECORDER_TOPIC setting; the log's own tables are untouched.
@@ -67,10 +67,12 @@ _TABLES = [
     """CREATE TABLE IF NOT EXISTS {p}api_state (
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL)""",
-    # A token's life beside it (a table of its own, so ledgers made before keep their tokens):
-    # expiry, revocation, when it was last used, and the hash of its calendar feed's secret.
-    """CREATE TABLE IF NOT EXISTS {p}api_token_life (
+    # A token's terms beside it (a table of its own, so ledgers made before keep their tokens):
+    # the partner a partner token is bound to, expiry, revocation, when it was last used, and
+    # the hash of its calendar feed's secret.
+    """CREATE TABLE IF NOT EXISTS {p}api_token_terms (
         token_hash TEXT PRIMARY KEY,
+        partner_id TEXT,
         expires_at TEXT,
         revoked_at TEXT,
         last_used_at TEXT,
@@ -108,6 +110,7 @@ class StoredToken:
     coalition_id: str | None
     token_hash: str = ""
     created_at: str = ""
+    partner_id: str | None = None
     expires_at: str | None = None
     revoked_at: str | None = None
     last_used_at: str | None = None
@@ -181,14 +184,17 @@ class _ApiTables:
                 (token_hash, token.name, token.role, token.coalition_id, created_at),
             )
             c.execute(
-                self._q("INSERT INTO {p}api_token_life (token_hash, expires_at) VALUES (?, ?)"),
-                (token_hash, expires_at),
+                self._q(
+                    "INSERT INTO {p}api_token_terms (token_hash, partner_id, expires_at) "
+                    "VALUES (?, ?, ?)"
+                ),
+                (token_hash, token.partner_id, expires_at),
             )
 
     _CREDENTIAL_ROWS = (
-        "SELECT t.name, t.role, t.coalition_id, t.token_hash, t.created_at, l.expires_at, "
-        "l.revoked_at, l.last_used_at, l.feed_hash "
-        "FROM {p}api_tokens t LEFT JOIN {p}api_token_life l ON l.token_hash = t.token_hash "
+        "SELECT t.name, t.role, t.coalition_id, t.token_hash, t.created_at, l.partner_id, "
+        "l.expires_at, l.revoked_at, l.last_used_at, l.feed_hash "
+        "FROM {p}api_tokens t LEFT JOIN {p}api_token_terms l ON l.token_hash = t.token_hash "
     )
 
     @staticmethod
@@ -199,6 +205,7 @@ class _ApiTables:
             row["coalition_id"],
             row["token_hash"],
             row["created_at"],
+            row["partner_id"],
             row["expires_at"],
             row["revoked_at"],
             row["last_used_at"],
@@ -224,7 +231,7 @@ class _ApiTables:
         with self.datastore.transaction(commit=True) as c:
             c.execute(
                 self._q(
-                    f"INSERT INTO {{p}}api_token_life (token_hash, {column}) VALUES (?, ?) "
+                    f"INSERT INTO {{p}}api_token_terms (token_hash, {column}) VALUES (?, ?) "
                     f"ON CONFLICT (token_hash) DO UPDATE SET {column} = excluded.{column}"
                 ),
                 (token_hash, value),

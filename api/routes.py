@@ -97,11 +97,18 @@ async def get_steward(who: PrincipalDep) -> Principal:
     return who
 
 
+# What a bound token may read instead (SPEC §4), said whenever it asks for something else.
+ONLY = {
+    "coalition": "A coalition token can read its coalition's page, its report and its members' "
+    "figures only.",
+    "partner": "A partner token can read that partner's own commitments only (its view is the "
+    "web page its sign-in link opens).",
+}
+
+
 async def get_reader(who: PrincipalDep) -> Principal:
     if who.role not in ("steward", "viewer"):
-        raise Forbidden(
-            "A coalition token can read its coalition's report and its members' figures only."
-        )
+        raise Forbidden(ONLY[who.role])
     return who
 
 
@@ -125,14 +132,34 @@ def _at(services: Services, as_of: str | None, position: int | None) -> At:
     return services.queries.at(parse_as_of(as_of), position)
 
 
-def _member_or_forbidden(services: Services, who: Principal, partner_id: str, at: At) -> None:
-    """A coalition token reads only the figures of partners in its coalition."""
-    if who.role != "coalition":
+def _may_read_figures(
+    services: Services, who: Principal, partner_id: str, at: At, *, own_partner: bool = False
+) -> None:
+    """Stewards and viewers read every partner's figures; a coalition token its members' only;
+    a partner token its own commitments (``own_partner``) and nothing else (SPEC §4)."""
+    if who.role in ("steward", "viewer"):
         return
+    if who.role == "partner":
+        if own_partner and who.partner_id == partner_id:
+            return
+        raise Forbidden(ONLY["partner"])
     assert who.coalition_id is not None
     members = services.queries.coalition(who.coalition_id, at)["members"]
     if partner_id not in {m["partner_id"] for m in members}:
         raise Forbidden("This coalition token can read only its coalition members' figures.")
+
+
+def _may_read_coalition(who: Principal, coalition_id: str) -> None:
+    """Stewards and viewers read every coalition; a coalition token its own; a partner none."""
+    if who.role in ("steward", "viewer"):
+        return
+    if who.role == "coalition" and who.coalition_id == coalition_id:
+        return
+    raise Forbidden(
+        ONLY[who.role]
+        if who.role == "partner"
+        else ("This coalition token can read only its own coalition and its report.")
+    )
 
 
 # ---- writes: parse, call the service, answer ------------------------------------------
@@ -371,7 +398,7 @@ def partner_health(
     """Relationship health: score, band, and each component explained."""
     partner_id = str(parse_uuid(partner_id, PartnerNotFound))  # ids ignore case (RFC 4122 §3)
     at = _at(services, as_of, position)
-    _member_or_forbidden(services, who, partner_id, at)
+    _may_read_figures(services, who, partner_id, at)
     return _json(services.queries.health(partner_id, at))
 
 
@@ -391,7 +418,7 @@ def partner_health_history(
     """The health score at each month-end (or each Sunday) between from and to."""
     partner_id = str(parse_uuid(partner_id, PartnerNotFound))  # ids ignore case (RFC 4122 §3)
     at = _at(services, as_of, position)
-    _member_or_forbidden(services, who, partner_id, at)
+    _may_read_figures(services, who, partner_id, at)
     return _json(
         services.queries.health_history(
             partner_id,
@@ -416,7 +443,7 @@ def partner_commitments(
     """Every commitment between us and this partner, with its status."""
     partner_id = str(parse_uuid(partner_id, PartnerNotFound))  # ids ignore case (RFC 4122 §3)
     at = _at(services, as_of, position)
-    _member_or_forbidden(services, who, partner_id, at)
+    _may_read_figures(services, who, partner_id, at, own_partner=True)
     return _json(services.queries.commitments(partner_id, at))
 
 
@@ -460,8 +487,7 @@ def show_coalition(
 ) -> Response:
     """A coalition: vision, measures and members (a coalition token reads its own)."""
     coalition_id = str(parse_uuid(coalition_id, CoalitionNotFound))  # ids ignore case
-    if who.role == "coalition" and who.coalition_id != coalition_id:
-        raise Forbidden("This coalition token can read only its own coalition.")
+    _may_read_coalition(who, coalition_id)
     return _json(services.queries.coalition(coalition_id, _at(services, as_of, position)))
 
 
@@ -483,8 +509,7 @@ def coalition_report(
 ) -> Response:
     """The accountability report to a coalition, with its position and digest."""
     coalition_id = str(parse_uuid(coalition_id, CoalitionNotFound))  # ids ignore case
-    if who.role == "coalition" and who.coalition_id != coalition_id:
-        raise Forbidden("This coalition token can read only its own coalition's report.")
+    _may_read_coalition(who, coalition_id)
     report = services.queries.report(
         coalition_id,
         _at(services, as_of, position),

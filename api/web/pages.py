@@ -117,9 +117,15 @@ async def get_visitor(request: Request, services: ServicesDep) -> Principal:
 VisitorDep = Annotated[Principal, Depends(get_visitor)]
 
 
+_ONLY = {
+    "coalition": "This sign-in opens its coalition's page and report only.",
+    "partner": "This sign-in opens its own promises page only.",
+}
+
+
 async def get_reader(who: VisitorDep) -> Principal:
     if who.role not in ("steward", "viewer"):
-        raise Forbidden("A coalition token can open its coalition's page and report only.")
+        raise Forbidden(_ONLY[who.role])
     return who
 
 
@@ -207,6 +213,8 @@ def home(request: Request, services: ServicesDep, who: VisitorDep) -> Response:
     """What needs attention today."""
     if who.role == "coalition":
         return _see_other(f"/coalitions/{who.coalition_id}")
+    if who.role == "partner":
+        return _see_other("/our-promises")
     at = _at(services)
     return _page(
         request,
@@ -478,6 +486,38 @@ def _retractable(events: Sequence[dict[str, Any]]) -> set[int]:
     }
 
 
+# ---- a partner's own view ------------------------------------------------------------------
+
+
+@router.get("/our-promises")
+def partner_own_page(request: Request, services: ServicesDep, who: VisitorDep) -> Response:
+    """What a partner sees with its own sign-in: promises both ways, payments, thanks and
+    outcomes shared with it, the agreed cadence; nothing internal (issue 14)."""
+    if who.role != "partner" or who.partner_id is None:
+        raise Forbidden("This page is a partner's own view; open it with the partner's link.")
+    view = services.queries.partner_view(who.partner_id, _at(services))
+    return _page(request, "our_promises.html", who, view=view)
+
+
+@router.post("/partners/{partner_id}/share")
+def partner_share(
+    request: Request, partner_id: str, services: ServicesDep, who: StewardDep
+) -> Response:
+    """Make a sign-in link for the partner itself (a partner token), shown once."""
+    pid = str(parse_uuid(partner_id, PartnerNotFound))
+    name = services.queries.partner(pid, _at(services))["name"]
+    token = services.tokens.issue("partner", f"partner: {name}"[:500], partner_id=pid)
+    page = _page(
+        request,
+        "shared.html",
+        who,
+        partner={"id": pid, "name": name},
+        link=f"{_base(request)}/signin?token={token}",
+    )
+    page.headers["Cache-Control"] = "no-store"
+    return page
+
+
 # ---- record forms -------------------------------------------------------------------------
 
 
@@ -741,8 +781,11 @@ async def coalition_submit(request: Request, services: ServicesDep, who: Steward
 
 
 def _coalition_reader(who: Principal, coalition_id: str) -> None:
-    if who.role == "coalition" and who.coalition_id != coalition_id:
-        raise Forbidden("This sign-in can open only its own coalition's page.")
+    if who.role in ("steward", "viewer"):
+        return
+    if who.role == "coalition" and who.coalition_id == coalition_id:
+        return
+    raise Forbidden(_ONLY[who.role] if who.role == "partner" else _ONLY["coalition"])
 
 
 @router.get("/coalitions/{coalition_id}")
