@@ -89,6 +89,7 @@ class TokenBook:
         self.clock = clock  # seconds, for how long a valid token is remembered
         # Tokens are looked up on every request; a valid one is remembered for a short while.
         self._known: dict[str, tuple[float, Principal]] = {}
+        self._sessions: dict[str, tuple[float, str]] = {}  # session id -> (seen, token hash)
 
     def issue(
         self,
@@ -187,6 +188,33 @@ class TokenBook:
         if stored is None:
             raise Unauthorized("This calendar feed is not valid for this ledger (withdrawn?).")
         return self.authenticate_hash(stored.token_hash)
+
+    def open_session(self, token: str) -> str:
+        """A web session for a valid token: its id, for the (signed) cookie to carry. Raises
+        Unauthorized as ``authenticate_hash``."""
+        token_hash = hash_token(token.strip())
+        self.authenticate_hash(token_hash)
+        session_id = secrets.token_urlsafe(24)
+        self.recorder.open_session(session_id, token_hash, format_instant(datetime.now(UTC)))  # type: ignore[attr-defined]
+        return session_id
+
+    def end_session(self, session_id: str) -> None:
+        """Sign out: the session stops working on the server, whatever copies of the cookie
+        remain (at once here, within ``REMEMBER_SECONDS`` in other processes)."""
+        self.recorder.end_session(session_id, format_instant(datetime.now(UTC)))  # type: ignore[attr-defined]
+        self._sessions.pop(session_id, None)
+
+    def session_holder(self, session_id: str) -> Principal:
+        """Who a web session belongs to. Raises Unauthorized when the session was ended or is
+        unknown, or its token is no longer valid."""
+        known = self._sessions.get(session_id)
+        if known is not None and self.clock() - known[0] < REMEMBER_SECONDS:
+            return self.authenticate_hash(known[1])
+        token_hash: str | None = self.recorder.session_token(session_id)  # type: ignore[attr-defined]
+        if token_hash is None:
+            raise Unauthorized("This session has ended; sign in again.")
+        self._sessions[session_id] = (self.clock(), token_hash)
+        return self.authenticate_hash(token_hash)
 
     def session_secret(self) -> str:
         """The key that signs web sessions and CSRF cookies: made once per ledger, shared by

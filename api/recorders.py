@@ -7,6 +7,7 @@ Two small tables live in the event log's own database, outside the log:
     api_tokens     credentials: only a SHA-256 of each token, its name, role and coalition
     api_state      named values every process shares: the web sessions' signing secret,
                    the last verification's result
+    api_sessions   web sign-in sessions (the cookie names one; signing out ends it here)
     api_token_terms a token's partner (for a partner token), expiry, revocation, last use
                    and calendar feed (its secret's SHA-256), beside ``api_tokens``
 
@@ -77,6 +78,13 @@ _TABLES = [
         revoked_at TEXT,
         last_used_at TEXT,
         feed_hash TEXT UNIQUE)""",
+    # Web sign-in sessions, kept here so that signing out ends one on the server too (the
+    # browser's cookie only names the session).
+    """CREATE TABLE IF NOT EXISTS {p}api_sessions (
+        session_id TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        ended_at TEXT)""",
 ]
 
 
@@ -245,6 +253,31 @@ class _ApiTables:
 
     def set_feed(self, token_hash: str, feed_hash: str | None) -> None:
         self._set_life(token_hash, "feed_hash", feed_hash)
+
+    def open_session(self, session_id: str, token_hash: str, at: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._q(
+                    "INSERT INTO {p}api_sessions (session_id, token_hash, created_at) "
+                    "VALUES (?, ?, ?)"
+                ),
+                (session_id, token_hash, at),
+            )
+
+    def end_session(self, session_id: str, at: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._q("UPDATE {p}api_sessions SET ended_at = ? WHERE session_id = ?"),
+                (at, session_id),
+            )
+
+    def session_token(self, session_id: str) -> str | None:
+        """The token hash of a session still open, or None (unknown or ended)."""
+        row = self._one(
+            "SELECT token_hash FROM {p}api_sessions WHERE session_id = ? AND ended_at IS NULL",
+            (session_id,),
+        )
+        return None if row is None else str(row["token_hash"])
 
     def state(self, name: str, default: str) -> str:
         """The value kept under ``name``; ``default`` is stored first when there is none, so

@@ -98,6 +98,7 @@ class FieldSpec:
     options: tuple[tuple[str, str], ...] = ()
     hint: str = ""
     many: bool = False
+    whole_number: bool = False  # read as an integer, whatever the control (a chosen version)
 
 
 def _unwrap(annotation: Any) -> tuple[Any, bool]:
@@ -169,6 +170,9 @@ def field_specs(
             )
             continue
         control, options, many = _control(name, core)
+        whole_number = (
+            isinstance(core, type) and issubclass(core, int) and not issubclass(core, bool)
+        )
         label = readable(name).replace(" id", " ID")
         if name in choices and not (event_type and CREATING_TYPES.get(event_type) == name):
             control, options = "select", tuple(choices[name])
@@ -188,6 +192,7 @@ def field_specs(
                 options=options,
                 hint=hint,
                 many=many,
+                whole_number=whole_number,
             )
         )
     return specs
@@ -213,7 +218,7 @@ def body_from_form(specs: Sequence[FieldSpec], form: Mapping[str, Any]) -> dict[
             continue
         elif spec.control == "lines":
             value = [line.strip() for line in str(raw).splitlines() if line.strip()]
-        elif spec.control == "number":
+        elif spec.whole_number:
             text = str(raw).strip()
             value = int(text) if text.lstrip("-").isdigit() else text
         else:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from api.auth import Forbidden, Principal, Unauthorized, hash_token, parse_lifetime
+from api.auth import Forbidden, Principal, Unauthorized, parse_lifetime
 from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics
 from api.inbound import CheckedRoute
 from api.params import parse_as_of, parse_day, parse_uuid
@@ -103,11 +103,11 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def get_visitor(request: Request, services: ServicesDep) -> Principal:
-    token_hash = request.session.get("token")
-    if not token_hash:
+    session_id = request.session.get("sid")
+    if not session_id:
         raise NeedsSignIn
     try:
-        principal: Principal = services.tokens.authenticate_hash(str(token_hash))
+        principal: Principal = services.tokens.session_holder(str(session_id))
     except Unauthorized:
         request.session.clear()
         raise NeedsSignIn from None
@@ -183,9 +183,8 @@ async def signin_form(request: Request, services: ServicesDep) -> Response:
 
 
 async def _open_session(request: Request, services: Services, token: str) -> Response:
-    token_hash = hash_token(token.strip())
     try:
-        await run_in_threadpool(services.tokens.authenticate_hash, token_hash)
+        session_id = await run_in_threadpool(services.tokens.open_session, token)
     except Unauthorized:
         return _page(
             request,
@@ -195,12 +194,16 @@ async def _open_session(request: Request, services: Services, token: str) -> Res
             error="That sign-in link or token is not valid for this ledger.",
         )
     request.session.clear()
-    request.session["token"] = token_hash
+    request.session["sid"] = session_id  # the cookie names the session, never the token
     return _see_other("/")
 
 
 @router.post("/signout")
-async def signout(request: Request) -> Response:
+async def signout(request: Request, services: ServicesDep) -> Response:
+    """End the session on the server (a kept copy of the cookie stops working) and here."""
+    session_id = request.session.get("sid")
+    if session_id:
+        await run_in_threadpool(services.tokens.end_session, str(session_id))
     request.session.clear()
     return _see_other("/signin")
 
@@ -319,7 +322,8 @@ def _query_partners(
     if problems:
         raise ValidationFailed(problems)
     return services.queries.partners(
-        _at(services),
+        # A cursor resumes its walk at the reference of its first page (as_of and position).
+        services.queries.at(cursor=cursor) if cursor else _at(services),
         stage=stage,
         community=filters.get("community"),
         role=filters.get("role"),
@@ -1108,10 +1112,10 @@ def html_error(request: Request, status: int, detail: str) -> HTMLResponse:
     """An error on a page, as a page (the JSON API answers problem+json instead)."""
     titles = {401: "Please sign in", 403: "Not available to this sign-in", 404: "Not found"}
     who = None
-    token_hash = request.session.get("token") if "session" in request.scope else None
-    if token_hash:
+    session_id = request.session.get("sid") if "session" in request.scope else None
+    if session_id:
         try:
-            who = request.app.state.services.tokens.authenticate_hash(str(token_hash))
+            who = request.app.state.services.tokens.session_holder(str(session_id))
         except Unauthorized:
             who = None
     return templates.TemplateResponse(

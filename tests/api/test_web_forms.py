@@ -7,6 +7,7 @@ and the aggregates, and a double submit records once.
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -109,7 +110,7 @@ def test_a_refused_form_shows_the_apis_words_beside_the_field_and_records_nothin
         headers=api.steward,
     )
     words = json_refusal.json()["errors"][0]["message"]
-    assert words in refused.text.replace("&#39;", "'")
+    assert words in html.unescape(refused.text)
     assert api.event_count() == before
 
 
@@ -238,3 +239,36 @@ def test_revoking_a_token_ends_its_sign_in_sessions(api: Api) -> None:
     ended = api.client.get("/", follow_redirects=False)
     assert ended.status_code == 303
     assert ended.headers["location"] == "/signin"
+
+
+def test_a_chosen_entry_to_retract_is_sent_as_a_number() -> None:
+    from domain.values import EntryRetracted
+
+    specs = field_specs(
+        EntryRetracted, event_type="entry_retracted", choices={"version": [("2", "entry 2")]}
+    )
+    body = body_from_form(specs, {"version": "2", "reason": "wrong partner"})
+
+    assert body == {"version": 2, "reason": "wrong partner"}
+    assert EntryRetracted.model_validate(body).version == 2
+
+
+def test_signing_out_ends_the_session_on_the_server_too(api: Api) -> None:
+    token = api.app.state.services.tokens.issue("viewer", "Shared computer")
+    api.client.get(f"/signin?token={token}", follow_redirects=False)
+    kept = dict(api.client.cookies)  # a copy of the cookie, as someone might have kept
+    page = api.client.get("/")
+    assert page.status_code == 200
+    csrf = CSRF.search(page.text)
+    assert csrf is not None
+    assert "Shared computer" in page.text
+
+    api.client.post("/signout", data={"csrftoken": csrf.group(1)}, follow_redirects=False)
+    api.client.cookies.clear()
+    for name, value in kept.items():
+        api.client.cookies.set(name, value)
+
+    again = api.client.get("/", follow_redirects=False)
+    assert again.status_code == 303
+    assert again.headers["location"] == "/signin"
+    assert token not in str(kept)  # the cookie names a session, never the token
