@@ -80,8 +80,13 @@ CREATING_TYPES = {
 }
 
 
+_SPOKEN = {"mou": "MOU", "in_kind": "In kind", "us": "Us"}
+
+
 def readable(value: str) -> str:
     """``fulfilled_on_time`` -> ``Fulfilled on time``: how a stored value reads to people."""
+    if value in _SPOKEN:
+        return _SPOKEN[value]
     text = value.replace("_", " ")
     return text[:1].upper() + text[1:]
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -79,6 +80,19 @@ def _money(context: Any, amount: object, currency: object) -> str:
 
 
 templates.env.filters["money"] = _money
+
+
+def _language(code: object) -> str:
+    """A language code (``nv``, ``es-MX``) by its English name, through Babel's CLDR data."""
+    text = str(code or "")
+    try:
+        return str(Locale.parse(text.replace("-", "_")).get_display_name("en") or text)
+    except (ValueError, UnknownLocaleError):
+        return text
+
+
+templates.env.filters["language"] = _language
+templates.env.filters["month"] = lambda day: date.fromisoformat(str(day)).strftime("%b")
 
 # The same checks at the door as the JSON API (api.inbound): no control character in a query.
 router = APIRouter(include_in_schema=False, route_class=CheckedRoute)
@@ -272,10 +286,14 @@ def _recent_activity(services: Services, count: int) -> list[dict[str, Any]]:
         stream = str(event.originator_id)
         if stream not in names:
             names[stream] = _stream_name(services, stream)
+        member = event.data.model_dump(mode="json").get("partner_id")
+        if member is not None and member not in names:
+            names[member] = _stream_name(services, member)
         items.append(
             {
                 "position": notification.id,
                 "type": event.data.TYPE,
+                "member": names.get(member) if member else None,
                 "stream_id": stream,
                 "is_partner": event.data.TYPE not in _COALITION_TYPES,
                 "name": names[stream],

@@ -5,7 +5,7 @@ window.addEventListener("DOMContentLoaded", function () {
   window.ui = SwaggerUIBundle({
     url: root.dataset.openapi,
     dom_id: "#docs",
-    deepLinking: true,
+    deepLinking: false, // a deep link inside each summary button is a focusable in a focusable (WCAG 4.1.2)
     presets: [SwaggerUIBundle.presets.apis],
     layout: "BaseLayout",
   });
