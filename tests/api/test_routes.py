@@ -754,9 +754,10 @@ def test_the_agenda_as_icalendar_parses_and_carries_the_same_items(
         ((e.decoded("dtstart"), str(e["summary"])) for e in calendar.walk("VEVENT")),
         key=lambda pair: (pair[0], pair[1]),
     )
+    # What is past due shows on the feed's day, 1 March, where people look (issue 13).
     assert events == [
-        (date(2025, 2, 5), "Check in with Birch"),
-        (date(2025, 2, 20), "Birch owes us: B-LATE work"),
+        (date(2025, 3, 1), "Overdue since 2025-02-05: Check in with Birch"),
+        (date(2025, 3, 1), "Overdue since 2025-02-20: Birch owes us: B-LATE work"),
         (date(2025, 3, 10), "We owe Aurora: A-SOON work"),
         (date(2025, 3, 12), "Check in with Aurora"),
     ]
