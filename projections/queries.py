@@ -315,6 +315,64 @@ class LedgerQueries:
             "commitments": [c.as_dict(at.today) for c in items],
         }
 
+    def partner_view(self, partner_id: str, at: At) -> dict[str, Any]:
+        """What a partner sees of its own relationship (SPEC §4, issue 14): the commitments both
+        ways with their status, the payments made to it, the thanks and outcomes shared with
+        it, and the agreed cadence. Never our internal notes (meeting and contact summaries,
+        breach descriptions, the notes on thanks or fulfilments), health, or anyone else.
+
+        Shape: ``{partner_id, name, language, cadence_days, as_of, position, commitments: [{
+        commitment_id, owed_by, description, resource, amount, currency, made_on, due_on,
+        original_due_on, status, fulfilled_on, days_late}], payments: [{paid_on, amount,
+        currency, purpose, commitment_id}], thanks: [{on, form}], outcomes: [{on, summary}]}``.
+        Raises ``PartnerNotFound``.
+        """
+        snap = self.snapshot(partner_id, at)
+        shared = ("commitment_id", "owed_by", "description", "resource", "amount", "currency")
+        commitments = []
+        for c in sorted(snap.commitments.values(), key=lambda c: (c.made_at, c.version)):
+            shown = c.as_dict(at.today)
+            commitments.append(
+                {
+                    **{k: shown[k] for k in shared},
+                    "made_on": shown["made_on"],
+                    "due_on": shown["due_on"],
+                    "original_due_on": shown["original_due_on"],
+                    "status": shown["status"],
+                    "fulfilled_on": shown["fulfilled_on"],
+                    "days_late": shown["days_late"],
+                }
+            )
+        payments, thanks, outcomes = [], [], []
+        for entry in counting(self.log.stream(partner_id), at.as_of, at.position):
+            day = entry.occurred_at.astimezone(UTC).date().isoformat()
+            if entry.type == "payment_made":
+                payments.append(
+                    {
+                        "paid_on": day,
+                        "amount": entry.data["amount"],
+                        "currency": entry.data["currency"],
+                        "purpose": entry.data["purpose"],
+                        "commitment_id": entry.data.get("commitment_id"),
+                    }
+                )
+            elif entry.type == "thanks_expressed":
+                thanks.append({"on": day, "form": entry.data["form"]})
+            elif entry.type == "outcome_shared":
+                outcomes.append({"on": day, "summary": entry.data.get("summary", "")})
+        preferences = snap.profile.get("preferences") or {}
+        return {
+            "partner_id": partner_id,
+            "name": snap.name,
+            "language": preferences.get("language"),
+            "cadence_days": snap.cadence_days,
+            **at.stamp(),
+            "commitments": commitments,
+            "payments": payments,
+            "thanks": thanks,
+            "outcomes": outcomes,
+        }
+
     def timeline(
         self,
         partner_id: str,
