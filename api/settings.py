@@ -90,7 +90,14 @@ class Settings:
                 "SQLITE_DBNAME": str(self.views_path),
                 "SQLITE_LOCK_TIMEOUT": "30",
             }
-        return {"PERSISTENCE_MODULE": "eventsourcing.postgres", **postgres_env(self.database_url)}
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            **postgres_env(self.database_url),
+            # The library's projection runner builds an application of its own (named
+            # "pledger") from these settings: it must use the ledger's recorder too, which
+            # creates the schema under the schema lock (see projections.pgschema).
+            "PLEDGER_APPLICATION_RECORDER_TOPIC": "api.recorders:LedgerPostgresRecorder",
+        }
 
 
 def _locale(name: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from api.settings import Settings
 from api.wiring import open_ledger, open_services
-from projections.pgschema import created_object
+from projections.pgschema import SchemaOnce, created_object
 from projections.runner import open_view
 
 HANG_GUARD_SECONDS = 30.0  # only turns a hang into a failure
@@ -96,3 +96,19 @@ def test_a_start_on_an_existing_schema_does_not_wait_for_the_logs_lock(existing:
     thread.join(HANG_GUARD_SECONDS)
     assert errors == []
     assert finished, "the start waited for the log's lock"
+
+
+def test_every_recorder_a_server_builds_creates_the_schema_under_the_lock(
+    settings: Settings,
+) -> None:
+    """The server's ledger, its views, and the application and views that the library's
+    projection runner builds for itself from the views' settings."""
+    services = open_services(settings)
+    try:
+        services.keeper.start()
+        runner = services.keeper._runner
+        assert runner is not None
+        recorders = [services.ledger.recorder, services.view, runner.app.recorder, runner.view]
+    finally:
+        services.close()
+    assert all(isinstance(recorder, SchemaOnce) for recorder in recorders), recorders
