@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,15 +30,16 @@ def _postgres_unavailable(reason: str) -> None:
     pytest.skip(f"no PostgreSQL reachable: {reason}")
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A new, empty PostgreSQL database of this test's own, dropped afterwards."""
+@contextmanager
+def postgres_database(prefix: str = "pledger_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database of its own (URL), dropped afterwards; skips (or fails,
+    with PLEDGER_REQUIRE_POSTGRES=1) when no server answers."""
     try:
         import psycopg
     except ImportError as error:  # pragma: no cover - psycopg comes with the postgres extra
         _postgres_unavailable(str(error))
         raise
-    name = f"pledger_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as error:
@@ -51,6 +53,13 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database of this test's own, dropped afterwards."""
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=STORES)

@@ -11,7 +11,6 @@ they depend neither on each other nor on their order.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Error, sync_playwright
 
 from api.settings import Settings
-from tests.conftest import POSTGRES_ADMIN_URL, STORES, _postgres_unavailable
+from tests.conftest import STORES, postgres_database
 from tests.e2e.test_serve import serving
 from tests.ui.support import Site, Ui, require_chromium_or_skip, steward_link_of, ui_on
 
@@ -42,32 +41,9 @@ def browser() -> Iterator[Browser]:
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database that outlives one test (the session's server's)."""
-    try:
-        import psycopg
-    except ImportError as error:  # pragma: no cover - psycopg comes with the postgres extra
-        _postgres_unavailable(str(error))
-        raise
-    name = f"pledger_ui_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        _postgres_unavailable(str(error).strip())
-        raise
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
 def served_site(folder: Path, store: str, *options: str) -> Iterator[Site]:
     with ExitStack() as stack:
-        url = stack.enter_context(postgres_database()) if store == "postgres" else None
+        url = stack.enter_context(postgres_database("pledger_ui")) if store == "postgres" else None
         settings = Settings(db_path=folder / "pledger.db", database_url=url)
         server = stack.enter_context(serving(settings, "ui", "--access-log", *options))
         site = Site(server, settings, steward_link_of(server))
