@@ -17,6 +17,8 @@ database; unprefixed in the SQLite file beside the log):
                  group: the closed part of the fulfilment figures without a scan
     coalitions   each coalition's name, formation and last position
     digests      the ledger digest every 256 events, and the chain head after the last one
+    stream_heads each stream's last event the digest took in: its version, position and hash
+                 (a stream's hash chain ends there, so a report checks its events against it)
 
 A snapshot answers a question at (as_of, position) exactly when as_of is at or after its latest
 occurred_at and position at or after its stream's last event; otherwise the query folds the
@@ -125,6 +127,12 @@ _TABLES = [
         position BIGINT NOT NULL,
         digest TEXT NOT NULL,
         events BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS {p}stream_heads (
+        stream_id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        position BIGINT NOT NULL,
+        hash TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS {p}stream_heads_position ON {p}stream_heads (position)",
 ]
 VIEW_TABLES = (
     "partners",
@@ -133,6 +141,7 @@ VIEW_TABLES = (
     "coalitions",
     "digests",
     "chain_head",
+    "stream_heads",
 )
 _CHANGES_COMMITMENTS = {
     "partner_registered",
@@ -273,6 +282,7 @@ class LedgerView(TrackingRecorder):
                 self._insert(c, "partners", rows.partners)
                 self._insert(c, "commitments", rows.commitments)
                 self._insert(c, "coalitions", rows.coalitions)
+                self._insert(c, "stream_heads", rows.heads)
                 totals.update(rows.totals)
                 events += rows.events
                 advance(rows.events)
@@ -456,6 +466,15 @@ class LedgerView(TrackingRecorder):
         chain = DigestChain(row["digest"], row["events"], row["position"]) if row else DigestChain()
         chain.extend((entry.position, entry.hash) for entry in entries)
         self._write_chain(c, chain)
+        heads = {e.stream_id: (e.stream_id, e.version, e.position, e.hash) for e in entries}
+        c.executemany(
+            self._q(
+                "INSERT INTO {p}stream_heads (stream_id, version, position, hash) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (stream_id) DO UPDATE SET "
+                "version = excluded.version, position = excluded.position, hash = excluded.hash"
+            ),
+            list(heads.values()),
+        )
 
     def _write_chain(self, c: Any, chain: DigestChain) -> None:
         """The chain's new checkpoints, and its head."""
@@ -490,6 +509,35 @@ class LedgerView(TrackingRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(self._q(statement), tuple(params))
             return list(c.fetchall())
+
+    def stream_heads(self, stream_ids: Sequence[str]) -> dict[str, tuple[int, int, str]]:
+        """Each named stream's last event the digest took in: ``{stream_id: (version,
+        position, hash)}`` (streams the views have not seen are absent)."""
+        found: dict[str, tuple[int, int, str]] = {}
+        for start in range(0, len(stream_ids), 500):
+            chunk = list(stream_ids[start : start + 500])
+            rows = self.select(
+                "SELECT stream_id, version, position, hash FROM {p}stream_heads "
+                f"WHERE stream_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update(
+                {r["stream_id"]: (int(r["version"]), int(r["position"]), r["hash"]) for r in rows}
+            )
+        return found
+
+    def chain_head(self) -> tuple[int, str, int]:
+        """The digest chain's head as the views last wrote it: ``(position, digest, events)``;
+        ``(0, GENESIS, 0)`` before any event."""
+        rows = self.select("SELECT position, digest, events FROM {p}chain_head WHERE id = 1")
+        if not rows:
+            return 0, GENESIS, 0
+        return int(rows[0]["position"]), rows[0]["digest"], int(rows[0]["events"])
+
+    def checkpoints(self) -> list[tuple[int, str, int]]:
+        """Every stored digest checkpoint, ``(position, digest, events)`` in position order."""
+        rows = self.select("SELECT position, digest, events FROM {p}digests ORDER BY position")
+        return [(int(r["position"]), r["digest"], int(r["events"])) for r in rows]
 
     def digest_at(self, position: int) -> tuple[str, int]:
         """The ledger digest after every event up to ``position``, and how many events."""
