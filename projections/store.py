@@ -58,7 +58,21 @@ from projections.rows import (
 )
 from projections.snapshots import snapshot_from_json
 
-__all__ = ["CHECKPOINT_EVERY", "LedgerView", "PostgresLedgerView", "SQLiteLedgerView"]
+__all__ = [
+    "CHECKPOINT_EVERY",
+    "LedgerView",
+    "LogRewritten",
+    "PostgresLedgerView",
+    "SQLiteLedgerView",
+]
+
+
+class LogRewritten(Exception):
+    """The next event of a stream is not the one after the last the views took in: an event
+    was removed from the log (its position then reused) or rewritten after the views read it.
+    The views stop rather than skip it silently (issue 15 item 5); ``pledger verify`` names
+    what changed, ``pledger rebuild`` makes the views again from the log as it now is."""
+
 
 SNAPSHOT_CACHE_SIZE = 5000
 REBUILD_CACHE_KIB = 64 * 1024  # SQLite's page cache while a rebuild writes (default: 2 MiB)
@@ -461,6 +475,7 @@ class LedgerView(TrackingRecorder):
         return int(row["n"] or 0) if row else 0
 
     def _extend_chain(self, c: Any, entries: Sequence[Entry]) -> None:
+        self._check_follows(c, entries)
         c.execute(self._q("SELECT position, digest, events FROM {p}chain_head WHERE id = 1"))
         row = c.fetchone()
         chain = DigestChain(row["digest"], row["events"], row["position"]) if row else DigestChain()
@@ -475,6 +490,33 @@ class LedgerView(TrackingRecorder):
             ),
             list(heads.values()),
         )
+
+    def _check_follows(self, c: Any, entries: Sequence[Entry]) -> None:
+        """Raise ``LogRewritten`` unless each entry is the version after the last one the views
+        took in of its stream (streams they have no head for, as in views made before heads
+        were kept, are not checked)."""
+        streams = sorted({e.stream_id for e in entries})
+        last: dict[str, int] = {}
+        for start in range(0, len(streams), 500):
+            chunk = streams[start : start + 500]
+            c.execute(
+                self._q(
+                    "SELECT stream_id, version FROM {p}stream_heads "
+                    f"WHERE stream_id IN ({', '.join('?' * len(chunk))})"
+                ),
+                chunk,
+            )
+            last.update({row["stream_id"]: int(row["version"]) for row in c.fetchall()})
+        for entry in entries:
+            before = last.get(entry.stream_id)
+            if before is not None and entry.version != before + 1:
+                msg = (
+                    f"position {entry.position} holds stream {entry.stream_id} version "
+                    f"{entry.version}, but the views last took in version {before}: the log "
+                    "was rewritten behind the ledger (run `pledger verify`)"
+                )
+                raise LogRewritten(msg)
+            last[entry.stream_id] = entry.version
 
     def _write_chain(self, c: Any, chain: DigestChain) -> None:
         """The chain's new checkpoints, and its head."""
@@ -525,6 +567,12 @@ class LedgerView(TrackingRecorder):
                 {r["stream_id"]: (int(r["version"]), int(r["position"]), r["hash"]) for r in rows}
             )
         return found
+
+    def heads_by_position(self) -> dict[int, tuple[str, int, str]]:
+        """Every stream's last event the digest took in: ``{position: (stream_id, version,
+        hash)}`` (one row per stream: some thousands)."""
+        rows = self.select("SELECT stream_id, version, position, hash FROM {p}stream_heads")
+        return {int(r["position"]): (r["stream_id"], int(r["version"]), r["hash"]) for r in rows}
 
     def chain_head(self) -> tuple[int, str, int]:
         """The digest chain's head as the views last wrote it: ``(position, digest, events)``;

@@ -27,13 +27,15 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+import orjson
+
 from domain.errors import DamagedEvent, UnvouchedContent, UnvouchedEvent
 from domain.hashing import GENESIS, event_hash, parse_instant
 from projections.log import LogReader, entry_of
 from projections.logtable import stream_id_text
 from projections.store import LedgerView
 
-__all__ = ["EventVouching"]
+__all__ = ["EventVouching", "log_behind_views"]
 
 REMEMBER_EVENTS = 500_000  # verified fingerprints kept (about 100 bytes each)
 
@@ -179,3 +181,41 @@ class EventVouching:
                     )
                 )
         return found
+
+
+def log_behind_views(view: LedgerView, log: LogReader, log_position: int) -> list[str]:
+    """What a cheap look (two indexed reads) finds wrong between the log and the views, for
+    ``/healthz`` (issue 15 item 5): the log ending before the position the views took in
+    (events removed), or the position of the views' last event no longer holding the event
+    they took in there (rewritten, or reused after a deletion). Empty when they agree; the
+    whole comparison is ``pledger verify``'s. ``log_position``: the log's last position."""
+    found: list[str] = []
+    tracked = view.processed_position()
+    if log_position < tracked:
+        found.append(
+            f"the log ends at position {log_position}, but the views took in events up to "
+            f"position {tracked}: events were removed"
+        )
+    head_position, _, _ = view.chain_head()
+    rows = view.select(
+        "SELECT stream_id, version, hash FROM {p}stream_heads WHERE position = ?",
+        (head_position,),
+    )
+    if not head_position or not rows:
+        return found
+    expected = (rows[0]["stream_id"], int(rows[0]["version"]), rows[0]["hash"])
+    stored = log.recorder.select_notifications(start=head_position, limit=1)
+    if not stored or stored[0].id != head_position:
+        found.append(f"the event the views took in at position {head_position} is gone")
+        return found
+    event = stored[0]
+    try:
+        stored_hash = orjson.loads(event.state).get("hash")
+    except orjson.JSONDecodeError:
+        stored_hash = None
+    if (stream_id_text(event.originator_id), event.originator_version, stored_hash) != expected:
+        found.append(
+            f"position {head_position} no longer holds the event the views took in there "
+            f"(stream {expected[0]} version {expected[1]}): rewritten, or reused after a deletion"
+        )
+    return found
