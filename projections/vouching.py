@@ -12,11 +12,16 @@ and checked:
   the stated digest, and catches a rewrite that recomputed its hashes, a deletion, or an event
   recorded into a position the views had already passed.
 
-Incremental: recomputing a hash means parsing the event's JSON and serialising it again
-(tens of µs). An event whose stored bytes (topic and state) hash to what they hashed to when
-its content last checked out needs no recomputing; its stored bytes are still read and hashed
-on every report (SHA-256 of some hundred bytes: about a µs), so content changed after it was
-verified is caught. The chain links and the heads are compared every time.
+Incremental. Recomputing a hash means parsing the event's JSON and serialising it again
+(tens of µs), and reading a coalition's events back costs some ms: so a stream whose events
+all checked out is remembered with the log's change marker (``LogChanges``: triggers on the
+log's table count every UPDATE, DELETE or TRUNCATE; appends do not touch it). While the marker
+and the stream's last version are as they were, nothing of the stream is read again; once
+anything in the log was changed, every counted stream is read and checked again (an event
+whose stored bytes are as they were when it checked out is not re-hashed). The heads are
+compared every time. (Someone able to drop the triggers can hide an edit from this
+in-process shortcut until the next process starts: that is what ``pledger verify`` and, for a
+log rewritten wholesale, checkpoints kept outside are for.)
 """
 
 from __future__ import annotations
@@ -35,9 +40,13 @@ from projections.log import LogReader, entry_of
 from projections.logtable import stream_id_text
 from projections.store import LedgerView
 
-__all__ = ["EventVouching", "log_behind_views"]
+__all__ = ["EventVouching", "LogChanges", "log_behind_views"]
 
 REMEMBER_EVENTS = 500_000  # verified fingerprints kept (about 100 bytes each)
+REMEMBER_STREAMS = 50_000  # streams whose stored rows last checked out
+# pg_advisory_xact_lock key around creating the log's change counter (an arbitrary constant).
+LOG_CHANGES_LOCK_KEY = 0x2E61_C0DE_4B1D_7A03
+
 
 # (stream_id, version) -> (SHA-256 of topic and state, stored hash, stored prev_hash)
 _Verified = dict[tuple[str, int], tuple[bytes, str, str]]
@@ -51,58 +60,74 @@ class EventVouching:
         self.log = log
         self._lock = threading.Lock()
         self._verified: _Verified = {}
+        # stream -> (log change marker, {version: (position, stored hash)}) of a stream
+        # whose every event checked out while the marker was that.
+        self._streams: dict[str, tuple[int, dict[int, tuple[int, str]]]] = {}
+        self.changes = LogChanges(log)
 
     def check(self, stream_ids: Sequence[str]) -> None:
         """Check every stored event of ``stream_ids`` (stream UUIDs as lowercase text).
 
         Returns nothing when all is well; raises ``UnvouchedContent`` (HTTP 409, CLI exit 1)
         naming every event at fault: content that no longer matches its hash (or no longer
-        decodes), a broken chain link, or a stream whose chain no longer ends in the hash the
-        views' digest took in at that version.
+        decodes), a broken chain link, a stream whose chain no longer ends in the hash the
+        views' digest took in at that version, or an event at a position the views had
+        already passed without taking it in.
         """
         wanted = list(dict.fromkeys(stream_ids))
-        rows = self._read(wanted)
+        marker = self.changes.marker()  # before reading: a later change moves it on
+        versions = self.log.last_versions(wanted)
+        known: dict[str, dict[int, tuple[int, str]]] = {}
+        with self._lock:
+            for sid in wanted:
+                kept = self._streams.get(sid)
+                if kept and kept[0] == marker and max(kept[1], default=0) == versions.get(sid):
+                    known[sid] = kept[1]
+        rows = self._read([sid for sid in wanted if sid not in known])
         heads = self.view.stream_heads(wanted)
         seen = self.view.processed_position()
         faults: list[UnvouchedEvent] = []
         for stream_id in wanted:
-            faults.extend(self._check_stream(stream_id, rows.get(stream_id, []), heads, seen))
+            stored_hashes = known.get(stream_id)
+            if stored_hashes is None:
+                found, stored_hashes = self._check_events(stream_id, rows.get(stream_id, []))
+                faults.extend(found)
+                if not found:
+                    with self._lock:
+                        if len(self._streams) >= REMEMBER_STREAMS:
+                            self._streams.clear()
+                        self._streams[stream_id] = (marker, stored_hashes)
+            faults.extend(self._check_head(stream_id, stored_hashes, heads, seen))
         if faults:
             raise UnvouchedContent(faults)
 
-    def _check_stream(
+    def _check_head(
         self,
         stream_id: str,
-        rows: list[tuple[int, int, str, bytes]],
+        stored_hashes: dict[int, tuple[int, str]],
         heads: dict[str, tuple[int, int, str]],
         seen: int,
     ) -> list[UnvouchedEvent]:
+        """The stream's stored events (``{version: (position, hash)}``) against what the
+        views took in: the hash at the head's version, and nothing newer at a position the
+        views had already passed."""
         faults: list[UnvouchedEvent] = []
-        previous_version, previous_hash = 0, GENESIS
-        stored_hashes: dict[int, tuple[int, str]] = {}  # version -> (position, hash)
-        for position, version, topic, state in rows:
-            stored_hash, prev_hash, problem = self._content(stream_id, version, topic, state)
-            if problem is None and version != previous_version + 1:
-                problem = f"version {version} follows version {previous_version}"
-            if problem is None and prev_hash != previous_hash:
-                problem = f"prev_hash does not match the hash of version {previous_version}"
-            if problem is not None:
-                faults.append(UnvouchedEvent(position, stream_id, version, problem))
-            stored_hashes[version] = (position, stored_hash)
-            previous_version, previous_hash = version, stored_hash
         head = heads.get(stream_id)
         taken = head[0] if head is not None else 0
-        faults.extend(
-            UnvouchedEvent(
-                position,
-                stream_id,
-                version,
-                f"recorded at a position the views had already passed ({seen}): "
-                "an earlier event there was removed",
-            )
-            for position, version, _, _ in rows
-            if version > taken and position <= seen
-        )
+        for version in sorted(stored_hashes, reverse=True):  # the newest first
+            position = stored_hashes[version][0]
+            if version <= taken:
+                break
+            if position <= seen:
+                faults.append(
+                    UnvouchedEvent(
+                        position,
+                        stream_id,
+                        version,
+                        f"recorded at a position the views had already passed ({seen}): "
+                        "an earlier event there was removed",
+                    )
+                )
         if head is not None:
             version, position, digested = head
             found = stored_hashes.get(version)
@@ -126,6 +151,26 @@ class EventVouching:
                     )
                 )
         return faults
+
+    def _check_events(
+        self, stream_id: str, rows: list[tuple[int, int, str, bytes]]
+    ) -> tuple[list[UnvouchedEvent], dict[int, tuple[int, str]]]:
+        """Every event's content against its hash, and every chain link: the faults, and
+        ``{version: (position, stored hash)}``."""
+        faults: list[UnvouchedEvent] = []
+        previous_version, previous_hash = 0, GENESIS
+        stored_hashes: dict[int, tuple[int, str]] = {}
+        for position, version, topic, state in rows:
+            stored_hash, prev_hash, problem = self._content(stream_id, version, topic, state)
+            if problem is None and version != previous_version + 1:
+                problem = f"version {version} follows version {previous_version}"
+            if problem is None and prev_hash != previous_hash:
+                problem = f"prev_hash does not match the hash of version {previous_version}"
+            if problem is not None:
+                faults.append(UnvouchedEvent(position, stream_id, version, problem))
+            stored_hashes[version] = (position, stored_hash)
+            previous_version, previous_hash = version, stored_hash
+        return faults, stored_hashes
 
     def _content(
         self, stream_id: str, version: int, topic: str, state: bytes
@@ -171,16 +216,83 @@ class EventVouching:
             with datastore.transaction(commit=False) as c:
                 c.execute(table.streams_statement(len(chunk)), table.streams_params(chunk))
                 rows = c.fetchall()
+            names: dict[Any, list[tuple[int, int, str, bytes]]] = {}
             for row in rows:
-                found.setdefault(stream_id_text(row["originator_id"]), []).append(
+                key = row["originator_id"]
+                events = names.get(key)
+                if events is None:
+                    events = names[key] = found.setdefault(stream_id_text(key), [])
+                state = row["state"]
+                events.append(
                     (
-                        int(row["position"]),
-                        int(row["originator_version"]),
+                        row["position"],
+                        row["originator_version"],
                         row["topic"],
-                        bytes(row["state"]),
+                        state if isinstance(state, bytes) else bytes(state),
                     )
                 )
         return found
+
+
+class LogChanges:
+    """A counter of changes made to the log's stored events after they were recorded: a
+    trigger on the log's table adds a row to ``pledger_log_changes`` for every UPDATE, DELETE
+    (and, on PostgreSQL, TRUNCATE) statement. The ledger itself only ever appends, so the
+    counter moves only when someone changed the log behind it."""
+
+    def __init__(self, log: LogReader) -> None:
+        self.log = log
+        self._installed = False
+        datastore: Any = log.recorder.datastore  # type: ignore[attr-defined]
+        self._datastore = datastore
+        if log.table.postgres:
+            self.table = f'"{datastore.schema}".pledger_log_changes'
+        else:
+            self.table = "pledger_log_changes"
+
+    def _install(self) -> None:
+        """Create the counter and its triggers unless they are there (once a process)."""
+        log_table = self.log.table.name
+        with self._datastore.transaction(commit=True) as c:
+            if self.log.table.postgres:
+                schema = self._datastore.schema
+                function = f'"{schema}".pledger_log_changed'
+                c.execute("SELECT pg_advisory_xact_lock(%s)", (LOG_CHANGES_LOCK_KEY,))
+                c.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self.table} (id BIGSERIAL PRIMARY KEY, "
+                    "changed_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                )
+                c.execute(
+                    f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger "
+                    f"LANGUAGE plpgsql AS $$ BEGIN INSERT INTO {self.table} DEFAULT VALUES; "
+                    "RETURN NULL; END $$"
+                )
+                c.execute(
+                    f"CREATE OR REPLACE TRIGGER pledger_log_changed AFTER UPDATE OR DELETE "
+                    f"OR TRUNCATE ON {log_table} FOR EACH STATEMENT EXECUTE FUNCTION "
+                    f"{function}()"
+                )
+            else:
+                c.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self.table} (id INTEGER PRIMARY KEY "
+                    "AUTOINCREMENT, changed_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+                )
+                for change in ("UPDATE", "DELETE"):
+                    c.execute(
+                        f"CREATE TRIGGER IF NOT EXISTS pledger_log_{change.lower()} AFTER "
+                        f"{change} ON {log_table} BEGIN INSERT INTO {self.table} (changed_at) "
+                        "VALUES (CURRENT_TIMESTAMP); END"
+                    )
+        self._installed = True
+
+    def marker(self) -> int:
+        """How many changes the log's stored events have had since the triggers were made."""
+        if not self._installed:
+            self._install()
+        with self._datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT COALESCE(MAX(id), 0) AS n FROM {self.table}")
+            row = c.fetchone()
+        return int(row["n"])
 
 
 def log_behind_views(view: LedgerView, log: LogReader, log_position: int) -> list[str]:
