@@ -188,3 +188,29 @@ def test_an_edit_outside_the_coalition_does_not_stop_its_report(
 
     assert _report(api, granted).status_code == 200
     assert api.read("/v1/audit/verify")["ok"] is False
+
+
+def test_after_a_rebuild_a_report_still_catches_a_rewritten_last_event(
+    api: Api, settings: Settings
+) -> None:
+    coalition = api.form_coalition("Coalición del Este")
+    partner = api.register("Taller Textil")
+    api.join(coalition, partner)
+    grant = api.append(
+        partner,
+        "payment_made",
+        "2025-02-03T10:00:00Z",
+        amount=GRANT,
+        currency="USD",
+        purpose="grant",
+    )
+    rebuilt = run_pledger(settings, "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert run_pledger(settings, "report", coalition).returncode == 0
+    _forge(settings, grant, partner, "1200.00")
+
+    cli = run_pledger(settings, "report", coalition)
+
+    assert cli.returncode == 1
+    assert f"position {grant['position']}: stream {partner}" in cli.stderr
+    assert "differs from the one the ledger digest took in" in cli.stderr
