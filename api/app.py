@@ -100,7 +100,12 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
         }
         if not services.keeper.healthy:
             body["views_error"] = _views_error(services.keeper, services.writer, views_position)
-        tampering = log_behind_views(services.view, services.keeper.log, body["log_position"])
+        tampering = log_behind_views(
+            services.view,
+            services.keeper.log,
+            views_position=views_position,
+            log_position=body["log_position"],
+        )
         if tampering:
             # Not an outage a restart cures: the log no longer holds what the views took in.
             body["status"] = "tampered"

@@ -84,8 +84,10 @@ class EventVouching:
                 if kept and kept[0] == marker and max(kept[1], default=0) == versions.get(sid):
                     known[sid] = kept[1]
         rows = self._read([sid for sid in wanted if sid not in known])
-        heads = self.view.stream_heads(wanted)
+        # The tracked position before the heads: the heads then cover every event up to it
+        # (the views write both in one transaction), whatever the views take in meanwhile.
         seen = self.view.processed_position()
+        heads = self.view.stream_heads(wanted)
         faults: list[UnvouchedEvent] = []
         for stream_id in wanted:
             stored_hashes = known.get(stream_id)
@@ -295,14 +297,18 @@ class LogChanges:
         return int(row["n"])
 
 
-def log_behind_views(view: LedgerView, log: LogReader, log_position: int) -> list[str]:
+def log_behind_views(
+    view: LedgerView, log: LogReader, *, views_position: int, log_position: int
+) -> list[str]:
     """What a cheap look (two indexed reads) finds wrong between the log and the views, for
     ``/healthz`` (issue 15 item 5): the log ending before the position the views took in
     (events removed), or the position of the views' last event no longer holding the event
     they took in there (rewritten, or reused after a deletion). Empty when they agree; the
-    whole comparison is ``pledger verify``'s. ``log_position``: the log's last position."""
+    whole comparison is ``pledger verify``'s. ``views_position``: the views' tracked position,
+    read before ``log_position``, the log's last position (the views never pass the log, so
+    read in that order a log behind the views is no race)."""
     found: list[str] = []
-    tracked = view.processed_position()
+    tracked = views_position
     if log_position < tracked:
         found.append(
             f"the log ends at position {log_position}, but the views took in events up to "
