@@ -248,6 +248,9 @@ class LedgerView(TrackingRecorder):
                     fresh = self.log.page(done, len(entries))
                 if not fresh:
                     return 0
+                # First, as the tracked position was read: a page another processor commits
+                # meanwhile is refused by the tracking update below, not taken for a rewrite.
+                self._check_follows(c, fresh)
                 partner_ids = sorted({e.stream_id for e in fresh if e.stream_type == "partner"})
                 for partner_id, snap, latest, registered_pos in self._load_snapshots(
                     c, partner_ids
@@ -475,7 +478,6 @@ class LedgerView(TrackingRecorder):
         return int(row["n"] or 0) if row else 0
 
     def _extend_chain(self, c: Any, entries: Sequence[Entry]) -> None:
-        self._check_follows(c, entries)
         c.execute(self._q("SELECT position, digest, events FROM {p}chain_head WHERE id = 1"))
         row = c.fetchone()
         chain = DigestChain(row["digest"], row["events"], row["position"]) if row else DigestChain()
