@@ -153,3 +153,50 @@ def test_an_untouched_ledger_passes_verify_and_healthz_with_its_views_current(
 
     assert (exit_code, mismatches) == (0, [])
     assert "tampering" not in _healthz(api)
+
+
+def _swap(settings: Settings, first: int, second: int) -> None:
+    """Swap the stored events at two positions (each keeps its stream, version and hash)."""
+    columns = "originator_id, originator_version, topic, state"
+    if settings.database_url:
+        import psycopg
+
+        table, position, mark = "pledger_events", "notification_id", "%s"
+        connection: Any = psycopg.connect(settings.database_url)
+    else:
+        table, position, mark = "stored_events", "rowid", "?"
+        connection = sqlite3.connect(settings.db_path)
+    select = f"SELECT {columns} FROM {table} WHERE {position} = {mark}"
+    update = (
+        f"UPDATE {table} SET originator_id = {mark}, originator_version = {mark}, "
+        f"topic = {mark}, state = {mark} WHERE {position} = {mark}"
+    )
+    try:
+        with connection:
+            a = connection.execute(select, (first,)).fetchone()
+            b = connection.execute(select, (second,)).fetchone()
+            connection.execute(
+                f"UPDATE {table} SET originator_version = -1 WHERE {position} = {mark}", (second,)
+            )
+            connection.execute(update, (*b, first))
+            connection.execute(update, (*a, second))
+    finally:
+        connection.close()
+
+
+def test_swapping_two_adjacent_events_of_different_streams_is_caught_by_verify(
+    api: Api, settings: Settings
+) -> None:
+    _record(api, 2)
+    api.register("Biblioteca Popular")
+    end = _caught_up(api)
+    assert run_pledger(settings, "verify").returncode == 0
+
+    _swap(settings, end - 1, end)  # the first partner's last call, the second's registration
+
+    exit_code, mismatches = _verify_mismatches(settings)
+    assert exit_code == 1
+    assert any(
+        f"MISMATCH position {end}: the log's digest" in line and "reordered" in line
+        for line in mismatches
+    ), mismatches
