@@ -19,6 +19,7 @@ from api.wiring import open_services
 from api.writer import GroupWriter, ViewsBehindHeader
 from domain.values import show_controls
 from projections.runner import ViewKeeper
+from projections.vouching import log_behind_views
 
 __all__ = ["create_app"]
 
@@ -99,6 +100,16 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
         }
         if not services.keeper.healthy:
             body["views_error"] = _views_error(services.keeper, services.writer, views_position)
+        tampering = log_behind_views(
+            services.view,
+            services.keeper.log,
+            views_position=views_position,
+            log_position=body["log_position"],
+        )
+        if tampering:
+            # Not an outage a restart cures: the log no longer holds what the views took in.
+            body["status"] = "tampered"
+            body["tampering"] = tampering
         return Response(orjson.dumps(body), media_type="application/json")
 
     return app

@@ -112,9 +112,10 @@ def verify_command(db: DbOption = None) -> None:
     with progress_bar("Verifying events", services.ledger.last_position()) as advance:
         report = services.verify(advance=advance)
     for problem in report.problems:
+        event = f": stream {problem.stream_id} version {problem.version}"
         typer.echo(
-            f"MISMATCH position {problem.position}: stream {problem.stream_id} "
-            f"version {problem.version}: {problem.problem}",
+            f"MISMATCH position {problem.position}{event if problem.stream_id else ''}: "
+            f"{problem.problem}",
             err=True,
         )
     typer.echo(f"events checked: {report.events_checked}")

@@ -19,6 +19,7 @@ from domain.errors import (
     InvalidCommand,
     LedgerError,
     NotFound,
+    UnvouchedContent,
     ValidationFailed,
     VersionConflict,
 )
@@ -124,6 +125,16 @@ def install_problem_handlers(app: FastAPI) -> None:
             extra["field"] = error.problems[0].field if error.problems else None
         if isinstance(error, VersionConflict):
             extra["current_version"] = error.current_version
+        if isinstance(error, UnvouchedContent):
+            extra["events"] = [
+                {
+                    "position": e.position,
+                    "stream_id": e.stream_id or None,
+                    "version": e.version,
+                    "problem": e.problem,
+                }
+                for e in error.events
+            ]
         headers = None
         if isinstance(error, Busy):
             headers = {"Retry-After": str(error.retry_after)}

@@ -16,7 +16,7 @@ from api.settings import Settings
 from api.writer import GroupWriter
 from domain.application import Partnerships
 from domain.hashing import format_instant
-from projections.audit import AuditReport, verify_log
+from projections.audit import AuditReport, ViewsSeen, verify_log
 from projections.locking import WriteLock
 from projections.queries import LedgerQueries
 from projections.runner import ViewKeeper, open_view
@@ -50,10 +50,18 @@ class Services:
     def verify(self, advance: Callable[[int], None] = lambda _: None) -> AuditReport:
         """Verify the whole log (projections.audit) and keep the result, with when it ran,
         for the home and audit pages."""
-        report = verify_log(self.ledger, advance=advance)
+        report = verify_log(self.ledger, seen=self.views_seen(), advance=advance)
         stored = {**report.as_dict(), "verified_at": format_instant(datetime.now(UTC))}
         self.ledger.recorder.set_state(LAST_VERIFICATION, orjson.dumps(stored).decode())  # type: ignore[attr-defined]
         return report
+
+    def views_seen(self) -> ViewsSeen:
+        """What the views have taken in, for verify to compare the log with (issue 15)."""
+        head_position, head_digest, head_events = self.view.chain_head()
+        digests = {p: (d, n) for p, d, n in self.view.checkpoints()}
+        if head_position:
+            digests[head_position] = (head_digest, head_events)
+        return ViewsSeen(self.view.processed_position(), digests, self.view.heads_by_position())
 
     def last_verification(self) -> dict[str, Any] | None:
         """The kept result of the last verification (``verified_at`` added), or ``None``."""

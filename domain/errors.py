@@ -15,7 +15,9 @@
         ├── StillReferenced          retracting an entry that later entries depend on
         ├── MembershipConflict       joining twice, leaving when not a member
         ├── DuplicateId              a caller-given id already used within the partner
-        └── VersionConflict          ``expected_version`` is not the current version
+        ├── VersionConflict          ``expected_version`` is not the current version
+        └── UnvouchedContent         a report's events no longer match their hashes, chains
+                                     or the digest the views took them into (names them)
     └── Busy                         HTTP 503 with Retry-After: the store cannot take the write
                                      now (its log is locked past the lock timeout, or other
                                      writers kept winning the race); nothing was recorded
@@ -47,6 +49,8 @@ __all__ = [
     "Problem",
     "StillReferenced",
     "UnknownReference",
+    "UnvouchedContent",
+    "UnvouchedEvent",
     "ValidationFailed",
     "VersionConflict",
 ]
@@ -140,6 +144,40 @@ class VersionConflict(Conflict):
         )
         self.expected_version = expected_version
         self.current_version = current_version
+
+
+@dataclass(frozen=True)
+class UnvouchedEvent:
+    """One stored event a report will not vouch for: where it is and what is wrong with it
+    (``stream_id`` empty when the fault is the log's digest at ``position``, not one event)."""
+
+    position: int
+    stream_id: str
+    version: int
+    problem: str
+
+    def __str__(self) -> str:
+        if not self.stream_id:
+            return f"position {self.position}: {self.problem}"
+        return (
+            f"position {self.position}: stream {self.stream_id} version {self.version}: "
+            f"{self.problem}"
+        )
+
+
+class UnvouchedContent(Conflict):
+    """A report refused to state a digest over events whose stored content no longer matches
+    their hashes, their chains, or the hashes the ledger digest took in (SPEC §5)."""
+
+    title = "The ledger's stored events do not match their hashes"
+
+    def __init__(self, events: Sequence[UnvouchedEvent]) -> None:
+        self.events = tuple(events)
+        named = "; ".join(str(e) for e in self.events)
+        super().__init__(
+            f"The report is refused: {len(self.events)} stored event(s) it counts do not match "
+            f"their hashes ({named}). Run `pledger verify` and restore the ledger from a backup."
+        )
 
 
 class Busy(LedgerError):

@@ -14,7 +14,21 @@ from domain.application import Partnerships
 from domain.hashing import GENESIS, digest_step
 from domain.serialization import public_event
 
-__all__ = ["AuditProblem", "AuditReport", "export_events", "verify_log"]
+__all__ = ["AuditProblem", "AuditReport", "ViewsSeen", "export_events", "verify_log"]
+
+
+@dataclass(frozen=True)
+class ViewsSeen:
+    """What the views have taken in (issue 15 item 5), to compare with the log as it is now.
+
+    ``tracked``: the last position the views took in; ``digests``: ``{position: (digest,
+    events)}``, their digest checkpoints and the chain's head; ``heads``: ``{position:
+    (stream_id, version, hash)}``, each stream's last event the digest took in.
+    """
+
+    tracked: int = 0
+    digests: dict[int, tuple[str, int]] = field(default_factory=dict)
+    heads: dict[int, tuple[str, int, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -66,15 +80,40 @@ def verify_log(
     ledger: Partnerships,
     *,
     upto: int | None = None,
+    seen: ViewsSeen | None = None,
     advance: Callable[[int], None] = lambda _: None,
 ) -> AuditReport:
-    """Recompute every event's hash, every chain link and the digest, streaming the log."""
+    """Recompute every event's hash, every chain link and the digest, streaming the log.
+
+    With ``seen`` (what the views took in), also compare the log with it: a log that ends
+    before the views' tracked position (events removed), a digest that no longer matches one
+    the views chained, and a position that no longer holds the event the views took in there
+    (a position reused after a deletion) are problems too. Returns an ``AuditReport``; raises
+    nothing for a damaged log (every fault is a problem in the report).
+    """
     report = AuditReport()
+    seen = seen or ViewsSeen()
+    marks = sorted(seen.digests)  # positions whose digest the views chained, ascending
+    found_heads: set[int] = set()
     last: dict[UUID | str, tuple[int, str]] = {}  # stream -> (version, stored hash)
     for notification in ledger.notifications(upto=upto):
+        while marks and marks[0] < notification.id:
+            _compare_digest(report, marks.pop(0), seen)
         stream, version = notification.originator_id, notification.originator_version
         where = (notification.id, str(stream), version)
         stored_hash = _stored_hash(notification.state)
+        head = seen.heads.get(notification.id)
+        if head is not None:
+            found_heads.add(notification.id)
+            if head != (str(stream), version, stored_hash):
+                report.problems.append(
+                    AuditProblem(
+                        *where,
+                        f"not the event the views took in at this position (stream {head[0]} "
+                        f"version {head[1]}, hash {head[2]}): a position rewritten or reused "
+                        "after a deletion",
+                    )
+                )
         previous_version, previous_hash = last.get(stream, (0, GENESIS))
         try:
             event = ledger.decode(notification)
@@ -102,7 +141,46 @@ def verify_log(
         report.events_checked += 1
         report.position = notification.id
         advance(1)
+    for mark in marks:
+        if upto is None or mark <= upto:
+            _compare_digest(report, mark, seen)
+    if upto is None and report.position < seen.tracked:
+        report.problems.append(
+            AuditProblem(
+                report.position,
+                "",
+                0,
+                f"the log ends at position {report.position}, but the views took in events up "
+                f"to position {seen.tracked}: events were removed",
+            )
+        )
+    for position, (stream_id, version, _) in sorted(seen.heads.items()):
+        if position not in found_heads and (upto is None or position <= upto):
+            report.problems.append(
+                AuditProblem(
+                    position,
+                    stream_id,
+                    version,
+                    "the event the views took in at this position is no longer in the log",
+                )
+            )
     return report
+
+
+def _compare_digest(report: AuditReport, mark: int, seen: ViewsSeen) -> None:
+    """The digest after every event up to ``mark`` against the one the views chained."""
+    digest, events = seen.digests[mark]
+    if (report.digest, report.events_checked) != (digest, events):
+        report.problems.append(
+            AuditProblem(
+                mark,
+                "",
+                0,
+                f"the log's digest at this position is {report.digest} over "
+                f"{report.events_checked} events, not the {digest} over {events} events the "
+                "views chained: events before it were rewritten, removed or reordered",
+            )
+        )
 
 
 def export_events(ledger: Partnerships, *, after: int = 0) -> Iterator[dict[str, Any]]:

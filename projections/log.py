@@ -149,6 +149,10 @@ class LogReader:
             _, dropped = self._kept.popitem(last=False)
             self._kept_entries -= len(dropped)
 
+    def last_versions(self, stream_ids: list[str]) -> dict[str, int]:
+        """Each stream's last version in the log now (streams with no events are absent)."""
+        return self._last_versions(stream_ids)
+
     def _last_versions(self, stream_ids: list[str]) -> dict[str, int]:
         datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
         versions: dict[str, int] = {}

@@ -19,7 +19,14 @@ from typing import Any, Literal
 
 import orjson
 
-from domain.errors import CoalitionNotFound, PartnerNotFound, Problem, ValidationFailed
+from domain.errors import (
+    CoalitionNotFound,
+    PartnerNotFound,
+    Problem,
+    UnvouchedContent,
+    UnvouchedEvent,
+    ValidationFailed,
+)
 from domain.hashing import format_instant, parse_instant
 from domain.values import search_key
 from projections.folds import (
@@ -37,6 +44,7 @@ from projections.log import LogReader
 from projections.rows import column_text
 from projections.snapshots import snapshot_from_json
 from projections.store import LedgerView
+from projections.vouching import EventVouching
 
 __all__ = ["GENERATED_BY", "MAX_HISTORY_POINTS", "At", "LedgerQueries", "end_of_day"]
 
@@ -150,6 +158,7 @@ class LedgerQueries:
     def __init__(self, view: LedgerView, log: LogReader) -> None:
         self.view = view
         self.log = log
+        self.vouching = EventVouching(view, log)
         # Stored snapshots decoded, and health computed from them: both are pure functions of
         # (partner, stored position) and of the as_of day, so they are kept for the next ask.
         self._lock = threading.Lock()
@@ -864,7 +873,10 @@ class LedgerQueries:
                 totals["payments"][currency] += amount
             totals["thanks"] += thanks
             totals["breaches"].update(breaches)
-        digest, _ = self.view.digest_at(at.position)
+        # Vouch before stating the digest (SPEC §5): every counted event against its hash,
+        # its chain and the hash the digest took in; raises UnvouchedContent (409).
+        self.vouching.check([coalition_id, *member_ids])
+        digest = self._vouched_digest(at.position)
         return {
             "coalition": {"id": coalition_id, "name": coalition["name"]},
             "period": {
@@ -978,6 +990,26 @@ class LedgerQueries:
             "over_engaged": over_engaged,
             "neglected": neglected,
         }
+
+    def _vouched_digest(self, position: int) -> str:
+        """The digest at ``position``; at the views' chain head, also checked against the
+        digest the views chained as they took the events in (a mismatch means the log's
+        hashes changed since: ``UnvouchedContent``)."""
+        digest, _ = self.view.digest_at(position)
+        head_position, head_digest, _ = self.view.chain_head()
+        if position == head_position and digest != head_digest:
+            raise UnvouchedContent(
+                [
+                    UnvouchedEvent(
+                        position,
+                        "",
+                        0,
+                        f"the log's hashes give digest {digest}, not the {head_digest} the "
+                        "views chained when they took these events in",
+                    )
+                ]
+            )
+        return digest
 
     def digest(self, at: At) -> dict[str, Any]:
         digest, events = self.view.digest_at(at.position)

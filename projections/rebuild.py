@@ -71,6 +71,7 @@ class ViewRows:
     commitments: list[Sequence[Any]] = field(default_factory=list)
     coalitions: list[Sequence[Any]] = field(default_factory=list)
     totals: Totals = field(default_factory=Counter)
+    heads: list[Sequence[Any]] = field(default_factory=list)  # stream_heads rows
 
 
 def fold_streams(log: OpenLog, lower: str, upper: str | None, upto: int) -> Iterator[ViewRows]:
@@ -98,6 +99,10 @@ def fold_streams(log: OpenLog, lower: str, upper: str | None, upto: int) -> Iter
 
 def _add_stream(rows: ViewRows, stream: list[Entry], upto: int) -> None:
     stream_id = stream[0].stream_id
+    recorded = [e for e in stream if e.position <= upto]
+    if recorded:
+        last = recorded[-1]
+        rows.heads.append((stream_id, last.version, last.position, last.hash))
     if stream[0].stream_type == "partner":
         folded = fold_stream(stream_id, stream, upto)
         rows.partners.append(partner_row(stream_id, folded))
@@ -179,13 +184,14 @@ class LogFold:
                 digest, events, position, checkpoints = message["chain"]
                 self.chain = DigestChain(digest, events, position, checkpoints)
                 continue
-            events, partners, commitments, coalitions, totals = message["rows"]
+            events, partners, commitments, coalitions, totals, heads = message["rows"]
             yield ViewRows(
                 events,
                 partners,
                 commitments,
                 coalitions,
                 Counter({tuple(key): count for *key, count in totals}),
+                heads,
             )
 
 
@@ -270,7 +276,16 @@ def _run(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
         lower, upper = job["streams"]
         for rows in fold_streams(log, lower, upper, job["upto"]):
             totals = [[*key, count] for key, count in rows.totals.items()]
-            yield {"rows": [rows.events, rows.partners, rows.commitments, rows.coalitions, totals]}
+            yield {
+                "rows": [
+                    rows.events,
+                    rows.partners,
+                    rows.commitments,
+                    rows.coalitions,
+                    totals,
+                    rows.heads,
+                ]
+            }
 
 
 def _write_all(fd: int, data: bytes) -> None:

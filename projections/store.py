@@ -17,6 +17,8 @@ database; unprefixed in the SQLite file beside the log):
                  group: the closed part of the fulfilment figures without a scan
     coalitions   each coalition's name, formation and last position
     digests      the ledger digest every 256 events, and the chain head after the last one
+    stream_heads each stream's last event the digest took in: its version, position and hash
+                 (a stream's hash chain ends there, so a report checks its events against it)
 
 A snapshot answers a question at (as_of, position) exactly when as_of is at or after its latest
 occurred_at and position at or after its stream's last event; otherwise the query folds the
@@ -56,7 +58,21 @@ from projections.rows import (
 )
 from projections.snapshots import snapshot_from_json
 
-__all__ = ["CHECKPOINT_EVERY", "LedgerView", "PostgresLedgerView", "SQLiteLedgerView"]
+__all__ = [
+    "CHECKPOINT_EVERY",
+    "LedgerView",
+    "LogRewritten",
+    "PostgresLedgerView",
+    "SQLiteLedgerView",
+]
+
+
+class LogRewritten(Exception):
+    """The next event of a stream is not the one after the last the views took in: an event
+    was removed from the log (its position then reused) or rewritten after the views read it.
+    The views stop rather than skip it silently (issue 15 item 5); ``pledger verify`` names
+    what changed, ``pledger rebuild`` makes the views again from the log as it now is."""
+
 
 SNAPSHOT_CACHE_SIZE = 5000
 REBUILD_CACHE_KIB = 64 * 1024  # SQLite's page cache while a rebuild writes (default: 2 MiB)
@@ -125,6 +141,12 @@ _TABLES = [
         position BIGINT NOT NULL,
         digest TEXT NOT NULL,
         events BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS {p}stream_heads (
+        stream_id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        position BIGINT NOT NULL,
+        hash TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS {p}stream_heads_position ON {p}stream_heads (position)",
 ]
 VIEW_TABLES = (
     "partners",
@@ -133,6 +155,7 @@ VIEW_TABLES = (
     "coalitions",
     "digests",
     "chain_head",
+    "stream_heads",
 )
 _CHANGES_COMMITMENTS = {
     "partner_registered",
@@ -225,6 +248,9 @@ class LedgerView(TrackingRecorder):
                     fresh = self.log.page(done, len(entries))
                 if not fresh:
                     return 0
+                # First, as the tracked position was read: a page another processor commits
+                # meanwhile is refused by the tracking update below, not taken for a rewrite.
+                self._check_follows(c, fresh)
                 partner_ids = sorted({e.stream_id for e in fresh if e.stream_type == "partner"})
                 for partner_id, snap, latest, registered_pos in self._load_snapshots(
                     c, partner_ids
@@ -273,6 +299,7 @@ class LedgerView(TrackingRecorder):
                 self._insert(c, "partners", rows.partners)
                 self._insert(c, "commitments", rows.commitments)
                 self._insert(c, "coalitions", rows.coalitions)
+                self._insert(c, "stream_heads", rows.heads)
                 totals.update(rows.totals)
                 events += rows.events
                 advance(rows.events)
@@ -456,6 +483,42 @@ class LedgerView(TrackingRecorder):
         chain = DigestChain(row["digest"], row["events"], row["position"]) if row else DigestChain()
         chain.extend((entry.position, entry.hash) for entry in entries)
         self._write_chain(c, chain)
+        heads = {e.stream_id: (e.stream_id, e.version, e.position, e.hash) for e in entries}
+        c.executemany(
+            self._q(
+                "INSERT INTO {p}stream_heads (stream_id, version, position, hash) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (stream_id) DO UPDATE SET "
+                "version = excluded.version, position = excluded.position, hash = excluded.hash"
+            ),
+            list(heads.values()),
+        )
+
+    def _check_follows(self, c: Any, entries: Sequence[Entry]) -> None:
+        """Raise ``LogRewritten`` unless each entry is the version after the last one the views
+        took in of its stream (streams they have no head for, as in views made before heads
+        were kept, are not checked)."""
+        streams = sorted({e.stream_id for e in entries})
+        last: dict[str, int] = {}
+        for start in range(0, len(streams), 500):
+            chunk = streams[start : start + 500]
+            c.execute(
+                self._q(
+                    "SELECT stream_id, version FROM {p}stream_heads "
+                    f"WHERE stream_id IN ({', '.join('?' * len(chunk))})"
+                ),
+                chunk,
+            )
+            last.update({row["stream_id"]: int(row["version"]) for row in c.fetchall()})
+        for entry in entries:
+            before = last.get(entry.stream_id)
+            if before is not None and entry.version != before + 1:
+                msg = (
+                    f"position {entry.position} holds stream {entry.stream_id} version "
+                    f"{entry.version}, but the views last took in version {before}: the log "
+                    "was rewritten behind the ledger (run `pledger verify`)"
+                )
+                raise LogRewritten(msg)
+            last[entry.stream_id] = entry.version
 
     def _write_chain(self, c: Any, chain: DigestChain) -> None:
         """The chain's new checkpoints, and its head."""
@@ -490,6 +553,41 @@ class LedgerView(TrackingRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(self._q(statement), tuple(params))
             return list(c.fetchall())
+
+    def stream_heads(self, stream_ids: Sequence[str]) -> dict[str, tuple[int, int, str]]:
+        """Each named stream's last event the digest took in: ``{stream_id: (version,
+        position, hash)}`` (streams the views have not seen are absent)."""
+        found: dict[str, tuple[int, int, str]] = {}
+        for start in range(0, len(stream_ids), 500):
+            chunk = list(stream_ids[start : start + 500])
+            rows = self.select(
+                "SELECT stream_id, version, position, hash FROM {p}stream_heads "
+                f"WHERE stream_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update(
+                {r["stream_id"]: (int(r["version"]), int(r["position"]), r["hash"]) for r in rows}
+            )
+        return found
+
+    def heads_by_position(self) -> dict[int, tuple[str, int, str]]:
+        """Every stream's last event the digest took in: ``{position: (stream_id, version,
+        hash)}`` (one row per stream: some thousands)."""
+        rows = self.select("SELECT stream_id, version, position, hash FROM {p}stream_heads")
+        return {int(r["position"]): (r["stream_id"], int(r["version"]), r["hash"]) for r in rows}
+
+    def chain_head(self) -> tuple[int, str, int]:
+        """The digest chain's head as the views last wrote it: ``(position, digest, events)``;
+        ``(0, GENESIS, 0)`` before any event."""
+        rows = self.select("SELECT position, digest, events FROM {p}chain_head WHERE id = 1")
+        if not rows:
+            return 0, GENESIS, 0
+        return int(rows[0]["position"]), rows[0]["digest"], int(rows[0]["events"])
+
+    def checkpoints(self) -> list[tuple[int, str, int]]:
+        """Every stored digest checkpoint, ``(position, digest, events)`` in position order."""
+        rows = self.select("SELECT position, digest, events FROM {p}digests ORDER BY position")
+        return [(int(r["position"]), r["digest"], int(r["events"])) for r in rows]
 
     def digest_at(self, position: int) -> tuple[str, int]:
         """The ledger digest after every event up to ``position``, and how many events."""
