@@ -152,6 +152,15 @@ def average_row_size(db_path: Path) -> int:
     return int(size)
 
 
+# The console script beside this interpreter first (python bench/run.py from the venv works
+# without the venv on PATH), then whatever PATH holds.
+PLEDGER = (
+    shutil.which("pledger", path=str(Path(sys.executable).parent))
+    or shutil.which("pledger")
+    or "pledger"
+)
+
+
 # ---- the server ---------------------------------------------------------------------------
 
 SIGN_IN_LINK = re.compile(r"/signin\?token=(pl_[A-Za-z0-9_-]+)")
@@ -161,7 +170,7 @@ class Server:
     def __init__(self, settings: Settings, directory: Path, workers: int = 1) -> None:
         self.port = free_port()
         env = dict(os.environ)
-        args = [shutil.which("pledger") or "pledger", "serve", "--port", str(self.port)]
+        args = [PLEDGER, "serve", "--port", str(self.port)]
         args += ["--workers", str(workers)]
         if settings.database_url:
             env["PLEDGER_DATABASE_URL"] = settings.database_url
@@ -376,7 +385,7 @@ def rebuild(settings: Settings) -> tuple[float, int, float]:
     own events a second (as it prints them: without interpreter start-up and imports), and the
     peak resident memory of it and its worker processes together, in MB."""
     env = dict(os.environ)
-    args = [shutil.which("pledger") or "pledger", "rebuild"]
+    args = [PLEDGER, "rebuild"]
     if settings.database_url:
         env["PLEDGER_DATABASE_URL"] = settings.database_url
     else:
@@ -428,7 +437,7 @@ def import_events(settings: Settings, directory: Path, partner_ids: list[str], r
                 }
             )
     env = dict(os.environ)
-    args = [shutil.which("pledger") or "pledger", "import", "events", str(path)]
+    args = [PLEDGER, "import", "events", str(path)]
     if settings.database_url:
         env["PLEDGER_DATABASE_URL"] = settings.database_url
     else:
