@@ -34,6 +34,7 @@ from api.schemas import (
     RecordedPublic,
     ReportPublic,
     ReviewPublic,
+    SharedWithPartnerPublic,
     TimelinePublic,
     VerifyPublic,
 )
@@ -101,8 +102,8 @@ async def get_steward(who: PrincipalDep) -> Principal:
 ONLY = {
     "coalition": "A coalition token can read its coalition's page, its report and its members' "
     "figures only.",
-    "partner": "A partner token can read that partner's own commitments only (its view is the "
-    "web page its sign-in link opens).",
+    "partner": "A partner token can read only what is shared with that partner: its "
+    "commitments (/v1/partners/{id}/commitments) and its shared view (/v1/partners/{id}/shared).",
 }
 
 
@@ -445,6 +446,27 @@ def partner_commitments(
     at = _at(services, as_of, position)
     _may_read_figures(services, who, partner_id, at, own_partner=True)
     return _json(services.queries.commitments(partner_id, at))
+
+
+@router.get(
+    "/partners/{partner_id}/shared", response_model=SharedWithPartnerPublic, tags=["partners"]
+)
+def partner_shared(
+    partner_id: str,
+    services: ServicesDep,
+    who: PrincipalDep,
+    as_of: AsOf = None,
+    position: Position = None,
+) -> Response:
+    """What is shared with this partner (SPEC §4, the `partner` role): the commitments both ways,
+    the payments made to it, the thanks and outcomes shared with it, and the agreed cadence; no
+    internal notes or summaries, no health, nobody else. The same view as the partner's own web
+    page. Readers may see it for any partner (to check what a partner sees); a partner token for
+    its own partner only (403 otherwise)."""
+    partner_id = str(parse_uuid(partner_id, PartnerNotFound))  # ids ignore case (RFC 4122 §3)
+    if who.role == "coalition" or (who.role == "partner" and who.partner_id != partner_id):
+        raise Forbidden(ONLY[who.role])
+    return _json(services.queries.partner_view(partner_id, _at(services, as_of, position)))
 
 
 # ---- reads: the portfolio -----------------------------------------------------------------

@@ -370,6 +370,52 @@ class CommitmentsPublic(_Reference):
     commitments: list[CommitmentPublic]
 
 
+class SharedCommitmentPublic(_Open):
+    commitment_id: str
+    owed_by: Literal["us", "partner"]
+    description: str
+    resource: str | None
+    amount: str | None
+    currency: str | None
+    made_on: str
+    due_on: str
+    original_due_on: str | None
+    status: Literal["open", "overdue", "fulfilled_on_time", "fulfilled_late", "cancelled"]
+    fulfilled_on: str | None
+    days_late: int | None
+
+
+class SharedPaymentPublic(_Open):
+    paid_on: str
+    amount: str
+    currency: str
+    purpose: str
+    commitment_id: str | None
+
+
+class SharedThanksPublic(_Open):
+    on: str
+    form: str
+
+
+class SharedOutcomePublic(_Open):
+    on: str
+    summary: str
+
+
+class SharedWithPartnerPublic(_Reference):
+    """What is shared with a partner (SPEC §4, the partner role): never internal notes or health."""
+
+    partner_id: str
+    name: str
+    language: str | None
+    cadence_days: int | None
+    commitments: list[SharedCommitmentPublic]
+    payments: list[SharedPaymentPublic]
+    thanks: list[SharedThanksPublic]
+    outcomes: list[SharedOutcomePublic]
+
+
 class AgendaCommitment(BaseModel):
     partner_id: str
     name: str

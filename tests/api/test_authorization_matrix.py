@@ -71,6 +71,12 @@ def commitments(role: str, target: Target) -> bool:
     return figures(role, target) or own
 
 
+def shared_view(role: str, target: Target) -> bool:
+    """What is shared with a partner: readers, and a partner token for its own (SPEC §4)."""
+    own = (role, target.partner) in {("partner P", "pa"), ("partner Q", "pn")}
+    return role in READERS or own
+
+
 def coalition_page(role: str, target: Target) -> bool:
     return role in READERS or role == f"coalition {target.coalition}"
 
@@ -88,6 +94,7 @@ API_RULES: dict[tuple[str, str], Rule] = {
     ("get", "/v1/partners/{partner_id}/health"): figures,
     ("get", "/v1/partners/{partner_id}/health/history"): figures,
     ("get", "/v1/partners/{partner_id}/commitments"): commitments,
+    ("get", "/v1/partners/{partner_id}/shared"): shared_view,
     ("get", "/v1/accountability"): readers,
     ("get", "/v1/coalitions/{coalition_id}"): coalition_page,
     ("get", "/v1/coalitions/{coalition_id}/report"): coalition_page,

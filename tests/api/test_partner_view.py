@@ -67,6 +67,7 @@ def test_a_partner_token_reads_its_own_commitments_and_nothing_else(
         f"/v1/partners/{shared['partner']}/timeline",
         f"/v1/partners/{shared['partner']}",
         f"/v1/partners/{shared['other']}/commitments",
+        f"/v1/partners/{shared['other']}/shared",
         f"/v1/coalitions/{shared['coalition']}",
         f"/v1/coalitions/{shared['coalition']}/report",
         "/v1/partners",
@@ -86,6 +87,42 @@ def test_a_partner_token_reads_its_own_commitments_and_nothing_else(
     )
     api.assert_problem(refused, 403)
     assert api.event_count() == before
+
+
+def test_a_partner_token_reads_over_the_api_what_its_page_shows(
+    api: Api, shared: dict[str, str]
+) -> None:
+    """SPEC §4: the partner role reads payments, thanks, outcomes and cadence, not only
+    commitments, and its UI shows no more than the API gives it (SPEC §8)."""
+    token = {"Authorization": f"Bearer {shared['token']}"}
+    upper = shared["partner"].upper()  # ids ignore case (RFC 4122 §3)
+
+    answer = api.client.get(f"/v1/partners/{upper}/shared", headers=token)
+
+    assert answer.status_code == 200, answer.text
+    view = answer.json()
+    assert view["partner_id"] == shared["partner"]
+    assert view["name"] == "Rosa Delgado"
+    assert [c["commitment_id"] for c in view["commitments"]] == ["C-STIPEND", "C-REVIEW"]
+    assert view["commitments"][0]["status"] == "fulfilled_on_time"
+    assert view["payments"] == [
+        {
+            "paid_on": "2025-01-20",
+            "amount": "150.00",
+            "currency": "USD",
+            "purpose": "stipend",
+            "commitment_id": "C-STIPEND",
+        }
+    ]
+    assert view["thanks"] == [{"on": "2025-01-21", "form": "note"}]
+    assert view["outcomes"] == [{"on": "2025-01-25", "summary": "Meetings moved to 6pm"}]
+    for hidden in (MEETING_NOTE, BREACH_NOTE, "Internal", "health", "Someone Else"):
+        assert hidden not in answer.text, hidden
+    before = api.client.get(
+        f"/v1/partners/{shared['partner']}/shared?as_of=2025-01-15", headers=token
+    )
+    assert before.json()["payments"] == []
+    assert before.json()["thanks"] == []
 
 
 def test_the_partners_page_shows_promises_payments_and_thanks_but_nothing_internal(
