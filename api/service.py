@@ -10,7 +10,7 @@ JSON request to the same use case behave the same (cosmicpython ch. 4, "service 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.recorders import RequestMark
 from api.writer import GroupWriter, WriteJob
-from domain.application import Partnerships, Recorded
+from domain.application import Partnerships, Recorded, SaveOptions
 from domain.chained import Stamp
 from domain.coalition import Coalition
 from domain.errors import Problem, ValidationFailed
@@ -110,43 +110,51 @@ class LedgerService:
         return await self._write(job, ask, "form_coalition")
 
     async def join_coalition(self, coalition_id: UUID, data: MemberJoined, ask: Ask) -> Recorded:
-        stamp = ask.stamp()
-        ledger = self.ledger
-        job = WriteJob(
-            check=lambda: ledger.check_joining(coalition_id, data),
+        ledger, stamp = self.ledger, ask.stamp()
+        return await self._change_coalition(
+            coalition_id,
+            ask,
+            f"join_coalition:{coalition_id}",
             alone=lambda options: ledger.join_coalition(
-                coalition_id,
-                data,
-                stamp,
-                expected_version=ask.expected_version,
-                with_save=options,
+                coalition_id, data, stamp, expected_version=ask.expected_version, with_save=options
             ),
-            stream_id=coalition_id,
-            load=lambda: ledger.get_coalition(coalition_id),
-            kind=Coalition,
             command=lambda coalition: coalition.admit(data, stamp),
-            expected_version=ask.expected_version,
+            check=lambda: ledger.check_joining(coalition_id, data),
         )
-        return await self._write(job, ask, f"join_coalition:{coalition_id}")
 
     async def leave_coalition(self, coalition_id: UUID, data: MemberLeft, ask: Ask) -> Recorded:
-        stamp = ask.stamp()
-        ledger = self.ledger
-        job = WriteJob(
+        ledger, stamp = self.ledger, ask.stamp()
+        return await self._change_coalition(
+            coalition_id,
+            ask,
+            f"leave_coalition:{coalition_id}",
             alone=lambda options: ledger.leave_coalition(
-                coalition_id,
-                data,
-                stamp,
-                expected_version=ask.expected_version,
-                with_save=options,
+                coalition_id, data, stamp, expected_version=ask.expected_version, with_save=options
             ),
-            stream_id=coalition_id,
-            load=lambda: ledger.get_coalition(coalition_id),
-            kind=Coalition,
             command=lambda coalition: coalition.release(data, stamp),
+        )
+
+    async def _change_coalition(
+        self,
+        coalition_id: UUID,
+        ask: Ask,
+        route: str,
+        *,
+        alone: Callable[[SaveOptions | None], Recorded],
+        command: Callable[[Coalition], None],
+        check: Callable[[], None] = lambda: None,
+    ) -> Recorded:
+        """One change to a coalition's stream: alone, or batched by the group-commit writer."""
+        job = WriteJob(
+            check=check,
+            alone=alone,
+            stream_id=coalition_id,
+            load=lambda: self.ledger.get_coalition(coalition_id),
+            kind=Coalition,
+            command=command,
             expected_version=ask.expected_version,
         )
-        return await self._write(job, ask, f"leave_coalition:{coalition_id}")
+        return await self._write(job, ask, route)
 
     # ---- once per Idempotency-Key ----------------------------------------------------------
 
