@@ -902,6 +902,15 @@ async def coalition_leave(
     cid = parse_uuid(coalition_id, CoalitionNotFound)
     form = await request.form()
     reason = str(form.get("reason") or "")
+    if form.get("confirmed") != "yes":  # a leave is recorded for good: ask once more
+        coalition = services.queries.coalition(str(cid), _at(services))
+        pid = str(parse_uuid(partner_id, PartnerNotFound))
+        member = next((m for m in coalition["members"] if m["partner_id"] == pid), None)
+        if member is None:
+            raise ValidationFailed([Problem("partner_id", "is not a member of this coalition")])
+        return _page(
+            request, "confirm_leave.html", who, coalition=coalition, member=member, reason=reason
+        )
     return await _membership(
         request,
         coalition_id,

@@ -143,6 +143,11 @@ def test_form_a_coalition_add_members_and_download_its_report(ui: Ui, site: Site
     reason.fill("Moved out of the valley.")
     before_leaving = site.position()
     ui.submit(leave.get_by_role("button", name="Remove"))
+    # A leave is recorded for good, so the ledger asks once more before writing anything.
+    assert ui.page.get_by_role("heading", level=1).inner_text() == (f"Remove {second} from {name}?")
+    assert site.events_after(before_leaving) == []
+    assert ui.page.get_by_label("Reason (optional)").input_value() == "Moved out of the valley."
+    ui.submit(ui.page.get_by_role("button", name=f"Remove {second}"))
     assert member_names(ui) == [first]
     members = site.api.get(f"/v1/coalitions/{coalition_id}")["members"]
     assert [m["partner_id"] for m in members] == [first_id]
