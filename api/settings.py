@@ -127,4 +127,8 @@ def postgres_env(url: str) -> dict[str, str]:
         # default max_connections (100), where pools of 4 from the start used them all up.
         "POSTGRES_POOL_SIZE": "1",
         "POSTGRES_MAX_OVERFLOW": "11",
+        # The library ends a transaction left idle for 5 s by default. A rebuild or a report
+        # reads in one transaction while Python folds the rows, and on a busy machine a pause
+        # in that folding passed 5 s once and failed the work; a minute still ends leaks.
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "60",
     }
