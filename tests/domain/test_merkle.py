@@ -79,7 +79,9 @@ def test_inclusion_proofs_are_ct_vectors(case: dict[str, Any]) -> None:
     assert verify_inclusion(LEAVES[index], index, size, path, root)
 
 
-@pytest.mark.parametrize("case", VECTORS["consistency"], ids=lambda c: f"{c['first']}-{c['second']}")
+@pytest.mark.parametrize(
+    "case", VECTORS["consistency"], ids=lambda c: f"{c['first']}-{c['second']}"
+)
 def test_consistency_proofs_are_ct_vectors(case: dict[str, Any]) -> None:
     nodes = _stored(LEAVES)
     first, second = case["first"], case["second"]
