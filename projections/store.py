@@ -158,6 +158,15 @@ _TABLES = [
         position BIGINT,
         PRIMARY KEY (level, idx))""",
     "CREATE INDEX IF NOT EXISTS {p}merkle_nodes_position ON {p}merkle_nodes (position)",
+    # Signed checkpoints (projections.checkpoints): statements made, which a rebuild keeps.
+    """CREATE TABLE IF NOT EXISTS {p}signed_checkpoints (
+        position BIGINT NOT NULL,
+        tree_size BIGINT NOT NULL,
+        digest TEXT NOT NULL,
+        tree_head TEXT NOT NULL,
+        time TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        PRIMARY KEY (time, position))""",
 ]
 VIEW_TABLES = (
     "partners",
