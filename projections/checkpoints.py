@@ -117,11 +117,13 @@ class SigningKey:
 
 
 def verify_signature(public_key: str, signature: str, message: bytes) -> bool:
-    """Whether ``signature`` (hex) is the Ed25519 signature of ``message`` by ``public_key``
-    (raw, hex); False for anything malformed."""
+    """Whether ``signature`` (lowercase hex) is the Ed25519 signature of ``message`` by
+    ``public_key`` (raw, lowercase hex); False for anything malformed."""
     try:
-        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key))
-        key.verify(bytes.fromhex(signature), message)
+        key_bytes, signature_bytes = bytes.fromhex(public_key), bytes.fromhex(signature)
+        if (key_bytes.hex(), signature_bytes.hex()) != (public_key, signature):
+            return False  # only lowercase hex, so that one signature has one spelling
+        Ed25519PublicKey.from_public_bytes(key_bytes).verify(signature_bytes, message)
     except (ValueError, InvalidSignature):
         return False
     return True

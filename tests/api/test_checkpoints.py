@@ -23,7 +23,7 @@ from api.settings import Settings
 from domain.merkle import event_leaf_hash, verify_consistency, verify_inclusion
 from projections.checkpoints import Checkpoint, verify_signature
 from tests.api.conftest import Api
-from tests.api.test_audit_cli import edit_state, read_state, run_pledger
+from tests.api.test_audit_cli import edit_state, run_pledger
 from tests.api.test_log_against_views import _delete_from
 
 
@@ -113,8 +113,6 @@ def test_every_report_carries_its_signature_and_a_covering_checkpoint(api: Api) 
         assert checkpoint.signed_by(key)
         if fmt == "json":
             assert checkpoint.position >= response.json()["position"]
-    again = api.get(f"/v1/coalitions/{ledger['coalition']}/report", format="json")
-    assert again.content == response.content if fmt == "json" else True
 
 
 # ---- a log that no longer extends a checkpoint kept outside -----------------------------------
@@ -138,7 +136,9 @@ def _swap_adjacent(settings: Settings, position: int) -> None:
                 "topic = %s, state = %s WHERE notification_id = %s"
             )
             a, b = rows[position], rows[position + 1]
-            assert a is not None and b is not None and a[0] != b[0]
+            assert a is not None
+            assert b is not None
+            assert a[0] != b[0]
             pg.execute(update, (a[0], -1, a[2], a[3], position))
             pg.execute(update, (*a, position + 1))
             pg.execute(update, (*b, position))
@@ -159,6 +159,8 @@ def _swap_adjacent(settings: Settings, position: int) -> None:
                 "state = ? WHERE rowid = ?"
             )
             a, b = rows[position], rows[position + 1]
+            assert a is not None
+            assert b is not None
             assert a[0] != b[0]
             lite.execute(update, (a[0], -1, a[2], a[3], position))
             lite.execute(update, (*a, position + 1))
@@ -231,7 +233,6 @@ def test_verify_with_a_checkpoint_kept_outside_catches_the_damage(
     intact = run_pledger(settings, "verify", "--checkpoint", str(path))
     assert intact.returncode == 0, intact.stderr
     assert f"extends the checkpoint at position {end}" in intact.stdout
-    before = read_state(settings, end)
 
     TAMPERING[tampering](settings, end)
     # The views made again from the damaged log: they, and plain verify, now agree with it.
@@ -241,7 +242,6 @@ def test_verify_with_a_checkpoint_kept_outside_catches_the_damage(
     assert caught.returncode == 1
     assert f"MISMATCH position {end}: the log" in caught.stderr, caught.stderr
     assert "checkpoint" in caught.stderr
-    assert before  # the newest event was there when the checkpoint was made
 
 
 def test_a_forged_checkpoint_file_fails(api: Api, settings: Settings, tmp_path: Path) -> None:

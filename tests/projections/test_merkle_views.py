@@ -77,6 +77,6 @@ def test_views_made_before_the_tree_make_it_from_the_log(services: Services) -> 
     services.keeper.catch_up()
 
     hashes = _log_hashes(services)
-    assert _nodes(services)[: len(kept)] != []
+    assert len(_nodes(services)) > len(kept)
     assert services.view.tree_head(len(hashes)) == root_from_leaves(map(event_leaf_hash, hashes))[1]
-    assert {n for n in kept} <= set(_nodes(services))
+    assert set(kept) <= set(_nodes(services))
