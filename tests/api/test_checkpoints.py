@@ -21,7 +21,7 @@ import pytest
 
 from api.settings import Settings
 from domain.merkle import event_leaf_hash, verify_consistency, verify_inclusion
-from projections.checkpoints import Checkpoint, verify_signature
+from projections.checkpoints import Checkpoint, SigningKey, SigningKeyError, verify_signature
 from tests.api.conftest import Api
 from tests.api.test_audit_cli import edit_state, run_pledger
 from tests.api.test_log_against_views import _delete_from
@@ -260,3 +260,31 @@ def test_a_forged_checkpoint_file_fails(api: Api, settings: Settings, tmp_path: 
     refused = run_pledger(settings, "verify", "--checkpoint", str(broken))
     assert refused.returncode == 2
     assert "tree_size" in refused.stderr
+
+
+def test_a_signing_key_others_can_read_is_refused(sqlite_settings: Settings) -> None:
+    key_file = sqlite_settings.signing_key_path
+    assert key_file == sqlite_settings.db_path.with_name("pledger.ed25519")
+    first = SigningKey.open(key_file).public_key
+    assert SigningKey.open(key_file).public_key == first  # made once, then read
+    key_file.chmod(0o644)
+
+    with pytest.raises(SigningKeyError, match="chmod 600"):
+        SigningKey.open(key_file)
+    refused = run_pledger(sqlite_settings, "audit", "key")
+    assert refused.returncode == 2
+    assert "chmod 600" in refused.stderr
+
+
+def test_the_signing_key_file_can_be_named(tmp_path: Path) -> None:
+    named = tmp_path / "keys" / "ledger.ed25519"
+    settings = Settings.from_env(
+        {"PLEDGER_DB": str(tmp_path / "pledger.db"), "PLEDGER_SIGNING_KEY_FILE": str(named)}
+    )
+    assert settings.signing_key_path == named
+    on_postgres = Settings.from_env(
+        {"PLEDGER_DATABASE_URL": "postgresql://u@db.example:5433/books"}
+    )
+    assert on_postgres.signing_key_path.name == "books@db.example_5433.ed25519"
+    SigningKey.open(named)
+    assert stat.S_IMODE(named.stat().st_mode) == 0o600
