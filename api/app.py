@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
         services = open_services(resolved)
         if keep_views_current:
             services.keeper.start()
+            services.start_daily_checkpoints()
         else:
             services.keeper.catch_up()
         services.writer.start()

@@ -27,7 +27,9 @@ from api.settings import Settings
 from api.wiring import Services, open_ledger, open_services
 from domain.errors import CoalitionNotFound, LedgerError, PartnerNotFound
 from domain.values import show_controls
-from projections.audit import export_events
+from projections.audit import check_checkpoint, export_events
+from projections.checkpoints import Checkpoint, SigningKeyError
+from projections.evidence import canonical, verify_bundle
 from projections.queries import At
 
 __all__ = ["app", "main"]
@@ -42,6 +44,8 @@ app.add_typer(export_app, name="export")
 token_app = typer.Typer(help="Credentials for the HTTP API.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(import_app, name="import")
+audit_app = typer.Typer(help="The ledger's signing key.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 DbOption = Annotated[
     str | None,
@@ -106,11 +110,29 @@ def _whole_file_or_none(output: Path | None) -> Iterator[IO[bytes]]:
 
 
 @app.command("verify")
-def verify_command(db: DbOption = None) -> None:
+def verify_command(
+    checkpoint_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="A signed checkpoint kept outside the ledger (pledger checkpoint): fail unless "
+            "the log still extends it.",
+        ),
+    ] = None,
+    db: DbOption = None,
+) -> None:
     """Recompute every event hash, chain link and the ledger digest; fail on any mismatch."""
+    checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file is not None else None
     services = open_services(_settings(db))
     with progress_bar("Verifying events", services.ledger.last_position()) as advance:
         report = services.verify(advance=advance)
+    if checkpoint is not None:
+        try:
+            public_key = services.checkpoints.key.public_key
+        except SigningKeyError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
+        report.problems.extend(check_checkpoint(services.ledger, checkpoint, public_key))
     for problem in report.problems:
         event = f": stream {problem.stream_id} version {problem.version}"
         typer.echo(
@@ -125,6 +147,75 @@ def verify_command(db: DbOption = None) -> None:
         typer.echo(f"FAILED: {len(report.problems)} problem(s) found.", err=True)
         raise typer.Exit(1)
     typer.echo("OK: every event matches its hash and its chain.")
+    if checkpoint is not None:
+        typer.echo(
+            f"OK: the log extends the checkpoint at position {checkpoint.position} "
+            f"({checkpoint.tree_size} events, tree head {checkpoint.tree_head})."
+        )
+
+
+def _read_checkpoint(path: Path) -> Checkpoint:
+    """A checkpoint file as ``pledger checkpoint`` writes it; exit 2 naming what is wrong."""
+    try:
+        return Checkpoint.from_dict(orjson.loads(path.read_bytes()))
+    except OSError as error:
+        typer.echo(f"error: cannot read {path}: {error.strerror}", err=True)
+    except (orjson.JSONDecodeError, ValueError) as error:
+        typer.echo(f"error: {path} is not a checkpoint (pledger checkpoint): {error}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command("checkpoint")
+def checkpoint_command(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Sign {position, tree size, digest, tree head, time} now; keep it and print it."""
+    services = open_services(_settings(db))
+    services.keeper.catch_up()
+    try:
+        checkpoint = services.checkpoints.make()
+    except SigningKeyError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    key = services.checkpoints.key.public_key
+    _write(canonical(checkpoint.as_dict(key)) + b"\n", output)
+
+
+@audit_app.command("key")
+def audit_key_command(db: DbOption = None) -> None:
+    """Print the ledger's Ed25519 public key (hex), which signs checkpoints and reports."""
+    services = open_services(_settings(db))
+    try:
+        typer.echo(services.checkpoints.key.public_key)
+    except SigningKeyError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("verify-bundle")
+def verify_bundle_command(
+    bundle: Annotated[Path, typer.Argument(help="An evidence bundle (pledger report --evidence).")],
+) -> None:
+    """Check an evidence bundle offline: hashes, inclusion proofs, signatures, figures."""
+    try:
+        raw = bundle.read_bytes()
+    except OSError as error:
+        typer.echo(f"error: cannot read {bundle}: {error.strerror}", err=True)
+        raise typer.Exit(2) from None
+    problems = verify_bundle(raw)
+    for problem in problems:
+        typer.echo(f"FAILED: {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    document = orjson.loads(raw)
+    typer.echo(
+        f"OK: {len(document['events'])} events match their hashes and their inclusion proofs "
+        f"in the tree of {document['checkpoint']['tree_size']} events signed by "
+        f"{document['public_key']}; the report's figures follow from them."
+    )
 
 
 AsOfOption = Annotated[
@@ -183,6 +274,22 @@ def report_command(
         ),
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
+    signature: Annotated[
+        Path | None,
+        typer.Option(
+            "--signature",
+            help="Also write the report's signature: its SHA-256, the ledger's Ed25519 "
+            "signature over it, the checkpoint covering it and the public key (JSON).",
+        ),
+    ] = None,
+    evidence: Annotated[
+        Path | None,
+        typer.Option(
+            "--evidence",
+            help="Also write the report's evidence bundle (json report, events, proofs, "
+            "checkpoint, key), for pledger verify-bundle.",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """The accountability report to a coalition, reproducible to the byte."""
@@ -206,12 +313,32 @@ def report_command(
     services = open_services(_settings(db))
     try:
         at = _reference(services, as_of, position)
-        report = services.queries.report(
-            coalition, at, start=parse_day(start, "--from"), end=parse_day(end, "--to")
-        )
+        first, last = parse_day(start, "--from"), parse_day(end, "--to")
+        report = services.queries.report(coalition, at, start=first, end=last)
+        bundle = services.report_evidence(coalition, at, first, last) if evidence else None
     except LedgerError as error:
         raise _fail(error) from None
-    _write(REPORT_FORMATS[fmt](report), output)
+    body = REPORT_FORMATS[fmt](report)
+    try:
+        headers = services.report_headers(body, int(report["position"])) if signature else {}
+    except SigningKeyError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    _write(body, output)
+    if signature is not None:
+        _write(canonical(_sidecar(headers)) + b"\n", signature)
+    if evidence is not None and bundle is not None:
+        _write(bundle, evidence)
+
+
+def _sidecar(headers: dict[str, str]) -> dict[str, object]:
+    """The report's signature file: what the API sends as Pledger-* headers, as JSON."""
+    return {
+        "report_sha256": headers["Pledger-Report-SHA256"],
+        "report_signature": headers["Pledger-Report-Signature"],
+        "checkpoint": orjson.loads(headers["Pledger-Checkpoint"]),
+        "public_key": headers["Pledger-Public-Key"],
+    }
 
 
 def _reference_of(

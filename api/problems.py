@@ -24,6 +24,7 @@ from domain.errors import (
     VersionConflict,
 )
 from domain.serialization import DATA_MODELS
+from projections.checkpoints import SigningKeyError
 from projections.log import LogReader
 
 __all__ = ["field_problems", "install_problem_handlers", "problem"]
@@ -158,6 +159,15 @@ def install_problem_handlers(app: FastAPI) -> None:
             position=position,
             stream_id=error.stream_id,
             version=error.version,
+        )
+
+    @app.exception_handler(SigningKeyError)
+    async def unusable_key(request: Request, error: SigningKeyError) -> Response:
+        return _answer(
+            request,
+            500,
+            f"The ledger cannot sign: {error}. Nothing was recorded; the operator must fix the "
+            "signing key (PLEDGER_SIGNING_KEY_FILE).",
         )
 
     @app.exception_handler(RequestValidationError)

@@ -17,15 +17,19 @@ from api.params import parse_as_of, parse_day, parse_moment, parse_uuid
 from api.schemas import (
     AccountabilityPublic,
     AgendaPublic,
+    CheckpointsPublic,
     CoalitionCreate,
     CoalitionPublic,
     CoalitionsPublic,
     CommitmentsPublic,
+    ConsistencyProofPublic,
     EventBody,
     EventRecordedPublic,
     EventsPublic,
     HealthHistoryPublic,
     HealthPublic,
+    InclusionProofPublic,
+    KeyPublic,
     MemberCreate,
     PartnerCreate,
     PartnerPublic,
@@ -42,6 +46,7 @@ from api.service import Ask
 from api.wiring import Services
 from domain.application import Recorded
 from domain.errors import CoalitionNotFound, PartnerNotFound, Problem, ValidationFailed
+from domain.merkle import consistency_proof, inclusion_proof, tree_head
 from domain.serialization import DATA_MODELS, public_event
 from domain.values import (
     CoalitionFormed,
@@ -113,7 +118,16 @@ async def get_reader(who: PrincipalDep) -> Principal:
     return who
 
 
+async def get_auditor(who: PrincipalDep) -> Principal:
+    """The audit trail's proofs, key and checkpoints (hashes and signatures only): readers,
+    and a coalition token, whose members check its report's evidence with them."""
+    if who.role == "partner":
+        raise Forbidden(ONLY["partner"])
+    return who
+
+
 StewardDep = Annotated[Principal, Depends(get_steward)]
+AuditorDep = Annotated[Principal, Depends(get_auditor)]
 ReaderDep = Annotated[Principal, Depends(get_reader)]
 AsOf = Annotated[
     str | None,
@@ -538,7 +552,39 @@ def coalition_report(
         start=parse_day(start, "from"),
         end=parse_day(end, "to"),
     )
-    return Response(REPORT_FORMATS[fmt](report), media_type=REPORT_MEDIA_TYPES[fmt])
+    body = REPORT_FORMATS[fmt](report)
+    return Response(
+        body,
+        media_type=REPORT_MEDIA_TYPES[fmt],
+        headers=services.report_headers(body, int(report["position"])),
+    )
+
+
+@router.get(
+    "/coalitions/{coalition_id}/report/evidence",
+    tags=["coalitions"],
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}, "description": "evidence bundle"}},
+)
+def coalition_report_evidence(
+    coalition_id: str,
+    services: ServicesDep,
+    who: PrincipalDep,
+    start: Annotated[str | None, Query(alias="from")] = None,
+    end: Annotated[str | None, Query(alias="to")] = None,
+    as_of: AsOf = None,
+    position: Position = None,
+) -> Response:
+    """The report's evidence bundle: the json report, its events, their proofs, checkpoint."""
+    coalition_id = str(parse_uuid(coalition_id, CoalitionNotFound))
+    _may_read_coalition(who, coalition_id)
+    bundle = services.report_evidence(
+        coalition_id,
+        _at(services, as_of, position),
+        parse_day(start, "from"),
+        parse_day(end, "to"),
+    )
+    return Response(bundle, media_type="application/json")
 
 
 @router.get("/agenda", response_model=AgendaPublic, tags=["agenda"])
@@ -604,3 +650,89 @@ def events(
 def audit_verify(services: ServicesDep, who: ReaderDep) -> Response:
     """Recompute every hash, chain link and the digest over the whole log."""
     return _json(services.verify().as_dict())
+
+
+@router.get("/audit/key", response_model=KeyPublic, tags=["audit"])
+def audit_key(services: ServicesDep, who: AuditorDep) -> Response:
+    """The ledger's Ed25519 public key (raw 32 bytes, hex), which signs checkpoints."""
+    return _json({"algorithm": "Ed25519", "public_key": services.checkpoints.key.public_key})
+
+
+@router.get("/audit/checkpoints", response_model=CheckpointsPublic, tags=["audit"])
+def audit_checkpoints(services: ServicesDep, who: AuditorDep) -> Response:
+    """Every signed checkpoint {position, tree_size, digest, tree_head, time}, oldest first."""
+    key = services.checkpoints.key.public_key
+    return _json({"checkpoints": [c.as_dict(key) for c in services.checkpoints.all()]})
+
+
+TreeSize = Annotated[
+    int | None,
+    Query(ge=1, le=2**63 - 1, description="Leaves in the tree; default: every event so far."),
+]
+
+
+def _tree_size(services: Services, asked: int | None, name: str) -> int:
+    size = services.view.chain_head()[2]
+    if asked is not None and asked > size:
+        raise ValidationFailed([Problem(name, f"is beyond the tree's {size} events")])
+    return size if asked is None else asked
+
+
+@router.get("/audit/proof/inclusion", response_model=InclusionProofPublic, tags=["audit"])
+def audit_inclusion_proof(
+    services: ServicesDep,
+    who: AuditorDep,
+    position: Annotated[int, Query(ge=1, le=2**63 - 1)],
+    tree_size: TreeSize = None,
+) -> Response:
+    """RFC 9162 §2.1.3 inclusion proof of the event at a position in a tree size."""
+    leaf = services.view.leaves_at([position]).get(position)
+    if leaf is None:
+        raise ValidationFailed([Problem("position", "holds no event the tree took in")])
+    size = _tree_size(services, tree_size, "tree_size")
+    index, leaf_hash = leaf
+    if index >= size:
+        msg = f"is {size}, but the event at this position is leaf {index + 1}"
+        raise ValidationFailed([Problem("tree_size", msg)])
+    path, head = services.view.tree_computed(
+        lambda nodes: (inclusion_proof(nodes, index, size), tree_head(nodes, size))
+    )
+    return _json(
+        {
+            "position": position,
+            "leaf_index": index,
+            "tree_size": size,
+            "leaf_hash": leaf_hash.hex(),
+            "tree_head": head.hex(),
+            "path": [p.hex() for p in path],
+        }
+    )
+
+
+@router.get("/audit/proof/consistency", response_model=ConsistencyProofPublic, tags=["audit"])
+def audit_consistency_proof(
+    services: ServicesDep,
+    who: AuditorDep,
+    first: Annotated[int, Query(ge=1, le=2**63 - 1)],
+    second: TreeSize = None,
+) -> Response:
+    """RFC 9162 §2.1.4 consistency proof that a tree of `first` leaves is a prefix of `second`."""
+    size = _tree_size(services, second, "second")
+    if first > size:
+        raise ValidationFailed([Problem("first", f"is larger than second ({size})")])
+    path, first_head, second_head = services.view.tree_computed(
+        lambda nodes: (
+            consistency_proof(nodes, first, size),
+            tree_head(nodes, first),
+            tree_head(nodes, size),
+        )
+    )
+    return _json(
+        {
+            "first": first,
+            "second": size,
+            "first_head": first_head.hex(),
+            "second_head": second_head.hex(),
+            "path": [p.hex() for p in path],
+        }
+    )

@@ -29,15 +29,20 @@ __all__ = [
     "EXAMPLES",
     "AccountabilityPublic",
     "AgendaPublic",
+    "CheckpointPublic",
+    "CheckpointsPublic",
     "CoalitionCreate",
     "CoalitionPublic",
     "CoalitionsPublic",
     "CommitmentsPublic",
+    "ConsistencyProofPublic",
     "EventBody",
     "EventRecordedPublic",
     "EventsPublic",
     "HealthHistoryPublic",
     "HealthPublic",
+    "InclusionProofPublic",
+    "KeyPublic",
     "MemberCreate",
     "PartnerCreate",
     "PartnerPublic",
@@ -530,3 +535,39 @@ class VerifyPublic(BaseModel):
     position: int
     digest: str
     problems: list[dict[str, Any]]
+
+
+class KeyPublic(BaseModel):
+    algorithm: str
+    public_key: str
+
+
+class CheckpointPublic(BaseModel):
+    position: int
+    tree_size: int
+    digest: str
+    tree_head: str
+    time: str
+    signature: str
+    public_key: str
+
+
+class CheckpointsPublic(BaseModel):
+    checkpoints: list[CheckpointPublic]
+
+
+class InclusionProofPublic(BaseModel):
+    position: int
+    leaf_index: int
+    tree_size: int
+    leaf_hash: str
+    tree_head: str
+    path: list[str]
+
+
+class ConsistencyProofPublic(BaseModel):
+    first: int
+    second: int
+    first_head: str
+    second_head: str
+    path: list[str]

@@ -10,6 +10,14 @@
 | PLEDGER_LOCK_TIMEOUT | 5            | PostgreSQL: seconds a write waits for the log's lock |
 |                      |              | (held by another save, e.g. an import) before it is  |
 |                      |              | refused with 503 and Retry-After                     |
+| PLEDGER_SIGNING_KEY_FILE | (see below) | the Ed25519 key that signs checkpoints and reports |
+
+The signing key (issue 15) is kept outside the database, so that whoever can rewrite the
+database cannot sign for it: on SQLite beside the log (``pledger.db`` -> ``pledger.ed25519``);
+on PostgreSQL, where there is no file beside the database, in the user's data folder
+(``$XDG_DATA_HOME`` or ``~/.local/share``) under ``pledger/<database>@<host>_<port>.ed25519``.
+Every process that signs for one ledger (servers, the CLI) must use the same file: on
+PostgreSQL with several machines, set PLEDGER_SIGNING_KEY_FILE on each.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ class Settings:
     port: int = 8000
     locale: str = "en_US"
     lock_timeout: int = 5
+    signing_key_file: Path | None = None
 
     @classmethod
     def from_env(
@@ -49,6 +58,7 @@ class Settings:
             port=int(env.get("PLEDGER_PORT", "8000")),
             locale=_locale(env.get("PLEDGER_LOCALE") or "en_US"),
             lock_timeout=int(env.get("PLEDGER_LOCK_TIMEOUT", "5")),
+            signing_key_file=_path(env.get("PLEDGER_SIGNING_KEY_FILE")),
         )
 
     @property
@@ -59,6 +69,21 @@ class Settings:
     def views_path(self) -> Path:
         """The SQLite file holding read models, beside the event log."""
         return self.db_path.with_name(self.db_path.stem + ".views" + self.db_path.suffix)
+
+    @property
+    def signing_key_path(self) -> Path:
+        """Where the ledger's Ed25519 signing key is (made there on first use): see the
+        module's docstring."""
+        if self.signing_key_file is not None:
+            return self.signing_key_file
+        if not self.database_url:
+            return self.db_path.with_suffix(".ed25519")
+        parts = urlsplit(self.database_url)
+        data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+        name = (
+            f"{unquote(parts.path.lstrip('/')) or 'postgres'}@{parts.hostname}_{parts.port or 5432}"
+        )
+        return data / "pledger" / f"{name}.ed25519"
 
     def describe(self) -> str:
         if self.database_url:
@@ -98,6 +123,10 @@ class Settings:
             # creates the schema under the schema lock (see projections.pgschema).
             "PLEDGER_APPLICATION_RECORDER_TOPIC": "api.recorders:LedgerPostgresRecorder",
         }
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text).expanduser().resolve() if text else None
 
 
 def _locale(name: str) -> str:

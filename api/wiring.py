@@ -3,28 +3,40 @@
 from __future__ import annotations
 
 import getpass
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any
+from uuid import UUID
 
 import orjson
 
 from api.auth import TokenBook
+from api.formats import REPORT_FORMATS
 from api.service import LedgerService
 from api.settings import Settings
 from api.writer import GroupWriter
 from domain.application import Partnerships
+from domain.chained import ChainedAggregate
 from domain.hashing import format_instant
+from domain.merkle import inclusion_proof
+from domain.serialization import public_event
 from projections.audit import AuditReport, ViewsSeen, verify_log
+from projections.checkpoints import Checkpoint, Checkpoints, SigningKey, report_signature
+from projections.evidence import canonical, make_bundle
 from projections.locking import WriteLock
-from projections.queries import LedgerQueries
+from projections.queries import At, LedgerQueries
 from projections.runner import ViewKeeper, open_view
 from projections.store import LedgerView
 
 __all__ = ["Services", "cli_user", "open_ledger", "open_services"]
 
 LAST_VERIFICATION = "last_verification"
+CHECKPOINT_AGE = timedelta(days=1)
+CHECKPOINT_POLL_SECONDS = 3600.0
 
 
 def open_ledger(settings: Settings) -> Partnerships:
@@ -47,6 +59,73 @@ class Services:
     writer: GroupWriter
     service: LedgerService
 
+    @cached_property
+    def checkpoints(self) -> Checkpoints:
+        """The signed checkpoints, with the ledger's signing key (made on first use, see
+        ``Settings.signing_key_path``)."""
+        return Checkpoints(self.view, SigningKey.open(self.settings.signing_key_path))
+
+    def checkpoint_covering(self, position: int) -> Checkpoint:
+        """The latest checkpoint at or after ``position`` (made now when none is)."""
+        self.keeper.wait_for(position)
+        return self.checkpoints.covering(position)
+
+    def report_headers(self, body: bytes, position: int) -> dict[str, str]:
+        """What every report carries beside its bytes (which stay as they are, so a report made
+        again is the same to the byte): the SHA-256 of the bytes and the ledger's Ed25519
+        signature over those 32 bytes, the latest checkpoint covering the report's position
+        (canonical JSON), and the public key."""
+        checkpoint = self.checkpoint_covering(position)
+        key = self.checkpoints.key
+        digest, signature = report_signature(key, body)
+        return {
+            "Pledger-Report-SHA256": digest,
+            "Pledger-Report-Signature": signature,
+            "Pledger-Checkpoint": canonical(checkpoint.as_dict(key.public_key)).decode(),
+            "Pledger-Public-Key": key.public_key,
+        }
+
+    def report_evidence(
+        self, coalition_id: str, at: At, start: date | None, end: date | None
+    ) -> bytes:
+        """The evidence bundle of a coalition's report (``projections.evidence``): the json
+        report, the coalition's and its members' events up to its position with their
+        inclusion proofs in the checkpoint covering it, the checkpoint and the public key.
+        Raises what the report raises (UnvouchedContent: 409)."""
+        report = self.queries.report(coalition_id, at, start=start, end=end)
+        body = REPORT_FORMATS["json"](report)
+        position = int(report["position"])
+        checkpoint = self.checkpoint_covering(position)
+        streams = [coalition_id, *(m["partner_id"] for m in report["members"])]
+        events = self._public_events(streams, position)
+        leaves = self.view.leaves_at([e["position"] for e in events])
+        indices = [leaves[e["position"]][0] for e in events]
+        size = checkpoint.tree_size
+        paths = self.view.tree_computed(
+            lambda nodes: [inclusion_proof(nodes, index, size) for index in indices]
+        )
+        return make_bundle(
+            self.checkpoints.key, body, events, list(zip(indices, paths, strict=True)), checkpoint
+        )
+
+    def _public_events(self, stream_ids: list[str], upto: int) -> list[dict[str, Any]]:
+        """Every event of the streams up to position ``upto``, in the /v1/events shape, in
+        position order."""
+        positions = {
+            (sid, entry.version): entry.position
+            for sid, entries in self.keeper.log.streams(stream_ids).items()
+            for entry in entries
+        }
+        found = []
+        for sid in stream_ids:
+            for stored in self.ledger.recorder.select_events(UUID(sid)):
+                position = positions.get((sid, stored.originator_version))
+                if position is not None and position <= upto:
+                    event = self.ledger.mapper.to_domain_event(stored)
+                    assert isinstance(event, ChainedAggregate.Event)
+                    found.append(public_event(event, position))
+        return sorted(found, key=lambda e: int(e["position"]))
+
     def verify(self, advance: Callable[[int], None] = lambda _: None) -> AuditReport:
         """Verify the whole log (projections.audit) and keep the result, with when it ran,
         for the home and audit pages."""
@@ -68,7 +147,30 @@ class Services:
         stored = self.ledger.recorder.state(LAST_VERIFICATION, "")  # type: ignore[attr-defined]
         return orjson.loads(stored) if stored else None
 
+    def start_daily_checkpoints(self) -> None:
+        """The server's daily checkpoint (issue 15 item 2): a thread that, every hour, signs
+        a checkpoint when the latest is a day old and the log has grown since."""
+        stop = self._checkpoints_stop = threading.Event()
+
+        def run() -> None:
+            while not stop.is_set():
+                try:
+                    self.keeper.catch_up()
+                    self.checkpoints.make_if_older(CHECKPOINT_AGE)
+                except Exception:  # keep trying next hour; the server keeps serving
+                    logging.getLogger(__name__).exception("the daily checkpoint failed")
+                stop.wait(CHECKPOINT_POLL_SECONDS)
+
+        self._checkpoints_thread = threading.Thread(
+            target=run, name="pledger-checkpoints", daemon=True
+        )
+        self._checkpoints_thread.start()
+
     def close(self) -> None:
+        stopping = getattr(self, "_checkpoints_stop", None)
+        if stopping is not None:
+            stopping.set()
+            self._checkpoints_thread.join(timeout=5)
         self.writer.stop()
         self.keeper.stop()
         self.ledger.close()

@@ -414,6 +414,52 @@ def rebuild(settings: Settings) -> tuple[float, int, float]:
 # ---- import ----------------------------------------------------------------------------------
 
 
+def tree_costs(settings: Settings, directory: Path, page: int = 500) -> dict[str, float]:
+    """What the Merkle tree (issue 15) adds to keeping the views, over this ledger's own event
+    hashes: per event appended (hashing its leaf and the nodes it completes, and writing them;
+    the rows ride in the transaction the views write anyway, so no commit of their own), and
+    over a whole rebuild. Hashing is timed as DigestChain.extend (pages of ``page`` events, as
+    the catch-up takes them) less the digest alone; writing, into a merkle_nodes table like
+    the views' in a scratch SQLite file beside the log (the PostgreSQL views COPY the same
+    rows)."""
+    from domain.hashing import GENESIS, digest_step
+    from projections.rows import DigestChain
+
+    services = open_services(settings)
+    try:
+        hashes = list(enumerate(services.keeper.log.hashes(0, services.ledger.last_position()), 1))
+    finally:
+        services.close()
+    started = time.perf_counter()
+    digest = GENESIS
+    for _, event_hash in hashes:
+        digest = digest_step(digest, event_hash)
+    digest_only = time.perf_counter() - started
+    chain, rows = DigestChain(), []
+    started = time.perf_counter()
+    for start in range(0, len(hashes), page):
+        chain.extend(hashes[start : start + page])
+        rows.append(chain.take_tree())
+    with_tree = time.perf_counter() - started
+    scratch = sqlite3.connect(directory / "tree-scratch.db")
+    scratch.execute(
+        "CREATE TABLE merkle_nodes (level INTEGER NOT NULL, idx BIGINT NOT NULL, hash TEXT NOT "
+        "NULL, position BIGINT, PRIMARY KEY (level, idx))"
+    )
+    scratch.execute("CREATE INDEX merkle_nodes_position ON merkle_nodes (position)")
+    started = time.perf_counter()
+    with scratch:
+        for batch in rows:
+            scratch.executemany("INSERT INTO merkle_nodes VALUES (?, ?, ?, ?)", batch)
+    writes = time.perf_counter() - started
+    scratch.close()
+    added = max(with_tree - digest_only, 0.0) + writes
+    return {
+        "tree_append_us": round(added / max(len(hashes), 1) * 1e6, 2),
+        "tree_rebuild_seconds": round(added, 2),
+    }
+
+
 def import_events(settings: Settings, directory: Path, partner_ids: list[str], rows: int) -> float:
     """Run `pledger import events` of ``rows`` contact_made rows (on the ledger's partners, by
     id, 100 rows each) as a subprocess; returns its wall time in seconds (start-up, checking
@@ -514,6 +560,11 @@ def main() -> None:
         floor_eps, _ = floor_read_decode(settings.db_path)
         figures["floor_read_decode_eps"] = round(floor_eps)
         figures["rebuild_ratio"] = round(figures["rebuild_eps"] / floor_eps, 3)
+
+    figures.update(tree_costs(settings, directory))
+    if figures["rebuild_seconds"]:
+        share = figures["tree_rebuild_seconds"] / figures["rebuild_seconds"]
+        figures["tree_rebuild_share"] = round(share, 3)
 
     print("Serving over HTTP")
     server = Server(settings, directory)

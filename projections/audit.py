@@ -12,9 +12,18 @@ from eventsourcing.persistence import MapperDeserialisationError
 
 from domain.application import Partnerships
 from domain.hashing import GENESIS, digest_step
+from domain.merkle import MerkleAppender, event_leaf_hash
 from domain.serialization import public_event
+from projections.checkpoints import Checkpoint
 
-__all__ = ["AuditProblem", "AuditReport", "ViewsSeen", "export_events", "verify_log"]
+__all__ = [
+    "AuditProblem",
+    "AuditReport",
+    "ViewsSeen",
+    "check_checkpoint",
+    "export_events",
+    "verify_log",
+]
 
 
 @dataclass(frozen=True)
@@ -181,6 +190,53 @@ def _compare_digest(report: AuditReport, mark: int, seen: ViewsSeen) -> None:
                 "views chained: events before it were rewritten, removed or reordered",
             )
         )
+
+
+def check_checkpoint(
+    ledger: Partnerships, checkpoint: Checkpoint, public_key: str
+) -> list[AuditProblem]:
+    """Whether the log as stored now still extends ``checkpoint`` (issue 15 item 2): its
+    signature is this ledger's (``public_key``), and the events up to its position, as stored
+    now, are as many as it states and give its ledger digest and its Merkle tree head (RFC
+    9162 §2.1). An event edited, reordered, removed or truncated before its position changes
+    one of these. Returns the problems found (none: the log extends it)."""
+    where = (checkpoint.position, "", 0)
+    problems: list[AuditProblem] = []
+    if not checkpoint.signed_by(public_key):
+        problems.append(
+            AuditProblem(*where, "the checkpoint's signature is not this ledger's key's")
+        )
+    digest, tree = GENESIS, MerkleAppender()
+    for notification in ledger.notifications(upto=checkpoint.position):
+        stored_hash = _stored_hash(notification.state) or ""
+        digest = digest_step(digest, stored_hash)
+        tree.append(event_leaf_hash(stored_hash))
+    if tree.size != checkpoint.tree_size:
+        problems.append(
+            AuditProblem(
+                *where,
+                f"the log holds {tree.size} events up to position {checkpoint.position}, the "
+                f"checkpoint {checkpoint.tree_size}: events before it were removed or added",
+            )
+        )
+    if digest != checkpoint.digest:
+        problems.append(
+            AuditProblem(
+                *where,
+                f"the log's digest at position {checkpoint.position} is {digest}, not the "
+                f"checkpoint's {checkpoint.digest}: events before it were changed",
+            )
+        )
+    head = tree.root().hex()
+    if head != checkpoint.tree_head:
+        problems.append(
+            AuditProblem(
+                *where,
+                f"the log's tree head over {tree.size} events is {head}, not the "
+                f"checkpoint's {checkpoint.tree_head}",
+            )
+        )
+    return problems
 
 
 def export_events(ledger: Partnerships, *, after: int = 0) -> Iterator[dict[str, Any]]:

@@ -47,6 +47,7 @@ from projections.logtable import LogTable, OpenLog
 from projections.rows import (
     DigestChain,
     Totals,
+    TreeRow,
     coalition_row,
     commitment_rows,
     count_commitments,
@@ -72,6 +73,7 @@ class ViewRows:
     coalitions: list[Sequence[Any]] = field(default_factory=list)
     totals: Totals = field(default_factory=Counter)
     heads: list[Sequence[Any]] = field(default_factory=list)  # stream_heads rows
+    tree: list[TreeRow] = field(default_factory=list)  # merkle_nodes rows (the digest's pass)
 
 
 def fold_streams(log: OpenLog, lower: str, upper: str | None, upto: int) -> Iterator[ViewRows]:
@@ -111,12 +113,12 @@ def _add_stream(rows: ViewRows, stream: list[Entry], upto: int) -> None:
         rows.coalitions.append(row)
 
 
-def digest_log(log: OpenLog, upto: int) -> DigestChain:
-    """The ledger digest over every event up to position ``upto``."""
-    chain = DigestChain()
+def digest_log(log: OpenLog, upto: int, chain: DigestChain) -> Iterator[ViewRows]:
+    """Extend ``chain`` (a new one) with every event up to position ``upto``: the ledger
+    digest, and the Merkle tree's nodes, handed on a page at a time (rows of no events)."""
     for page in log.hash_pages(upto, PAGE_SIZE):
         chain.extend(page)
-    return chain
+        yield ViewRows(0, tree=chain.take_tree())
 
 
 class LogFold:
@@ -153,7 +155,8 @@ class LogFold:
         if not self.workers:
             with OpenLog(self.table) as log:
                 yield from fold_streams(log, self.table.lowest_key(), None, self.upto)
-                self.chain = digest_log(log, self.upto)
+                self.chain = DigestChain()
+                yield from digest_log(log, self.upto, self.chain)
         elif self._started is not None:
             yield from self._receive(self._started)
         else:
@@ -183,6 +186,9 @@ class LogFold:
             if "chain" in message:
                 digest, events, position, checkpoints = message["chain"]
                 self.chain = DigestChain(digest, events, position, checkpoints)
+                continue
+            if "tree" in message:
+                yield ViewRows(0, tree=[tuple(row) for row in message["tree"]])
                 continue
             events, partners, commitments, coalitions, totals, heads = message["rows"]
             yield ViewRows(
@@ -270,7 +276,9 @@ def _run(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
     table = LogTable(**job["table"])
     with OpenLog(table) as log:
         if job["streams"] is None:
-            chain = digest_log(log, job["upto"])
+            chain = DigestChain()
+            for rows in digest_log(log, job["upto"], chain):
+                yield {"tree": rows.tree}
             yield {"chain": [chain.digest, chain.events, chain.position, chain.checkpoints]}
             return
         lower, upper = job["streams"]

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from domain.hashing import GENESIS, digest_step, format_instant
+from domain.merkle import MerkleAppender, event_leaf_hash
 from domain.values import search_key
 from projections.folds import CommitmentView, Entry, PartnerSnapshot, counting, fold_partner
 from projections.snapshots import snapshot_to_json
@@ -26,6 +27,7 @@ __all__ = [
     "DigestChain",
     "FoldedPartner",
     "Totals",
+    "TreeRow",
     "coalition_row",
     "column_text",
     "commitment_rows",
@@ -158,22 +160,41 @@ def coalition_row(entries: Sequence[Entry]) -> tuple[Any, ...] | None:
     )
 
 
+# merkle_nodes rows: (level, index, hash hex, position of the leaf's event or None)
+TreeRow = tuple[int, int, str, int | None]
+
+
 @dataclass
 class DigestChain:
     """The ledger digest over event hashes taken in position order, with a checkpoint (for
-    ``digests``) every CHECKPOINT_EVERY events."""
+    ``digests``) every CHECKPOINT_EVERY events; beside it, the Merkle tree over the same
+    hashes (RFC 9162 §2.1, ``domain.merkle``): ``frontier`` holds the perfect subtrees the
+    tree of ``events`` leaves ends in, and ``tree`` collects the nodes each event completes
+    (for ``merkle_nodes``) until the caller takes them."""
 
     digest: str = GENESIS
     events: int = 0
     position: int = 0
     checkpoints: list[tuple[int, str, int]] = field(default_factory=list)
+    frontier: list[bytes] = field(default_factory=list)
+    tree: list[TreeRow] = field(default_factory=list)
 
     def extend(self, hashes: Iterable[tuple[int, str]]) -> None:
         """Take the next events' (position, hash), in position order."""
         digest, events, position = self.digest, self.events, self.position
+        appender = MerkleAppender(events, self.frontier)
+        tree = self.tree
         for position, event_hash in hashes:
             digest = digest_step(digest, event_hash)
             events += 1
             if events % CHECKPOINT_EVERY == 0:
                 self.checkpoints.append((position, digest, events))
+            for level, index, node in appender.append(event_leaf_hash(event_hash)):
+                tree.append((level, index, node.hex(), position if level == 0 else None))
         self.digest, self.events, self.position = digest, events, position
+        self.frontier = appender.frontier
+
+    def take_tree(self) -> list[TreeRow]:
+        """The tree's nodes made since the last call (the caller writes them)."""
+        taken, self.tree = self.tree, []
+        return taken

@@ -31,7 +31,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
@@ -40,6 +40,7 @@ from psycopg.sql import SQL
 
 from domain.chained import ChainedAggregate
 from domain.hashing import GENESIS, digest_step, format_instant
+from domain.merkle import MerkleAppender, NodeLookup, needed_nodes, tree_head
 from projections.folds import Entry, PartnerSnapshot, evolve_partner, fold_partner
 from projections.log import LogReader, entry_of_event
 from projections.pgschema import SchemaOnce, table_exists
@@ -74,6 +75,7 @@ class LogRewritten(Exception):
     what changed, ``pledger rebuild`` makes the views again from the log as it now is."""
 
 
+T = TypeVar("T")
 SNAPSHOT_CACHE_SIZE = 5000
 REBUILD_CACHE_KIB = 64 * 1024  # SQLite's page cache while a rebuild writes (default: 2 MiB)
 LOG_TABLE_POSTGRES = "pledger_events"  # eventsourcing names it after the application
@@ -147,6 +149,24 @@ _TABLES = [
         position BIGINT NOT NULL,
         hash TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS {p}stream_heads_position ON {p}stream_heads (position)",
+    # The Merkle tree's perfect subtrees (RFC 9162 §2.1, domain.merkle): level 0 holds each
+    # event's leaf hash, with its position; level L index I covers leaves I*2^L .. (I+1)*2^L-1.
+    """CREATE TABLE IF NOT EXISTS {p}merkle_nodes (
+        level INTEGER NOT NULL,
+        idx BIGINT NOT NULL,
+        hash TEXT NOT NULL,
+        position BIGINT,
+        PRIMARY KEY (level, idx))""",
+    "CREATE INDEX IF NOT EXISTS {p}merkle_nodes_position ON {p}merkle_nodes (position)",
+    # Signed checkpoints (projections.checkpoints): statements made, which a rebuild keeps.
+    """CREATE TABLE IF NOT EXISTS {p}signed_checkpoints (
+        position BIGINT NOT NULL,
+        tree_size BIGINT NOT NULL,
+        digest TEXT NOT NULL,
+        tree_head TEXT NOT NULL,
+        time TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        PRIMARY KEY (time, position))""",
 ]
 VIEW_TABLES = (
     "partners",
@@ -156,6 +176,7 @@ VIEW_TABLES = (
     "digests",
     "chain_head",
     "stream_heads",
+    "merkle_nodes",
 )
 _CHANGES_COMMITMENTS = {
     "partner_registered",
@@ -300,6 +321,7 @@ class LedgerView(TrackingRecorder):
                 self._insert(c, "commitments", rows.commitments)
                 self._insert(c, "coalitions", rows.coalitions)
                 self._insert(c, "stream_heads", rows.heads)
+                self._insert(c, "merkle_nodes", rows.tree)
                 totals.update(rows.totals)
                 events += rows.events
                 advance(rows.events)
@@ -481,6 +503,7 @@ class LedgerView(TrackingRecorder):
         c.execute(self._q("SELECT position, digest, events FROM {p}chain_head WHERE id = 1"))
         row = c.fetchone()
         chain = DigestChain(row["digest"], row["events"], row["position"]) if row else DigestChain()
+        chain.frontier = self._frontier(c, chain)
         chain.extend((entry.position, entry.hash) for entry in entries)
         self._write_chain(c, chain)
         heads = {e.stream_id: (e.stream_id, e.version, e.position, e.hash) for e in entries}
@@ -520,14 +543,55 @@ class LedgerView(TrackingRecorder):
                 raise LogRewritten(msg)
             last[entry.stream_id] = entry.version
 
+    def _frontier(self, c: Any, chain: DigestChain) -> list[bytes]:
+        """The perfect subtrees the Merkle tree of ``chain.events`` leaves ends in (O(log n)
+        rows). Views made before the tree was kept have none: the tree is then made here, in
+        this transaction, from the log's hashes up to the chain's position (once)."""
+        wanted = MerkleAppender.frontier_nodes(chain.events)
+        found = self._tree_nodes(c, wanted)
+        if len(found) == len(wanted):
+            return [found[key] for key in wanted]
+        assert self.log is not None, "the tree is made from the log"
+        c.execute(self._q("DELETE FROM {p}merkle_nodes"))
+        earlier = DigestChain()
+        after = 0
+        while after < chain.position:
+            page = self.log.page(after, 5000)
+            page = [e for e in page if e.position <= chain.position]
+            if not page:
+                break
+            earlier.extend((e.position, e.hash) for e in page)
+            self._insert(c, "merkle_nodes", earlier.take_tree())
+            after = page[-1].position
+        return earlier.frontier
+
+    def _tree_nodes(
+        self, c: Any, wanted: Iterable[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        """The stored perfect-subtree nodes among ``wanted`` ((level, index) pairs)."""
+        keys = sorted(set(wanted))
+        found: dict[tuple[int, int], bytes] = {}
+        for start in range(0, len(keys), 200):
+            chunk = keys[start : start + 200]
+            where = " OR ".join("(level = ? AND idx = ?)" for _ in chunk)
+            c.execute(
+                self._q(f"SELECT level, idx, hash FROM {{p}}merkle_nodes WHERE {where}"),
+                [value for key in chunk for value in key],
+            )
+            found.update(
+                {(int(r["level"]), int(r["idx"])): bytes.fromhex(r["hash"]) for r in c.fetchall()}
+            )
+        return found
+
     def _write_chain(self, c: Any, chain: DigestChain) -> None:
-        """The chain's new checkpoints, and its head."""
+        """The chain's new checkpoints, its head, and the tree's new nodes."""
         if chain.checkpoints:
             c.executemany(
                 self._q("INSERT INTO {p}digests (position, digest, events) VALUES (?, ?, ?)"),
                 chain.checkpoints,
             )
         self._write_head(c, chain.position, chain.digest, chain.events)
+        self._insert(c, "merkle_nodes", chain.take_tree())
 
     def _write_head(self, c: Any, position: int, digest: str, events: int) -> None:
         c.execute(
@@ -588,6 +652,56 @@ class LedgerView(TrackingRecorder):
         """Every stored digest checkpoint, ``(position, digest, events)`` in position order."""
         rows = self.select("SELECT position, digest, events FROM {p}digests ORDER BY position")
         return [(int(r["position"]), r["digest"], int(r["events"])) for r in rows]
+
+    # ---- the Merkle tree (RFC 9162 §2.1) ---------------------------------------------------
+
+    def tree_size_at(self, position: int) -> int:
+        """How many events the log held up to ``position`` as the views took them in: the
+        size of the Merkle tree (and the digest's event count) there."""
+        rows = self.select(
+            "SELECT idx FROM {p}merkle_nodes WHERE level = 0 AND position <= ? "
+            "ORDER BY position DESC LIMIT 1",
+            (position,),
+        )
+        return int(rows[0]["idx"]) + 1 if rows else 0
+
+    def leaves_at(self, positions: Sequence[int]) -> dict[int, tuple[int, bytes]]:
+        """``{position: (leaf index, leaf hash)}`` of the events at ``positions`` (absent: not
+        taken in by the views)."""
+        found: dict[int, tuple[int, bytes]] = {}
+        wanted = sorted(set(positions))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = self.select(
+                "SELECT idx, hash, position FROM {p}merkle_nodes WHERE level = 0 AND position "
+                f"IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update(
+                {int(r["position"]): (int(r["idx"]), bytes.fromhex(r["hash"])) for r in rows}
+            )
+        return found
+
+    def tree_computed(self, compute: Callable[[NodeLookup], T]) -> T:
+        """``compute`` (a function of ``domain.merkle``'s over a node lookup) over the stored
+        tree, its nodes read in one query. Raises ValueError when it needs a node the views
+        have not made (a tree size beyond what they took in)."""
+        wanted = needed_nodes(compute)
+        with self.datastore.transaction(commit=False) as c:
+            found = self._tree_nodes(c, wanted)
+        missing = wanted - found.keys()
+        if missing:
+            level, index = min(missing)
+            msg = (
+                f"the tree has no leaf {index << level} yet: the views took in "
+                f"{self.chain_head()[2]} events"
+            )
+            raise ValueError(msg)
+        return compute(lambda level, index: found[(level, index)])
+
+    def tree_head(self, size: int) -> bytes:
+        """The Merkle tree head over the first ``size`` events (RFC 9162 MTH)."""
+        return self.tree_computed(lambda nodes: tree_head(nodes, size))
 
     def digest_at(self, position: int) -> tuple[str, int]:
         """The ledger digest after every event up to ``position``, and how many events."""

@@ -62,6 +62,15 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(autouse=True)
+def _signing_keys_in_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the ledger's signing key goes to the user's data folder (see
+    ``Settings.signing_key_path``): a temporary one for tests, inherited by the CLI they run."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data")))
+
+
 @pytest.fixture(params=STORES)
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings for a fresh ledger, once on SQLite and once on PostgreSQL."""

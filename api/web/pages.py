@@ -870,10 +870,14 @@ def coalition_report_download(
         end=parse_day(end, "to"),
     )
     name = f"coalition-report-{report['position']}.{fmt}"
+    body = REPORT_FORMATS[fmt](report)
     return Response(
-        REPORT_FORMATS[fmt](report),
+        body,
         media_type=REPORT_MEDIA_TYPES[fmt],
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            **services.report_headers(body, int(report["position"])),
+        },
     )
 
 

@@ -81,6 +81,12 @@ def coalition_page(role: str, target: Target) -> bool:
     return role in READERS or role == f"coalition {target.coalition}"
 
 
+def auditors(role: str, _: Target) -> bool:
+    """The key, checkpoints and proofs (hashes and signatures only): readers and any coalition,
+    whose members check their report's evidence with them."""
+    return role in READERS or role.startswith("coalition")
+
+
 API_RULES: dict[tuple[str, str], Rule] = {
     ("get", "/v1/partners"): readers,
     ("post", "/v1/partners"): stewards,
@@ -103,6 +109,11 @@ API_RULES: dict[tuple[str, str], Rule] = {
     ("get", "/v1/review"): readers,
     ("get", "/v1/events"): readers,
     ("get", "/v1/audit/verify"): readers,
+    ("get", "/v1/coalitions/{coalition_id}/report/evidence"): coalition_page,
+    ("get", "/v1/audit/key"): auditors,
+    ("get", "/v1/audit/checkpoints"): auditors,
+    ("get", "/v1/audit/proof/inclusion"): auditors,
+    ("get", "/v1/audit/proof/consistency"): auditors,
     ("get", "/healthz"): anyone,
 }
 

@@ -1,0 +1,208 @@
+"""The evidence bundle a coalition member checks offline (issue 15 item 4), on both stores.
+
+Given a coalition whose two members made commitments (one retracted) and received payments in
+two currencies, the coalition's own token fetches the report's evidence bundle, and `pledger
+report --evidence` writes the same kind of file; `pledger verify-bundle` and the standalone
+docs/verify_bundle.py (stdlib and `cryptography` only) both accept it. Any single byte changed,
+at many places including amounts, hashes, signatures and proofs, fails both; and a bundle whose
+report states figures its events do not give fails both even when signed with the real key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import orjson
+import pytest
+
+from api.settings import Settings
+from projections.checkpoints import Checkpoint
+from projections.evidence import make_bundle, verify_bundle
+from tests.api.conftest import Api
+from tests.api.test_audit_cli import run_pledger
+
+DOCS_SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "verify_bundle.py"
+
+
+def _docs_checker() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("verify_bundle_from_docs", DOCS_SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _docs_accepts(checker: ModuleType, raw: bytes) -> bool:
+    try:
+        checker.check(raw)
+    except Exception:
+        return False
+    return True
+
+
+def _coalition(api: Api) -> dict[str, str]:
+    coalition = api.form_coalition("Red de Huertas")
+    first, second = api.register("Fondo Ñandú"), api.register("Huerta Viva")
+    outsider = api.register("Not a member")
+    for partner in (first, second):
+        api.join(coalition, partner)
+    api.append(first, "payment_made", "2025-02-03T10:00:00Z", amount="12000.00",
+               currency="USD", purpose="grant")  # fmt: skip
+    api.append(first, "payment_made", "2025-02-04T10:00:00Z", amount="0.50",
+               currency="USD", purpose="grant")  # fmt: skip
+    api.append(second, "payment_made", "2025-02-05T10:00:00Z", amount="300",
+               currency="MXN", purpose="stipend")  # fmt: skip
+
+    def promise(partner: str, day: int, owed_by: str, resource: str) -> dict[str, Any]:
+        return api.append(partner, "commitment_made", f"2025-02-{day:02d}T10:00:00Z",
+                          owed_by=owed_by, description=f"promise {day}", due_on="2025-04-01",
+                          resource=resource)  # fmt: skip
+
+    made = promise(first, 6, "us", "in_kind")
+    promise(second, 7, "partner", "deliverable")
+    promise(first, 8, "partner", "time")
+    api.append(first, "entry_retracted", "2025-02-09T10:00:00Z", version=made["version"],
+               reason="recorded twice")  # fmt: skip
+    api.append(outsider, "payment_made", "2025-02-05T10:00:00Z", amount="99.00",
+               currency="USD", purpose="grant")  # fmt: skip
+    return {"coalition": coalition, "first": first, "second": second, "outsider": outsider}
+
+
+def test_a_members_bundle_verifies_offline_with_both_checkers(
+    api: Api, settings: Settings, tmp_path: Path
+) -> None:
+    ids = _coalition(api)
+    chair = api.token("coalition", "chair", ids["coalition"])
+
+    fetched = api.get(f"/v1/coalitions/{ids['coalition']}/report/evidence", headers=chair)
+
+    assert fetched.status_code == 200, fetched.text
+    bundle = json.loads(fetched.content)
+    report = json.loads(bundle["report"])
+    again = api.read(
+        f"/v1/coalitions/{ids['coalition']}/report",
+        as_of=report["as_of"],
+        position=report["position"],
+    )
+    assert report == again
+    by_member = {m["partner_id"]: m for m in report["members"]}
+    assert by_member[ids["first"]]["payments"] == {"USD": "12000.50"}
+    assert (by_member[ids["first"]]["us"]["made"], by_member[ids["first"]]["partner"]["made"]) == (
+        0,
+        1,
+    )
+    log = {e["position"]: e for e in api.log()}
+    assert bundle["events"] == [log[e["position"]] for e in bundle["events"]]  # /v1/events shape
+    streams = {e["stream_id"] for e in bundle["events"]}
+    assert streams == {ids["coalition"], ids["first"], ids["second"]}
+    assert verify_bundle(fetched.content) == []
+    assert _docs_accepts(_docs_checker(), fetched.content)
+
+    path = tmp_path / "bundle.json"
+    made = run_pledger(settings, "report", ids["coalition"], "--evidence", str(path))
+    assert made.returncode == 0, made.stderr
+    pledger = Path(sys.executable).parent / "pledger"  # offline: no ledger named
+    checked = subprocess.run([pledger, "verify-bundle", str(path)], capture_output=True,
+                             text=True, check=False)  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert "OK:" in checked.stdout
+    script = subprocess.run([sys.executable, str(DOCS_SCRIPT), str(path)], capture_output=True,
+                            text=True, check=False)  # fmt: skip
+    assert script.returncode == 0, script.stderr
+
+
+def _flip_positions(raw: bytes, bundle: dict[str, Any]) -> list[int]:
+    """Many single bytes to change: inside amounts, hashes, signatures, proofs, the report and
+    the checkpoint, and every 37th byte of the whole file."""
+    first = bundle["events"][0]
+    targets = [
+        b'"12000.00"',
+        first["hash"].encode(),
+        first["prev_hash"].encode()[:8] if first["version"] > 1 else b'"prev_hash"',
+        bundle["signature"].encode(),
+        bundle["report_signature"].encode(),
+        bundle["checkpoint"]["signature"].encode(),
+        bundle["checkpoint"]["tree_head"].encode(),
+        bundle["proofs"][-1]["path"][0].encode(),
+        b'"leaf_index":',
+        b'"position":',
+        "Ñandú".encode(),
+        b"12000.50",
+    ]
+    found: set[int] = set(range(0, len(raw), 37))
+    for target in targets:
+        start = raw.find(target)
+        assert start >= 0, target
+        found.update(range(start, start + len(target)))
+    return sorted(found)
+
+
+def test_any_single_byte_changed_fails_both_checkers(api: Api) -> None:
+    ids = _coalition(api)
+    raw = api.get(f"/v1/coalitions/{ids['coalition']}/report/evidence").content
+    bundle = json.loads(raw)
+    checker = _docs_checker()
+    missed = []
+    for position in _flip_positions(raw, bundle):
+        for change in (0x01, 0x20):
+            edited = bytearray(raw)
+            edited[position] ^= change
+            if not verify_bundle(bytes(edited)) or _docs_accepts(checker, bytes(edited)):
+                missed.append((position, change))
+    assert missed == []
+
+
+def _resigned(api: Api, raw: bytes, change: Any) -> bytes:
+    """The bundle with ``change`` applied to its report or events, signed again with the
+    ledger's real key: only the content checks can catch it."""
+    bundle = json.loads(raw)
+    report = json.loads(bundle["report"])
+    events = bundle["events"]
+    change(report, events)
+    key = api.app.state.services.checkpoints.key
+    proofs = [(p["leaf_index"], [bytes.fromhex(h) for h in p["path"]]) for p in bundle["proofs"]]
+    body = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    return make_bundle(key, body, events, proofs, Checkpoint.from_dict(bundle["checkpoint"]))
+
+
+@pytest.mark.parametrize(
+    ("name", "problem", "docs_problem"),
+    [
+        ("payments", "payments", "payments of"),
+        ("commitments", "commitments", "commitments of"),
+        ("event content", "does not match its hash", "hash of event"),
+        ("event hash", "inclusion proof", "hash of event"),  # the docs script stops at the first
+    ],
+)
+def test_a_signed_bundle_whose_content_does_not_add_up_fails(
+    api: Api, name: str, problem: str, docs_problem: str
+) -> None:
+    ids = _coalition(api)
+    raw = api.get(f"/v1/coalitions/{ids['coalition']}/report/evidence").content
+    grant = hashlib.sha256(b"not the grant").hexdigest()
+
+    def change(report: dict[str, Any], events: list[dict[str, Any]]) -> None:
+        member = next(m for m in report["members"] if m["partner_id"] == ids["first"])
+        payment = next(e for e in events if e["data"].get("amount") == "12000.00")
+        if name == "payments":
+            member["payments"] = {"USD": "1200.50"}
+        elif name == "commitments":
+            member["us"]["made"] = 1
+        elif name == "event content":
+            payment["data"]["amount"] = "1200.00"
+        else:
+            payment["hash"] = grant
+
+    forged = _resigned(api, raw, change)
+
+    assert any(problem in found for found in verify_bundle(forged)), verify_bundle(forged)
+    with pytest.raises(ValueError, match=docs_problem):
+        _docs_checker().check(forged)
