@@ -57,6 +57,7 @@ from domain.errors import (
 )
 from domain.hashing import format_instant
 from domain.values import CoalitionFormed, MemberJoined, MemberLeft, PartnerRegistered, Stage
+from projections.evidence import canonical
 from projections.queries import At
 
 __all__ = ["NeedsSignIn", "router", "templates"]
@@ -1005,13 +1006,44 @@ def review_page(request: Request, services: ServicesDep, who: ReaderDep) -> Resp
 
 @router.get("/audit")
 def audit_page(request: Request, services: ServicesDep, who: ReaderDep) -> Response:
+    checkpoints = services.checkpoints
     return _page(
         request,
         "audit.html",
         who,
         verification=services.last_verification(),
         digest=services.queries.digest(_at(services)),
+        public_key=checkpoints.key.public_key,
+        checkpoints=checkpoints.all()[::-1][:AUDIT_CHECKPOINTS_SHOWN],
     )
+
+
+AUDIT_CHECKPOINTS_SHOWN = 10
+
+
+@router.get("/audit/checkpoints/{position}.json")
+def audit_checkpoint_file(position: int, services: ServicesDep, who: ReaderDep) -> Response:
+    """The latest signed checkpoint at ``position``, as the file `pledger checkpoint` writes:
+    to keep outside the ledger (emailed to a coalition) for `pledger verify --checkpoint`."""
+    checkpoints = services.checkpoints
+    kept = [c for c in checkpoints.all() if c.position == position]
+    if not kept:
+        raise NotFound(f"No signed checkpoint at position {position}.")
+    body = canonical(kept[-1].as_dict(checkpoints.key.public_key)) + b"\n"
+    name = f"pledger-checkpoint-{position}.json"
+    return Response(
+        body,
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.post("/audit/checkpoint")
+def audit_sign_checkpoint(request: Request, services: ServicesDep, who: StewardDep) -> Response:
+    """Sign a checkpoint of the record as it is now (the views brought up to the log first)."""
+    services.keeper.catch_up()
+    services.checkpoints.make()
+    return _see_other("/audit#h-checkpoints")
 
 
 @router.post("/audit/verify")

@@ -144,6 +144,8 @@ PAGE_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/review"): readers,
     ("GET", "/audit"): readers,
     ("POST", "/audit/verify"): stewards,
+    ("GET", "/audit/checkpoints/{position}.json"): readers,
+    ("POST", "/audit/checkpoint"): stewards,
     ("GET", "/tokens"): stewards,
     ("POST", "/tokens"): stewards,
     ("POST", "/tokens/{token_id}/revoke"): stewards,
@@ -195,6 +197,7 @@ def _fill(template: str, world: World, target: Target) -> str:
         .replace("{fmt}", "csv")
         .replace("{secret}", world.ids["feed"])
         .replace("{token_id}", world.ids["token"])
+        .replace("{position}", "1")
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -288,3 +289,34 @@ def test_the_signing_key_file_can_be_named(tmp_path: Path) -> None:
     assert on_postgres.signing_key_path.name == "books@db.example_5433.ed25519"
     SigningKey.open(named)
     assert stat.S_IMODE(named.stat().st_mode) == 0o600
+
+
+def test_a_steward_signs_and_downloads_a_checkpoint_from_the_audit_page(
+    api: Api, settings: Settings, tmp_path: Path
+) -> None:
+    _ledger(api)
+    end = api.event_count()
+    steward = api.app.state.services.tokens.issue("steward", "audit page steward")
+    api.client.get(f"/signin?token={steward}")
+    page = api.client.get("/audit")
+    assert "No checkpoint has been signed yet" in page.text
+    csrf = re.search(r'name="csrftoken" value="([^"]+)"', page.text)
+    assert csrf is not None
+
+    signed = api.client.post(
+        "/audit/checkpoint", data={"csrftoken": csrf[1]}, follow_redirects=False
+    )
+
+    assert signed.status_code == 303
+    page = api.client.get("/audit")
+    assert api.read("/v1/audit/key")["public_key"] in page.text
+    assert f'href="/audit/checkpoints/{end}.json"' in page.text
+    download = api.client.get(f"/audit/checkpoints/{end}.json")
+    assert download.status_code == 200
+    assert "attachment" in download.headers["content-disposition"]
+    path = tmp_path / "kept-outside.json"
+    path.write_bytes(download.content)
+    assert json.loads(download.content) in api.read("/v1/audit/checkpoints")["checkpoints"]
+    kept = run_pledger(settings, "verify", "--checkpoint", str(path))
+    assert kept.returncode == 0, kept.stderr
+    assert api.client.get("/audit/checkpoints/999999.json").status_code == 404
