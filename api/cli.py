@@ -186,7 +186,7 @@ def report_command(
     db: DbOption = None,
 ) -> None:
     """The accountability report to a coalition, reproducible to the byte."""
-    from api.formats import REPORT_FORMATS
+    from api.formats import FOR_PEOPLE, REPORT_FORMATS, render_report
 
     if fmt not in REPORT_FORMATS:
         typer.echo(f"error: --format must be one of {', '.join(REPORT_FORMATS)}", err=True)
@@ -207,11 +207,15 @@ def report_command(
     try:
         at = _reference(services, as_of, position)
         report = services.queries.report(
-            coalition, at, start=parse_day(start, "--from"), end=parse_day(end, "--to")
+            coalition,
+            at,
+            start=parse_day(start, "--from"),
+            end=parse_day(end, "--to"),
+            for_people=fmt in FOR_PEOPLE,
         )
     except LedgerError as error:
         raise _fail(error) from None
-    _write(REPORT_FORMATS[fmt](report), output)
+    _write(render_report(fmt, report, locale=services.settings.locale), output)
 
 
 def _reference_of(

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from api.auth import Forbidden, Principal
-from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics
+from api.formats import FOR_PEOPLE, REPORT_MEDIA_TYPES, agenda_ics, render_report
 from api.inbound import CheckedRoute
 from api.params import parse_as_of, parse_day, parse_moment, parse_uuid
 from api.schemas import (
@@ -515,8 +515,10 @@ def coalition_report(
         _at(services, as_of, position),
         start=parse_day(start, "from"),
         end=parse_day(end, "to"),
+        for_people=fmt in FOR_PEOPLE,
     )
-    return Response(REPORT_FORMATS[fmt](report), media_type=REPORT_MEDIA_TYPES[fmt])
+    body = render_report(fmt, report, locale=services.settings.locale)
+    return Response(body, media_type=REPORT_MEDIA_TYPES[fmt])
 
 
 @router.get("/agenda", response_model=AgendaPublic, tags=["agenda"])

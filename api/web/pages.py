@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from api.auth import Forbidden, Principal, Unauthorized, parse_lifetime
-from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics
+from api.formats import FOR_PEOPLE, REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics, render_report
 from api.inbound import CheckedRoute
 from api.params import parse_as_of, parse_day, parse_uuid
 from api.problems import field_problems
@@ -868,10 +868,11 @@ def coalition_report_download(
         _at(services, as_of),
         start=parse_day(start, "from"),
         end=parse_day(end, "to"),
+        for_people=fmt in FOR_PEOPLE,
     )
     name = f"coalition-report-{report['position']}.{fmt}"
     return Response(
-        REPORT_FORMATS[fmt](report),
+        render_report(fmt, report, locale=services.settings.locale),
         media_type=REPORT_MEDIA_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
