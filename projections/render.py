@@ -51,7 +51,7 @@ import re
 import textwrap
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -64,6 +64,7 @@ from babel.dates import format_date
 from babel.numbers import format_currency
 
 from domain.values import show_controls
+from projections.checkpoints import checkpoint
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -176,6 +177,14 @@ class _People:
         return date_for_people(value, self.zone, self.locale)
 
 
+def _each_member(report: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The members, passing a checkpoint before each (a heavy request stops once its client
+    has gone; projections.checkpoints)."""
+    for member in report["members"]:
+        checkpoint()
+        yield member
+
+
 def _currencies(report: dict[str, Any]) -> list[str]:
     found = set(report["totals"]["payments"])
     for member in report["members"]:
@@ -259,7 +268,7 @@ def _members_table(report: dict[str, Any], people: _People) -> tuple[list[str], 
             str(m["breaches"]["open"]),
             str(m["breaches"]["repaired"]),
         ]
-        for m in report["members"]
+        for m in _each_member(report)
     ]
     return headers, rows
 
@@ -273,7 +282,9 @@ def _commitment_row(label: str, side: str, figures: dict[str, Any]) -> list[str]
 
 
 def _commitments_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    rows = [_commitment_row(m["name"], side, m[side]) for m in report["members"] for side in SIDES]
+    rows = [
+        _commitment_row(m["name"], side, m[side]) for m in _each_member(report) for side in SIDES
+    ]
     return _commitment_headers("Partner"), rows
 
 
@@ -336,6 +347,7 @@ def _promises(report: dict[str, Any], people: _People) -> tuple[list[_MemberProm
     budget = PROMISES_IN_ALL
     members = [m for m in report["members"] if "promises" in m]
     for member in members:
+        checkpoint()
         if budget <= 0:
             break
         promises = member["promises"]
@@ -419,7 +431,7 @@ def report_csv(report: dict[str, Any]) -> bytes:
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)
-    for member in report["members"]:
+    for member in _each_member(report):
         writer.writerow(
             [
                 *facts,
@@ -836,6 +848,7 @@ def _charts(report: dict[str, Any]) -> list[_Chart]:
     API (no pyplot, no GUI backend, no global figure registry)."""
     import matplotlib
 
+    checkpoint()
     with _CHART_LOCK, matplotlib.rc_context(_CHART_RC), warnings.catch_warnings():
         # A name in a script DejaVu Sans lacks draws boxes in the chart (the tables show it
         # right); matplotlib warns once per glyph, which is noise, not a problem with the report.

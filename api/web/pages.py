@@ -30,6 +30,7 @@ from starlette.datastructures import FormData
 
 from api.auth import Forbidden, Principal, Unauthorized, parse_lifetime
 from api.formats import FOR_PEOPLE, REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics, render_report
+from api.heavy import heavy_work
 from api.inbound import CheckedRoute
 from api.params import parse_as_of, parse_day, parse_uuid
 from api.problems import field_problems
@@ -849,7 +850,7 @@ def coalition_page(
 
 
 @router.get("/coalitions/{coalition_id}/report.{fmt}")
-def coalition_report_download(
+async def coalition_report_download(
     request: Request,
     coalition_id: str,
     fmt: str,
@@ -863,19 +864,23 @@ def coalition_report_download(
     if fmt not in REPORT_FORMATS:
         raise ValidationFailed([Problem("format", "must be json, csv, md or html")])
     start, end = request.query_params.get("from"), request.query_params.get("to")
-    report = services.queries.report(
-        coalition_id,
-        _at(services, as_of),
-        start=parse_day(start, "from"),
-        end=parse_day(end, "to"),
-        for_people=fmt in FOR_PEOPLE,
-    )
-    name = f"coalition-report-{report['position']}.{fmt}"
-    return Response(
-        render_report(fmt, report, locale=services.settings.locale),
-        media_type=REPORT_MEDIA_TYPES[fmt],
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+
+    def report() -> Response:
+        stated = services.queries.report(
+            coalition_id,
+            _at(services, as_of),
+            start=parse_day(start, "from"),
+            end=parse_day(end, "to"),
+            for_people=fmt in FOR_PEOPLE,
+        )
+        name = f"coalition-report-{stated['position']}.{fmt}"
+        return Response(
+            render_report(fmt, stated, locale=services.settings.locale),
+            media_type=REPORT_MEDIA_TYPES[fmt],
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    return await heavy_work(request).run("report", request, report)
 
 
 @router.post("/coalitions/{coalition_id}/members")
