@@ -859,7 +859,11 @@ def _charts(report: dict[str, Any]) -> list[_Chart]:
         for member in charted["members"]:
             label, short = _chart_label(member["name"])
             if short:
-                shortened.append((label.replace("\n", " "), _one_line(member["name"])))
+                full = _one_line(member["name"])
+                first = label.split("\n", 1)[0]
+                # The label's lines as one: a space where the name had one, none inside a word.
+                joiner = " " if full[len(first) : len(first) + 1] == " " else ""
+                shortened.append((label.replace("\n", joiner), full))
         return [
             _Chart(
                 f"Commitments made in the period, by status, for each side{which}",

@@ -298,8 +298,13 @@ class ViewKeeper:
         return runner
 
     def _poll(self) -> None:
-        pause = POLL_SECONDS
+        failures = 0
         while not self._stop.is_set():
+            pause = (
+                min(RETRY_FIRST_SECONDS * 2 ** min(failures - 1, 16), RETRY_MAX_SECONDS)
+                if failures
+                else POLL_SECONDS
+            )
             self._written.wait(pause)
             self._written.clear()
             if self._stop.is_set():
@@ -308,10 +313,10 @@ class ViewKeeper:
                 self.catch_up()
             except Exception as error:
                 self._failed(error)
-                pause = min(max(pause, RETRY_FIRST_SECONDS) * 2, RETRY_MAX_SECONDS)
+                failures += 1
             else:
                 self._recovered()
-                pause = POLL_SECONDS
+                failures = 0
 
     def _watch(self) -> None:
         """PostgreSQL: notice when the library's runner stops on an error (``run_forever``
