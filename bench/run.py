@@ -628,7 +628,7 @@ def main() -> None:
         "ui_partner": 50,
     }
     print()
-    print(f"{'figure':<28}{'value':>14}  target")
+    print(f"{'figure':<36}{'value':>14}  target")
     for key, value in figures.items():
         if key in ("machine", "p95_ms"):
             continue
@@ -637,11 +637,11 @@ def main() -> None:
         if target:
             ok = value >= target[1] if target[0] == ">=" else value <= target[1]
             mark = f"{target[0]} {target[1]}  {'met' if ok else 'MISSED'}"
-        print(f"{key:<28}{value!s:>14}  {mark}")
+        print(f"{key:<36}{value!s:>14}  {mark}")
     for key, value in figures.get("p95_ms", {}).items():
         limit = latency_targets[key]
         verdict = "met" if value <= limit else "MISSED"
-        print(f"{'p95 ' + key + ' (ms)':<28}{value:>14}  <= {limit}  {verdict}")
+        print(f"{'p95 ' + key + ' (ms)':<36}{value:>14}  <= {limit}  {verdict}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"\nwrote {args.json}")
