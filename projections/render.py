@@ -45,6 +45,7 @@ that printed on Letter or A4 nothing is cut at the page's edge (tests/ui/test_pr
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import io
 import re
@@ -142,6 +143,7 @@ def report_json(report: dict[str, Any]) -> bytes:
 # ---- shared formatting ----------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)  # a report repeats amounts (zeros above all) member after member
 def money_for_people(amount: str, currency: str, locale: str = DEFAULT_LOCALE) -> str:
     """An exact decimal amount for people: currency sign and grouping of a CLDR ``locale``
     through Babel (``"12750.50", "USD"`` -> ``$12,750.50`` under en_US). Never rounds: an

@@ -18,7 +18,8 @@ from starlette.types import Message, Scope
 
 from api.formats import render_report
 from api.heavy import CLIENT_GONE, HEAVY_LIMITS
-from projections.checkpoints import checkpoint
+from projections.checkpoints import WorkAbandoned, checkpoint
+from projections.folds import health_of
 from projections.queries import LedgerQueries
 
 if TYPE_CHECKING:
@@ -47,16 +48,35 @@ def rendered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def hold_the_report(monkeypatch: pytest.MonkeyPatch, hold: Callable[[], object]) -> None:
-    """Run ``hold`` inside every report's query, after its snapshots are read."""
-    real = LedgerQueries._snapshots
+def hold_the_report(
+    monkeypatch: pytest.MonkeyPatch, hold: Callable[[], object], query: str = "_snapshots"
+) -> None:
+    """Run ``hold`` inside every report's query (a history's, with ``snapshot``), after the
+    snapshots are read."""
+    real = getattr(LedgerQueries, query)
 
     def held(self: LedgerQueries, *args: Any, **kwargs: Any) -> Any:
         found = real(self, *args, **kwargs)
         hold()
         return found
 
-    monkeypatch.setattr(LedgerQueries, "_snapshots", held)
+    monkeypatch.setattr(LedgerQueries, query, held)
+
+
+def hang_up_meanwhile(gone: threading.Event) -> Callable[[], None]:
+    """What the held work does: the client hangs up, then the work waits (20 s at most) until
+    it is told to stop, and goes on: from there the route's own checkpoints must stop it."""
+
+    def hold() -> None:
+        gone.set()
+        for _ in range(400):
+            try:
+                checkpoint()
+            except WorkAbandoned:
+                return
+            threading.Event().wait(0.05)
+
+    return hold
 
 
 def asgi_get(api: Api, path: str, query: str, *, gone: threading.Event) -> list[Message]:
@@ -99,27 +119,37 @@ def test_a_report_whose_client_hangs_up_stops_its_work(
     api: Api, coalition: str, rendered: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gone = threading.Event()
-    checkpoints_passed = 0
-
-    def client_hangs_up_meanwhile() -> None:
-        nonlocal checkpoints_passed
-        gone.set()
-        for _ in range(400):  # passes checkpoints until told to stop (20 s at most)
-            checkpoint()
-            checkpoints_passed += 1
-            threading.Event().wait(0.05)
-
-    hold_the_report(monkeypatch, client_hangs_up_meanwhile)
+    hold_the_report(monkeypatch, hang_up_meanwhile(gone))
 
     sent = asgi_get(
         api, f"/v1/coalitions/{coalition}/report", f"format=html&as_of={AS_OF}", gone=gone
     )
 
     assert sent[0]["status"] == CLIENT_GONE
-    assert checkpoints_passed < 400  # it stopped at a checkpoint...
-    assert rendered == []  # ...and never went on to render the page
+    assert rendered == []  # it stopped at a checkpoint and never went on to render the page
     heavy = api.client.get("/healthz").json()["heavy"]
     assert heavy["report"] == {"running": 0, "limit": HEAVY_LIMITS["report"], "abandoned": 1}
+
+
+def test_a_health_history_whose_client_hangs_up_stops_its_work(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partner_id = api.register("Long History", occurred_at="2001-01-01T00:00:00Z")
+    gone = threading.Event()
+    hold_the_report(monkeypatch, hang_up_meanwhile(gone), query="snapshot")
+    folded: list[object] = []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        folded.append(args)
+        return health_of(*args, **kwargs)
+
+    monkeypatch.setattr("projections.queries.health_of", counting)
+
+    sent = asgi_get(api, f"/v1/partners/{partner_id}/health/history", "", gone=gone)
+
+    assert sent[0]["status"] == CLIENT_GONE
+    assert folded == []  # not one of its ~300 monthly points was computed
+    assert api.client.get("/healthz").json()["heavy"]["history"]["abandoned"] == 1
 
 
 def test_a_report_whose_client_stays_is_answered(
