@@ -10,7 +10,8 @@ loop and the light requests go on; and while it runs the server listens for the 
 
 | kind    | at once | routes                                                            |
 | ------- | ------- | ----------------------------------------------------------------- |
-| report  | 2       | GET /v1/coalitions/{id}/report, the report downloads of the pages |
+| report  | 2       | GET /v1/coalitions/{id}/report; the coalition page and its report |
+|         |         | downloads (/coalitions/{id}, /coalitions/{id}/report.{format})    |
 | history | 4       | GET /v1/partners/{id}/health/history                              |
 | verify  | 1       | GET /v1/audit/verify                                              |
 """

@@ -812,7 +812,7 @@ def _coalition_reader(who: Principal, coalition_id: str) -> None:
 
 
 @router.get("/coalitions/{coalition_id}")
-def coalition_page(
+async def coalition_page(
     request: Request,
     coalition_id: str,
     services: ServicesDep,
@@ -825,28 +825,32 @@ def coalition_page(
     end = request.query_params.get("to") or None
     as_of = as_of or None
     _coalition_reader(who, coalition_id)
-    at = _at(services, as_of)
-    coalition = services.queries.coalition(coalition_id, at)
-    report = services.queries.report(
-        coalition_id, at, start=parse_day(start, "from"), end=parse_day(end, "to")
-    )
-    period = {k: v for k, v in (("from", start), ("to", end), ("as_of", as_of)) if v}
-    members = {m["partner_id"] for m in coalition["members"]}
-    candidates = []
-    if who.role == "steward":
-        every = services.queries.partners(at, sort="name", limit=1000)["partners"]
-        candidates = [(p["id"], p["name"]) for p in every if p["id"] not in members]
-    return _page(
-        request,
-        "coalition.html",
-        who,
-        coalition=coalition,
-        report=report,
-        period=period,
-        query=("?" + urlencode(period)) if period else "",
-        candidates=candidates,
-        formats={"json": "JSON", "csv": "CSV", "md": "Markdown", "html": "HTML"},
-    )
+
+    def page() -> Response:  # the report in it is heavy work (api.heavy)
+        at = _at(services, as_of)
+        coalition = services.queries.coalition(coalition_id, at)
+        report = services.queries.report(
+            coalition_id, at, start=parse_day(start, "from"), end=parse_day(end, "to")
+        )
+        period = {k: v for k, v in (("from", start), ("to", end), ("as_of", as_of)) if v}
+        members = {m["partner_id"] for m in coalition["members"]}
+        candidates = []
+        if who.role == "steward":
+            every = services.queries.partners(at, sort="name", limit=1000)["partners"]
+            candidates = [(p["id"], p["name"]) for p in every if p["id"] not in members]
+        return _page(
+            request,
+            "coalition.html",
+            who,
+            coalition=coalition,
+            report=report,
+            period=period,
+            query=("?" + urlencode(period)) if period else "",
+            candidates=candidates,
+            formats={"json": "JSON", "csv": "CSV", "md": "Markdown", "html": "HTML"},
+        )
+
+    return await heavy_work(request).run("report", request, page)
 
 
 @router.get("/coalitions/{coalition_id}/report.{fmt}")
