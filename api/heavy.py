@@ -5,8 +5,8 @@ than any other request. Each kind may run at most ``HEAVY_LIMITS[kind]`` request
 server process; one more is answered at once with 503 problem+json and ``Retry-After`` (no
 queue that could pile up work nobody waits for). The work runs in a worker thread, so the event
 loop and the light requests go on; and while it runs the server listens for the client's
-``http.disconnect`` (ASGI): once the client has gone, the work stops at its next checkpoint
-(projections.checkpoints), is counted under ``abandoned`` and logged.
+``http.disconnect`` (ASGI): once the client has gone, the work stops at its next cancellation point
+(projections.cancellation), is counted under ``abandoned`` and logged.
 
 | kind    | at once | routes                                                            |
 | ------- | ------- | ----------------------------------------------------------------- |
@@ -29,7 +29,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from domain.errors import Busy
-from projections.checkpoints import WorkAbandoned, stoppable
+from projections.cancellation import WorkAbandoned, stoppable
 
 __all__ = ["CLIENT_GONE", "HEAVY_LIMITS", "HeavyWork", "heavy_work"]
 
@@ -65,7 +65,7 @@ class HeavyWork:
     async def run(self, kind: str, request: Request, work: Callable[[], Response]) -> Response:
         """``work()`` in a worker thread, within ``kind``'s limit; raises :class:`Busy` (503,
         Retry-After) when that many are running already. Answers CLIENT_GONE when the client
-        hung up before the work was done (the work stopped at its next checkpoint)."""
+        hung up before the work was done (the work stopped at its next cancellation point)."""
         with self._lock:
             if self._running[kind] >= self.limits[kind]:
                 raise Busy(

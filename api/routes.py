@@ -52,7 +52,7 @@ from domain.values import (
     Side,
     Stage,
 )
-from projections.checkpoints import checkpoint
+from projections.cancellation import cancellation_point
 from projections.queries import At
 
 __all__ = ["router"]
@@ -597,6 +597,6 @@ async def audit_verify(request: Request, services: ServicesDep, who: ReaderDep) 
     """Recompute every hash, chain link and the digest over the whole log."""
 
     def verify() -> Response:
-        return _json(services.verify(advance=lambda _: checkpoint()).as_dict())
+        return _json(services.verify(advance=lambda _: cancellation_point()).as_dict())
 
     return await heavy_work(request).run("verify", request, verify)

@@ -29,7 +29,7 @@ from domain.errors import (
 )
 from domain.hashing import format_instant, parse_instant
 from domain.values import search_key
-from projections.checkpoints import checkpoint
+from projections.cancellation import cancellation_point
 from projections.folds import (
     CommitmentView,
     Entry,
@@ -300,7 +300,7 @@ class LedgerQueries:
         entries = counting(self.log.stream(partner_id), at.as_of, at.position)
         points = []
         for day in _period_ends(start, end, interval):
-            checkpoint()  # a heavy request stops here once its client has gone
+            cancellation_point()  # a heavy request stops here once its client has gone
             moment = end_of_day(day)
             upto = [e for e in entries if e.occurred_at <= moment]
             if not any(e.type == "partner_registered" for e in upto):
@@ -854,7 +854,7 @@ class LedgerQueries:
             "breaches": Counter({"open": 0, "repaired": 0}),
         }
         for member in coalition["members"]:
-            checkpoint()  # a heavy request stops here once its client has gone
+            cancellation_point()  # a heavy request stops here once its client has gone
             snap = snaps[member["partner_id"]]
             made = [c for c in snap.commitments.values() if in_period(c.made_at)]
             sides = figures_of(made, at.today)

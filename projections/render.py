@@ -65,7 +65,7 @@ from babel.dates import format_date
 from babel.numbers import format_currency
 
 from domain.values import show_controls
-from projections.checkpoints import checkpoint
+from projections.cancellation import cancellation_point
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -180,10 +180,10 @@ class _People:
 
 
 def _each_member(report: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The members, passing a checkpoint before each (a heavy request stops once its client
-    has gone; projections.checkpoints)."""
+    """The members, passing a cancellation point before each (a heavy request stops once its client
+    has gone; projections.cancellation)."""
     for member in report["members"]:
-        checkpoint()
+        cancellation_point()
         yield member
 
 
@@ -349,7 +349,7 @@ def _promises(report: dict[str, Any], people: _People) -> tuple[list[_MemberProm
     budget = PROMISES_IN_ALL
     members = [m for m in report["members"] if "promises" in m]
     for member in members:
-        checkpoint()
+        cancellation_point()
         if budget <= 0:
             break
         promises = member["promises"]
@@ -850,7 +850,7 @@ def _charts(report: dict[str, Any]) -> list[_Chart]:
     API (no pyplot, no GUI backend, no global figure registry)."""
     import matplotlib
 
-    checkpoint()
+    cancellation_point()
     with _CHART_LOCK, matplotlib.rc_context(_CHART_RC), warnings.catch_warnings():
         # A name in a script DejaVu Sans lacks draws boxes in the chart (the tables show it
         # right); matplotlib warns once per glyph, which is noise, not a problem with the report.

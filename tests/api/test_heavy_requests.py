@@ -18,7 +18,7 @@ from starlette.types import Message, Scope
 
 from api.formats import render_report
 from api.heavy import CLIENT_GONE, HEAVY_LIMITS
-from projections.checkpoints import WorkAbandoned, checkpoint
+from projections.cancellation import WorkAbandoned, cancellation_point
 from projections.folds import health_of
 from projections.queries import LedgerQueries
 
@@ -65,13 +65,13 @@ def hold_the_report(
 
 def hang_up_meanwhile(gone: threading.Event) -> Callable[[], None]:
     """What the held work does: the client hangs up, then the work waits (20 s at most) until
-    it is told to stop, and goes on: from there the route's own checkpoints must stop it."""
+    it is told to stop, and goes on: from there the route's own cancellation points must stop it."""
 
     def hold() -> None:
         gone.set()
         for _ in range(400):
             try:
-                checkpoint()
+                cancellation_point()
             except WorkAbandoned:
                 return
             threading.Event().wait(0.05)
@@ -126,7 +126,7 @@ def test_a_report_whose_client_hangs_up_stops_its_work(
     )
 
     assert sent[0]["status"] == CLIENT_GONE
-    assert rendered == []  # it stopped at a checkpoint and never went on to render the page
+    assert rendered == []  # it stopped at a cancellation point and never went on to render the page
     heavy = api.client.get("/healthz").json()["heavy"]
     assert heavy["report"] == {"running": 0, "limit": HEAVY_LIMITS["report"], "abandoned": 1}
 
