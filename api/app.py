@@ -10,6 +10,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
+from api.heavy import HeavyWork
 from api.problems import install_problem_handlers
 from api.routes import router
 from api.settings import Settings
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
         redoc_url=None,
     )
     install_problem_handlers(app)
+    app.state.heavy = HeavyWork()
     app.state.html_error = html_error
     app.include_router(router)
     install_web(app)
@@ -98,6 +100,7 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
             "store": resolved.store,
             "log_position": services.ledger.last_position(),
             "views_position": views_position,
+            "heavy": app.state.heavy.state(),
         }
         if not services.keeper.healthy:
             body["views_error"] = _views_error(services.keeper, services.writer, views_position)

@@ -293,7 +293,7 @@ def report_command(
     db: DbOption = None,
 ) -> None:
     """The accountability report to a coalition, reproducible to the byte."""
-    from api.formats import REPORT_FORMATS
+    from api.formats import FOR_PEOPLE, REPORT_FORMATS, render_report
 
     if fmt not in REPORT_FORMATS:
         typer.echo(f"error: --format must be one of {', '.join(REPORT_FORMATS)}", err=True)
@@ -314,11 +314,13 @@ def report_command(
     try:
         at = _reference(services, as_of, position)
         first, last = parse_day(start, "--from"), parse_day(end, "--to")
-        report = services.queries.report(coalition, at, start=first, end=last)
+        report = services.queries.report(
+            coalition, at, start=first, end=last, for_people=fmt in FOR_PEOPLE
+        )
         bundle = services.report_evidence(coalition, at, first, last) if evidence else None
     except LedgerError as error:
         raise _fail(error) from None
-    body = REPORT_FORMATS[fmt](report)
+    body = render_report(fmt, report, locale=services.settings.locale)
     try:
         headers = services.report_headers(body, int(report["position"])) if signature else {}
     except SigningKeyError as error:

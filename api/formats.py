@@ -4,20 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from projections.render import agenda_ics, report_csv, report_html, report_json, report_markdown
+from projections.render import (
+    LEDGER_ZONE,
+    agenda_ics,
+    report_csv,
+    report_html,
+    report_json,
+    report_markdown,
+)
 
-__all__ = ["REPORT_FORMATS", "REPORT_MEDIA_TYPES", "agenda_ics"]
+__all__ = ["FOR_PEOPLE", "REPORT_FORMATS", "REPORT_MEDIA_TYPES", "agenda_ics", "render_report"]
 
-REPORT_FORMATS: dict[str, Callable[[dict[str, Any]], bytes]] = {
+REPORT_FORMATS: dict[str, Callable[..., bytes]] = {
     "json": report_json,
     "csv": report_csv,
     "md": report_markdown,
     "html": report_html,
 }
+# The formats people read: they take the report with its vision, measures and promises
+# (LedgerQueries.report(for_people=True)), and show money and days in a locale and time zone.
+FOR_PEOPLE = frozenset({"md", "html"})
 REPORT_MEDIA_TYPES = {
     "json": "application/json",
     "csv": "text/csv; charset=utf-8",
     "md": "text/markdown; charset=utf-8",
     "html": "text/html; charset=utf-8",
 }
+
+
+def render_report(
+    fmt: str, report: dict[str, Any], *, locale: str, zone: ZoneInfo = LEDGER_ZONE
+) -> bytes:
+    """``report`` as ``fmt`` (a key of REPORT_FORMATS): json and csv exactly as the query
+    states it; md and html for people, money in the CLDR ``locale`` and days in ``zone``."""
+    if fmt in FOR_PEOPLE:
+        return REPORT_FORMATS[fmt](report, locale=locale, zone=zone)
+    return REPORT_FORMATS[fmt](report)

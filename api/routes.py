@@ -11,7 +11,8 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from api.auth import Forbidden, Principal
-from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics
+from api.formats import FOR_PEOPLE, REPORT_MEDIA_TYPES, agenda_ics, render_report
+from api.heavy import heavy_work
 from api.inbound import CheckedRoute
 from api.params import parse_as_of, parse_day, parse_moment, parse_uuid
 from api.schemas import (
@@ -57,6 +58,7 @@ from domain.values import (
     Side,
     Stage,
 )
+from projections.cancellation import cancellation_point
 from projections.queries import At
 
 __all__ = ["router"]
@@ -420,7 +422,8 @@ def partner_health(
 @router.get(
     "/partners/{partner_id}/health/history", response_model=HealthHistoryPublic, tags=["partners"]
 )
-def partner_health_history(
+async def partner_health_history(
+    request: Request,
     partner_id: str,
     services: ServicesDep,
     who: PrincipalDep,
@@ -432,17 +435,21 @@ def partner_health_history(
 ) -> Response:
     """The health score at each month-end (or each Sunday) between from and to."""
     partner_id = str(parse_uuid(partner_id, PartnerNotFound))  # ids ignore case (RFC 4122 §3)
-    at = _at(services, as_of, position)
-    _may_read_figures(services, who, partner_id, at)
-    return _json(
-        services.queries.health_history(
-            partner_id,
-            at,
-            start=parse_day(start, "from"),
-            end=parse_day(end, "to"),
-            interval=interval,
+
+    def history() -> Response:
+        at = _at(services, as_of, position)
+        _may_read_figures(services, who, partner_id, at)
+        return _json(
+            services.queries.health_history(
+                partner_id,
+                at,
+                start=parse_day(start, "from"),
+                end=parse_day(end, "to"),
+                interval=interval,
+            )
         )
-    )
+
+    return await heavy_work(request).run("history", request, history)
 
 
 @router.get(
@@ -533,7 +540,8 @@ def show_coalition(
     tags=["coalitions"],
     responses={200: {"content": {t: {} for t in ("text/csv", "text/markdown", "text/html")}}},
 )
-def coalition_report(
+async def coalition_report(
+    request: Request,
     coalition_id: str,
     services: ServicesDep,
     who: PrincipalDep,
@@ -546,18 +554,23 @@ def coalition_report(
     """The accountability report to a coalition, with its position and digest."""
     coalition_id = str(parse_uuid(coalition_id, CoalitionNotFound))  # ids ignore case
     _may_read_coalition(who, coalition_id)
-    report = services.queries.report(
-        coalition_id,
-        _at(services, as_of, position),
-        start=parse_day(start, "from"),
-        end=parse_day(end, "to"),
-    )
-    body = REPORT_FORMATS[fmt](report)
-    return Response(
-        body,
-        media_type=REPORT_MEDIA_TYPES[fmt],
-        headers=services.report_headers(body, int(report["position"])),
-    )
+
+    def report() -> Response:
+        stated = services.queries.report(
+            coalition_id,
+            _at(services, as_of, position),
+            start=parse_day(start, "from"),
+            end=parse_day(end, "to"),
+            for_people=fmt in FOR_PEOPLE,
+        )
+        body = render_report(fmt, stated, locale=services.settings.locale)
+        return Response(
+            body,
+            media_type=REPORT_MEDIA_TYPES[fmt],
+            headers=services.report_headers(body, int(stated["position"])),
+        )
+
+    return await heavy_work(request).run("report", request, report)
 
 
 @router.get(
@@ -566,7 +579,8 @@ def coalition_report(
     response_class=Response,
     responses={200: {"content": {"application/json": {}}, "description": "evidence bundle"}},
 )
-def coalition_report_evidence(
+async def coalition_report_evidence(
+    request: Request,
     coalition_id: str,
     services: ServicesDep,
     who: PrincipalDep,
@@ -575,16 +589,21 @@ def coalition_report_evidence(
     as_of: AsOf = None,
     position: Position = None,
 ) -> Response:
-    """The report's evidence bundle: the json report, its events, their proofs, checkpoint."""
+    """The report's evidence bundle: the json report, its events, their proofs, checkpoint.
+    Heavy work, bounded with the reports (api.heavy)."""
     coalition_id = str(parse_uuid(coalition_id, CoalitionNotFound))
     _may_read_coalition(who, coalition_id)
-    bundle = services.report_evidence(
-        coalition_id,
-        _at(services, as_of, position),
-        parse_day(start, "from"),
-        parse_day(end, "to"),
-    )
-    return Response(bundle, media_type="application/json")
+
+    def bundle() -> Response:
+        made = services.report_evidence(
+            coalition_id,
+            _at(services, as_of, position),
+            parse_day(start, "from"),
+            parse_day(end, "to"),
+        )
+        return Response(made, media_type="application/json")
+
+    return await heavy_work(request).run("report", request, bundle)
 
 
 @router.get("/agenda", response_model=AgendaPublic, tags=["agenda"])
@@ -647,9 +666,13 @@ def events(
 
 
 @router.get("/audit/verify", response_model=VerifyPublic, tags=["audit"])
-def audit_verify(services: ServicesDep, who: ReaderDep) -> Response:
+async def audit_verify(request: Request, services: ServicesDep, who: ReaderDep) -> Response:
     """Recompute every hash, chain link and the digest over the whole log."""
-    return _json(services.verify().as_dict())
+
+    def verify() -> Response:
+        return _json(services.verify(advance=lambda _: cancellation_point()).as_dict())
+
+    return await heavy_work(request).run("verify", request, verify)
 
 
 @router.get("/audit/key", response_model=KeyPublic, tags=["audit"])

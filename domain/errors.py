@@ -181,8 +181,9 @@ class UnvouchedContent(Conflict):
 
 
 class Busy(LedgerError):
-    """The write could not be made now, through no fault of the request; nothing was recorded
-    and the same request may be sent again after ``retry_after`` seconds."""
+    """The request could not be served now, through no fault of its own (a write waiting for
+    the log's lock, or as many heavy reads running as allowed); nothing was recorded and the
+    same request may be sent again after ``retry_after`` seconds."""
 
     title = "The ledger is busy"
 

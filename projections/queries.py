@@ -29,6 +29,7 @@ from domain.errors import (
 )
 from domain.hashing import format_instant, parse_instant
 from domain.values import search_key
+from projections.cancellation import cancellation_point
 from projections.folds import (
     CommitmentView,
     Entry,
@@ -299,6 +300,7 @@ class LedgerQueries:
         entries = counting(self.log.stream(partner_id), at.as_of, at.position)
         points = []
         for day in _period_ends(start, end, interval):
+            cancellation_point()  # a heavy request stops here once its client has gone
             moment = end_of_day(day)
             upto = [e for e in entries if e.occurred_at <= moment]
             if not any(e.type == "partner_registered" for e in upto):
@@ -821,8 +823,18 @@ class LedgerQueries:
         *,
         start: date | None = None,
         end: date | None = None,
+        for_people: bool = False,
     ) -> dict[str, Any]:
-        """The accountability report to a coalition (SPEC §4), reproducible to the byte."""
+        """The accountability report to a coalition (SPEC §4), reproducible to the byte.
+
+        ``for_people`` (the md and html reports, issue 13) adds what a board reads beside the
+        figures: ``coalition.shared_vision`` and ``coalition.agreed_measures``, and each
+        member's ``promises``: every commitment between us and that member made in the
+        period, as ``{owed_by, description, due_on, status, days_late}``, overdue first
+        (most days late first), then by due date. ``days_late`` is the days past due of an
+        overdue promise, or those a fulfilled one came late; ``None`` otherwise. Without it
+        the report is the json/csv shape, unchanged.
+        """
         if start is not None and end is not None and start > end:
             raise ValidationFailed([Problem("from", "is after to")])
         coalition = self.coalition(coalition_id, at)
@@ -842,6 +854,7 @@ class LedgerQueries:
             "breaches": Counter({"open": 0, "repaired": 0}),
         }
         for member in coalition["members"]:
+            cancellation_point()  # a heavy request stops here once its client has gone
             snap = snaps[member["partner_id"]]
             made = [c for c in snap.commitments.values() if in_period(c.made_at)]
             sides = figures_of(made, at.today)
@@ -855,18 +868,19 @@ class LedgerQueries:
                 if in_period(breach.occurred_at):
                     breaches["repaired" if breach.repaired_at else "open"] += 1
             health = self._health(snap, at)
-            members.append(
-                {
-                    "partner_id": snap.partner_id,
-                    "name": snap.name,
-                    "health": {"score": health.score, "band": health.band},
-                    "us": sides["us"].as_dict(),
-                    "partner": sides["partner"].as_dict(),
-                    "payments": _money(payments),
-                    "thanks": thanks,
-                    "breaches": dict(breaches),
-                }
-            )
+            row: dict[str, Any] = {
+                "partner_id": snap.partner_id,
+                "name": snap.name,
+                "health": {"score": health.score, "band": health.band},
+                "us": sides["us"].as_dict(),
+                "partner": sides["partner"].as_dict(),
+                "payments": _money(payments),
+                "thanks": thanks,
+                "breaches": dict(breaches),
+            }
+            if for_people:
+                row["promises"] = _promises(made, at.today)
+            members.append(row)
             totals["us"] += sides["us"]
             totals["partner"] += sides["partner"]
             for currency, amount in payments.items():
@@ -877,8 +891,12 @@ class LedgerQueries:
         # its chain and the hash the digest took in; raises UnvouchedContent (409).
         self.vouching.check([coalition_id, *member_ids])
         digest = self._vouched_digest(at.position)
+        stated: dict[str, Any] = {"id": coalition_id, "name": coalition["name"]}
+        if for_people:
+            stated["shared_vision"] = coalition["shared_vision"]
+            stated["agreed_measures"] = coalition["agreed_measures"]
         return {
-            "coalition": {"id": coalition_id, "name": coalition["name"]},
+            "coalition": stated,
             "period": {
                 "from": start.isoformat() if start else None,
                 "to": end.isoformat() if end else None,
@@ -1140,6 +1158,31 @@ def _agenda_commitment(
         "due_on": commitment.due_on.isoformat(),
         "overdue_days": commitment.overdue_days(today),
     }
+
+
+def _promises(made: Iterable[CommitmentView], today: date) -> list[dict[str, Any]]:
+    """A member's promises for the report (shape in ``LedgerQueries.report``)."""
+
+    def late(commitment: CommitmentView) -> int | None:
+        if commitment.status(today) == "overdue":
+            return commitment.overdue_days(today)
+        return commitment.days_late
+
+    def order(commitment: CommitmentView) -> tuple[bool, int, date, str]:
+        overdue = commitment.status(today) == "overdue"
+        most_late_first = -(late(commitment) or 0) if overdue else 0
+        return (not overdue, most_late_first, commitment.due_on, commitment.commitment_id)
+
+    return [
+        {
+            "owed_by": c.owed_by,
+            "description": c.description,
+            "due_on": c.due_on.isoformat(),
+            "status": c.status(today),
+            "days_late": late(c),
+        }
+        for c in sorted(made, key=order)
+    ]
 
 
 def _money(totals: dict[str, Decimal]) -> dict[str, str]:

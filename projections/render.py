@@ -27,31 +27,45 @@ CSV layout (``report_csv``), one table a spreadsheet can sort, filter and sum wi
   instead of running it as a formula (OWASP "CSV injection").
 
 Markdown and HTML show the same figures for people: rates as percentages with two decimals
-(exactly the four-place fraction times 100), ``—`` when nothing was due. The HTML page is
+(exactly the four-place fraction times 100), ``—`` when nothing was due; money with its
+currency sign and grouping in a CLDR locale through Babel (``$12,750.50`` under en_US, never
+rounded); days, not instants, in the ledger's time zone (one function, ``date_for_people``),
+the exact ``as_of`` kept in the facts; no partner ids. They also carry what the query gives
+only for them (``LedgerQueries.report(for_people=True)``): the coalition's shared vision and
+agreed measures at the top, and a Promises section per member (overdue first), bounded by
+PROMISES_PER_MEMBER and PROMISES_IN_ALL with a note naming what was left out. The HTML page is
 standalone (inline CSS and SVG, no scripts, nothing fetched) and prints cleanly; its charts are
 drawn by matplotlib's SVG backend, made byte-for-byte reproducible by a fixed hash salt, no
 date or creator metadata, the font file that ships with matplotlib, and ids made unique per
-chart so that two charts can share one page.
+chart so that two charts can share one page. A chart shows a name on up to two lines and
+lists under itself, in full, any name it had to shorten; table cells wrap names anywhere, so
+that printed on Letter or A4 nothing is cut at the page's edge (tests/ui/test_printed_report.py).
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import io
 import re
+import textwrap
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import icalendar
 import orjson
+from babel.dates import format_date
+from babel.numbers import format_currency
 
 from domain.values import show_controls
+from projections.cancellation import cancellation_point
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -59,7 +73,20 @@ if TYPE_CHECKING:
     from matplotlib.font_manager import FontProperties
     from matplotlib.typing import RcKeyType
 
-__all__ = ["agenda_ics", "report_csv", "report_html", "report_json", "report_markdown"]
+__all__ = [
+    "DEFAULT_LOCALE",
+    "LEDGER_ZONE",
+    "agenda_ics",
+    "date_for_people",
+    "money_for_people",
+    "report_csv",
+    "report_html",
+    "report_json",
+    "report_markdown",
+]
+
+DEFAULT_LOCALE = "en_US"
+LEDGER_ZONE = ZoneInfo("UTC")  # the ledger's time zone until a setting names another
 
 FIGURES: tuple[tuple[str, str], ...] = (
     ("made", "Made"),
@@ -93,9 +120,16 @@ BAND_COLOURS: dict[str, str] = {
 CALENDAR_PRODID = "-//Partnership Ledger//pledger agenda//EN"
 UID_DOMAIN = "pledger"
 CHART_MEMBERS = 30  # members a chart draws at most (see _charted_members)
-_CHART_NAME_LENGTH = 36
+# A chart label is a name on at most two lines of this many characters; a longer name is
+# shortened there and written in full in the list under the chart (and in every table).
+_CHART_LABEL_WIDTH = 26
+# The Promises section lists at most this many promises a member (overdue first) and this many
+# in all, so that a 2,500-member report stays bounded (issue 10 item 11); a note says so.
+PROMISES_PER_MEMBER = 25
+PROMISES_IN_ALL = 2000
 # Columns of the Markdown and HTML tables that hold words; the others hold numbers.
-_TEXT_COLUMNS = frozenset({"Partner", "Partner ID", "Band", "Owed by", "Members"})
+_TEXT_COLUMNS = frozenset({"Partner", "Band", "Owed by", "Members", "Promise", "Status", "Due"})
+_WRAPPING_COLUMNS = frozenset({"Partner", "Members", "Promise"})
 
 
 # ---- JSON -----------------------------------------------------------------------------------
@@ -107,6 +141,50 @@ def report_json(report: dict[str, Any]) -> bytes:
 
 
 # ---- shared formatting ----------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)  # a report repeats amounts (zeros above all) member after member
+def money_for_people(amount: str, currency: str, locale: str = DEFAULT_LOCALE) -> str:
+    """An exact decimal amount for people: currency sign and grouping of a CLDR ``locale``
+    through Babel (``"12750.50", "USD"`` -> ``$12,750.50`` under en_US). Never rounds: an
+    amount with more places than the currency shows keeps them."""
+    return str(
+        format_currency(Decimal(amount), currency, locale=locale, decimal_quantization=False)
+    )
+
+
+def date_for_people(
+    value: date | datetime | str, zone: ZoneInfo = LEDGER_ZONE, locale: str = DEFAULT_LOCALE
+) -> str:
+    """A day for people in ``locale``'s medium form (``Mar 31, 2026`` under en_US). An
+    instant (a ``datetime``, or an RFC 3339 string with a time) is first taken to its day in
+    ``zone``, the ledger's time zone; a date (``YYYY-MM-DD``) is that day wherever one is."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
+    if isinstance(value, datetime):
+        value = value.astimezone(zone).date()
+    return str(format_date(value, format="medium", locale=locale))
+
+
+class _People:
+    """How the md and html reports show money and days: one locale, one time zone."""
+
+    def __init__(self, locale: str, zone: ZoneInfo) -> None:
+        self.locale, self.zone = locale, zone
+
+    def money(self, amount: str, currency: str) -> str:
+        return money_for_people(amount, currency, self.locale)
+
+    def day(self, value: date | datetime | str) -> str:
+        return date_for_people(value, self.zone, self.locale)
+
+
+def _each_member(report: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The members, passing a cancellation point before each (a heavy request stops once its client
+    has gone; projections.cancellation)."""
+    for member in report["members"]:
+        cancellation_point()
+        yield member
 
 
 def _currencies(report: dict[str, Any]) -> list[str]:
@@ -132,34 +210,49 @@ def _figure_cell(figures: dict[str, Any], key: str, *, rate: Callable[[float | N
     return rate(value) if key in RATES else str(value)
 
 
-def _period_text(period: dict[str, Any]) -> str:
+def _period_text(period: dict[str, Any], people: _People) -> str:
     start, end = period.get("from"), period.get("to")
     if start is None and end is None:
         return "all commitments (no period)"
-    return f"{start or 'the beginning'} to {end or 'the reference date'}"
+    first = people.day(start) if start else "the beginning"
+    return f"{first} to {people.day(end) if end else 'the reference date'}"
 
 
-def _facts(report: dict[str, Any]) -> list[tuple[str, str]]:
+def _facts(report: dict[str, Any], people: _People) -> list[tuple[str, str]]:
+    """What the report is of: for people first, then the exact reference that reproduces it
+    (``as_of`` to the microsecond, the log position, the digest), as in json and csv."""
     coalition = report["coalition"]
     return [
-        ("Coalition", f"{coalition['name']} ({coalition['id']})"),
-        ("Period", _period_text(report["period"])),
-        ("As of", str(report["as_of"])),
+        ("Coalition", coalition["name"]),
+        ("Period", _period_text(report["period"], people)),
+        ("Reference date", people.day(report["as_of"])),
+        ("Coalition ID", coalition["id"]),
+        ("As of (exact)", str(report["as_of"])),
         ("Log position", str(report["position"])),
         ("Ledger digest", str(report["digest"])),
         ("Generated by", str(report["generated_by"])),
     ]
 
 
+_CODE_FACTS = frozenset({"Coalition ID", "As of (exact)", "Ledger digest"})
+
+
+def _vision(report: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """The coalition's shared vision and agreed measures, when the report carries them."""
+    coalition = report["coalition"]
+    if "shared_vision" not in coalition:
+        return None
+    return coalition["shared_vision"], list(coalition.get("agreed_measures") or [])
+
+
 def _title(report: dict[str, Any]) -> str:
     return f"Accountability report: {report['coalition']['name']}"
 
 
-def _members_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def _members_table(report: dict[str, Any], people: _People) -> tuple[list[str], list[list[str]]]:
     currencies = _currencies(report)
     headers = [
         "Partner",
-        "Partner ID",
         "Health",
         "Band",
         *(f"Paid {c}" for c in currencies),
@@ -170,15 +263,14 @@ def _members_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = [
         [
             m["name"],
-            m["partner_id"],
             str(m["health"]["score"]),
             m["health"]["band"],
-            *(m["payments"].get(c, "0") for c in currencies),
+            *(people.money(m["payments"].get(c, "0"), c) for c in currencies),
             str(m["thanks"]),
             str(m["breaches"]["open"]),
             str(m["breaches"]["repaired"]),
         ]
-        for m in report["members"]
+        for m in _each_member(report)
     ]
     return headers, rows
 
@@ -192,12 +284,14 @@ def _commitment_row(label: str, side: str, figures: dict[str, Any]) -> list[str]
 
 
 def _commitments_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    rows = [_commitment_row(m["name"], side, m[side]) for m in report["members"] for side in SIDES]
+    rows = [
+        _commitment_row(m["name"], side, m[side]) for m in _each_member(report) for side in SIDES
+    ]
     return _commitment_headers("Partner"), rows
 
 
 def _totals_tables(
-    report: dict[str, Any],
+    report: dict[str, Any], people: _People
 ) -> tuple[tuple[list[str], list[list[str]]], tuple[list[str], list[list[str]]]]:
     totals = report["totals"]
     commitments = [_commitment_row("All members", side, totals[side]) for side in SIDES]
@@ -210,13 +304,76 @@ def _totals_tables(
     ]
     other = [
         [
-            *(totals["payments"].get(c, "0") for c in currencies),
+            *(people.money(totals["payments"].get(c, "0"), c) for c in currencies),
             str(totals["thanks"]),
             str(totals["breaches"]["open"]),
             str(totals["breaches"]["repaired"]),
         ]
     ]
     return (_commitment_headers("Members"), commitments), (other_headers, other)
+
+
+_STATUS_TEXT = {
+    "overdue": "overdue",
+    "open": "open",
+    "fulfilled_on_time": "fulfilled on time",
+    "fulfilled_late": "fulfilled late",
+    "cancelled": "cancelled",
+}
+_PROMISE_HEADERS = ["Owed by", "Promise", "Due", "Status", "Days late"]
+
+
+class _MemberPromises:
+    """One member's part of the Promises section: its rows, and how many were left out."""
+
+    def __init__(self, name: str, rows: list[list[str]], left_out: int) -> None:
+        self.name, self.rows, self.left_out = name, rows, left_out
+
+    @property
+    def note(self) -> str:
+        if not self.rows:
+            return "No promises made in the period."
+        if not self.left_out:
+            return ""
+        return (
+            f"{self.left_out} more not listed here (at most {PROMISES_PER_MEMBER} a member, "
+            "overdue first); the partner's page lists them all."
+        )
+
+
+def _promises(report: dict[str, Any], people: _People) -> tuple[list[_MemberPromises], str]:
+    """The Promises section: each member's commitments in the period (as the query ordered
+    them: overdue first), within PROMISES_PER_MEMBER a member and PROMISES_IN_ALL in all (a
+    member without any counts as one); and the note naming what the bound left out."""
+    sections: list[_MemberPromises] = []
+    budget = PROMISES_IN_ALL
+    members = [m for m in report["members"] if "promises" in m]
+    for member in members:
+        cancellation_point()
+        if budget <= 0:
+            break
+        promises = member["promises"]
+        shown = promises[: min(PROMISES_PER_MEMBER, budget)]
+        rows = [
+            [
+                p["owed_by"],
+                p["description"],
+                people.day(p["due_on"]),
+                _STATUS_TEXT.get(p["status"], p["status"]),
+                "—" if p["days_late"] is None else str(p["days_late"]),
+            ]
+            for p in shown
+        ]
+        sections.append(_MemberPromises(member["name"], rows, len(promises) - len(shown)))
+        budget -= max(1, len(shown))
+    unlisted = len(members) - len(sections)
+    note = (
+        f"The promises of {unlisted} more members are not listed: this section lists at most "
+        f"{PROMISES_IN_ALL:,} promises in all, members in the order of the tables."
+        if unlisted
+        else ""
+    )
+    return sections, note
 
 
 # ---- CSV ------------------------------------------------------------------------------------
@@ -276,7 +433,7 @@ def report_csv(report: dict[str, Any]) -> bytes:
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)
-    for member in report["members"]:
+    for member in _each_member(report):
         writer.writerow(
             [
                 *facts,
@@ -309,19 +466,43 @@ def _md_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str
     return lines
 
 
-def report_markdown(report: dict[str, Any]) -> bytes:
-    """The report as Markdown: title, facts, members, commitments by member, totals."""
+def report_markdown(
+    report: dict[str, Any], *, locale: str = DEFAULT_LOCALE, zone: ZoneInfo = LEDGER_ZONE
+) -> bytes:
+    """The report as Markdown: title, facts, vision and measures, members, commitments by
+    member, promises, totals. Money in ``locale`` (Babel), days in ``zone``."""
+    people = _People(locale, zone)
     lines = [f"# {_md(_title(report))}", ""]
-    lines.extend(f"- **{label}:** {_md(value)}" for label, value in _facts(report))
+    lines.extend(f"- **{label}:** {_md(value)}" for label, value in _facts(report, people))
     lines.append("")
+    vision = _vision(report)
+    if vision is not None:
+        text, measures = vision
+        lines.extend(["## Shared vision", "", _md(text) or "None recorded.", ""])
+        lines.extend(["## Agreed measures", ""])
+        lines.extend([f"- {_md(m)}" for m in measures] or ["None recorded."])
+        lines.append("")
     lines.extend(["## Members", ""])
     if report["members"]:
-        lines.extend(_md_table(*_members_table(report)))
+        lines.extend(_md_table(*_members_table(report, people)))
         lines.extend(["", "## Commitments by member", ""])
         lines.extend(_md_table(*_commitments_table(report)))
+        sections, note = _promises(report, people)
+        if sections:
+            lines.extend(["", "## Promises", ""])
+        for section in sections:
+            lines.extend([f"### {_md(section.name)}", ""])
+            if section.rows:
+                lines.extend([*_md_table(_PROMISE_HEADERS, section.rows), ""])
+            if section.note:
+                lines.extend([_md(section.note), ""])
+        if note:
+            lines.extend([_md(note), ""])
+        if sections:
+            lines.pop()
     else:
         lines.append("No members at this reference.")
-    commitments, other = _totals_tables(report)
+    commitments, other = _totals_tables(report, people)
     lines.extend(["", "## Totals", ""])
     lines.extend(_md_table(*commitments))
     lines.append("")
@@ -352,7 +533,11 @@ code { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; 
 table { border-collapse: collapse; width: 100%; font-size: .85rem; margin: .5rem 0 1rem; }
 th, td { border: 1px solid #ccc; padding: .25rem .45rem; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; font-weight: 600; }
-.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.wrap { overflow-wrap: anywhere; }
+td.word, td.num { white-space: nowrap; }
+.num { text-align: right; font-variant-numeric: tabular-nums; }
+h3 { font-size: 1rem; margin: 1.2rem 0 .3rem; overflow-wrap: anywhere; }
+.vision { white-space: pre-line; overflow-wrap: anywhere; }
 .band { display: inline-block; padding: 0 .4rem; border-radius: .6rem; color: #000; }
 .band-thriving { background: #b9e6d6; }
 .band-steady { background: #cde8f7; }
@@ -362,10 +547,13 @@ figure { margin: 1rem 0; }
 figure svg { display: block; max-width: 100%; height: auto; }
 figcaption { font-size: .9rem; color: #444; margin-bottom: .25rem; }
 p.note, footer { font-size: .8rem; color: #555; }
+ul.full-names { font-size: .8rem; color: #444; margin: .25rem 0 0; padding-left: 1.2rem; }
 @page { margin: 14mm; }
 @media print {
   body { margin: 0; max-width: none; padding: 0; font-size: 9.5pt; }
-  h2 { break-after: avoid; page-break-after: avoid; }
+  table { font-size: 7.5pt; }
+  th, td { padding: .15rem .25rem; }
+  h2, h3 { break-after: avoid; page-break-after: avoid; }
   figure, tr { break-inside: avoid; page-break-inside: avoid; }
   thead { display: table-header-group; }
   th, .band { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
@@ -384,11 +572,12 @@ def _html_table(
     numeric = [h not in _TEXT_COLUMNS for h in headers]
 
     def cell(tag: str, text: str, is_num: bool, header: str) -> str:
-        classes = ' class="num"' if is_num else ""
+        # Names and promises wrap anywhere (a long word too) so that a table never outgrows
+        # the page; short words (band, side, status, day) and numbers stay on one line.
+        kind = "num" if is_num else "wrap" if header in _WRAPPING_COLUMNS else "word"
+        classes = f' class="{kind}"' if tag == "td" or is_num else ""
         if tag == "td" and header == "Band":
             text_html = f'<span class="band band-{_h(text)}">{_h(text.replace("_", " "))}</span>'
-        elif tag == "td" and header == "Partner ID":
-            text_html = f"<code>{_h(text)}</code>"
         else:
             text_html = _h(text)
         scope = ' scope="col"' if tag == "th" else ""
@@ -406,8 +595,13 @@ def _html_table(
     return lines
 
 
-def report_html(report: dict[str, Any]) -> bytes:
-    """The report as one standalone, printable HTML page with inline SVG charts."""
+def report_html(
+    report: dict[str, Any], *, locale: str = DEFAULT_LOCALE, zone: ZoneInfo = LEDGER_ZONE
+) -> bytes:
+    """The report as one standalone, printable HTML page with inline SVG charts: facts, vision
+    and measures, charts, members, commitments by member, promises, totals. Money in
+    ``locale`` (Babel), days in ``zone``; tables wrap long names and fit a Letter or A4 page."""
+    people = _People(locale, zone)
     title = _title(report)
     lines = [
         "<!DOCTYPE html>",
@@ -424,25 +618,54 @@ def report_html(report: dict[str, Any]) -> bytes:
         f"<h1>{_h(title)}</h1>",
         '<dl class="facts">',
     ]
-    for label, value in _facts(report):
-        shown = f"<code>{_h(value)}</code>" if label == "Ledger digest" else _h(value)
+    for label, value in _facts(report, people):
+        shown = f"<code>{_h(value)}</code>" if label in _CODE_FACTS else _h(value)
         lines.append(f"<dt>{_h(label)}</dt><dd>{shown}</dd>")
     lines.extend(["</dl>", "</header>", "<main>"])
+    vision = _vision(report)
+    if vision is not None:
+        text, measures = vision
+        lines.extend(["<section>", "<h2>Shared vision</h2>"])
+        lines.append(f'<p class="vision">{_h(text) or "None recorded."}</p>')
+        lines.append("<h2>Agreed measures</h2>")
+        if measures:
+            lines.extend(["<ul>", *(f"<li>{_h(m)}</li>" for m in measures), "</ul>"])
+        else:
+            lines.append("<p>None recorded.</p>")
+        lines.append("</section>")
     if report["members"]:
         lines.extend(["<section>", "<h2>Charts</h2>"])
-        for caption, svg in _charts(report):
-            labelled = svg.replace("<svg ", f'<svg role="img" aria-label="{_h(caption)}" ', 1)
-            lines.extend(["<figure>", f"<figcaption>{_h(caption)}</figcaption>", labelled])
+        for chart in _charts(report):
+            labelled = chart.svg.replace(
+                "<svg ", f'<svg role="img" aria-label="{_h(chart.caption)}" ', 1
+            )
+            lines.extend(["<figure>", f"<figcaption>{_h(chart.caption)}</figcaption>", labelled])
+            if chart.shortened:
+                lines.append('<ul class="full-names" aria-label="Names shortened in the chart">')
+                lines.extend(f"<li>{_h(short)}: {_h(full)}</li>" for short, full in chart.shortened)
+                lines.append("</ul>")
             lines.append("</figure>")
         lines.extend(["</section>", "<section>", "<h2>Members</h2>"])
-        lines.extend(_html_table(*_members_table(report)))
+        lines.extend(_html_table(*_members_table(report, people)))
         lines.extend(["</section>", "<section>", "<h2>Commitments by member</h2>"])
         lines.extend(_html_table(*_commitments_table(report)))
         lines.append("</section>")
+        sections, note = _promises(report, people)
+        if sections:
+            lines.extend(["<section>", "<h2>Promises</h2>"])
+            for section in sections:
+                lines.append(f"<h3>{_h(section.name)}</h3>")
+                if section.rows:
+                    lines.extend(_html_table(_PROMISE_HEADERS, section.rows))
+                if section.note:
+                    lines.append(f'<p class="note">{_h(section.note)}</p>')
+            if note:
+                lines.append(f'<p class="note">{_h(note)}</p>')
+            lines.append("</section>")
     else:
         lines.extend(["<section>", "<h2>Members</h2>", "<p>No members at this reference.</p>"])
         lines.append("</section>")
-    commitments, other = _totals_tables(report)
+    commitments, other = _totals_tables(report, people)
     lines.extend(["<section>", "<h2>Totals</h2>"])
     lines.extend(_html_table(*commitments))
     lines.extend(_html_table(*other))
@@ -450,7 +673,8 @@ def report_html(report: dict[str, Any]) -> bytes:
     lines.extend(
         [
             "<footer>",
-            f"<p>{_h(report['generated_by'])} &middot; as of {_h(report['as_of'])} &middot; "
+            f"<p>{_h(report['generated_by'])} &middot; reference date "
+            f"{_h(people.day(report['as_of']))} &middot; "
             f"log position {_h(str(report['position']))} &middot; digest "
             f"<code>{_h(report['digest'])}</code></p>",
             "</footer>",
@@ -493,9 +717,21 @@ def _fonts() -> tuple[FontProperties, FontProperties]:
     )
 
 
-def _chart_label(name: str) -> str:
+def _chart_label(name: str) -> tuple[str, bool]:
+    """A name as a chart's axis shows it, and whether it had to be shortened: on up to two
+    lines of _CHART_LABEL_WIDTH characters (broken between words where it can), the second
+    line ending in "…" when the name does not fit (its full form is listed under the chart)."""
     name = " ".join(show_controls(name).split())
-    return name if len(name) <= _CHART_NAME_LENGTH else name[: _CHART_NAME_LENGTH - 1] + "…"
+    lines = textwrap.wrap(name, _CHART_LABEL_WIDTH, break_on_hyphens=False) or [""]
+    if len(lines) <= 2:
+        return "\n".join(lines), False
+    second = " ".join(lines[1:])[: _CHART_LABEL_WIDTH - 1].rstrip()
+    return f"{lines[0]}\n{second}…", True
+
+
+def _row_inches(labels: Sequence[str]) -> float:
+    """Height of one bar's row: room for a label of two lines when any has them."""
+    return 0.42 if any("\n" in label for label in labels) else 0.32
 
 
 def _integer_ticks(largest: int) -> list[int]:
@@ -534,11 +770,11 @@ def _commitments_chart(
     from matplotlib.figure import Figure
 
     members = report["members"]
-    labels = [_chart_label(m["name"]) for m in members]
+    labels = [_chart_label(m["name"])[0] for m in members]
     rows = list(range(len(members)))
     largest = max((m[side]["made"] for m in members for side in SIDES), default=0)
     ticks = _integer_ticks(largest)
-    figure = Figure(figsize=(10, 1.4 + 0.32 * len(members)), layout="constrained")
+    figure = Figure(figsize=(10, 1.4 + _row_inches(labels) * len(members)), layout="constrained")
     axes = figure.subplots(1, 2, sharey=True)
     for ax, (side, title) in zip(
         axes, (("us", "Owed by us"), ("partner", "Owed by partners")), strict=True
@@ -572,22 +808,21 @@ def _health_chart(report: dict[str, Any], font: FontProperties, bold: FontProper
     from matplotlib.patches import Patch
 
     members = report["members"]
+    labels = [_chart_label(m["name"])[0] for m in members]
     rows = list(range(len(members)))
     scores = [m["health"]["score"] for m in members]
     colours = [BAND_COLOURS.get(m["health"]["band"], "#999999") for m in members]
-    figure = Figure(figsize=(10, 1.2 + 0.3 * len(members)), layout="constrained")
+    figure = Figure(figsize=(10, 1.2 + _row_inches(labels) * len(members)), layout="constrained")
     ax = figure.subplots()
     ax.barh(rows, scores, color=colours, height=0.66)
     for threshold in (25, 50, 75):
         ax.axvline(threshold, color="#888888", linewidth=0.6, linestyle=(0, (2, 2)))
     for row, score in zip(rows, scores, strict=True):
         ax.text(score + 1, row, str(score), va="center", fontproperties=font)
-    ax.set_xlim(0, 105)
+    ax.set_xlim(0, 110)  # room for a score of 100 written beside its bar
     ticks = [0, 25, 50, 75, 100]
     ax.set_xticks(ticks, [str(t) for t in ticks], fontproperties=font)
-    ax.set_yticks(
-        rows, [_chart_label(m["name"]) for m in members], fontproperties=font, parse_math=False
-    )
+    ax.set_yticks(rows, labels, fontproperties=font, parse_math=False)
     ax.set_ylim(len(members) - 0.5, -0.5)
     ax.set_title("Relationship health (0-100)", fontproperties=bold)
     _style_axes(ax)
@@ -601,26 +836,46 @@ def _health_chart(report: dict[str, Any], font: FontProperties, bold: FontProper
     return figure
 
 
-def _charts(report: dict[str, Any]) -> list[tuple[str, str]]:
-    """(caption, inline SVG) for each chart. matplotlib is imported here, not at module load,
-    so that commands which never draw a chart do not pay for it. Figures are built with the
-    object API (no pyplot, no GUI backend, no global figure registry)."""
+class _Chart:
+    """One chart for the page: its caption, its inline SVG, and the names it shortened as
+    (label on one line, full name) pairs."""
+
+    def __init__(self, caption: str, svg: str, shortened: list[tuple[str, str]]) -> None:
+        self.caption, self.svg, self.shortened = caption, svg, shortened
+
+
+def _charts(report: dict[str, Any]) -> list[_Chart]:
+    """Each chart of the page. matplotlib is imported here, not at module load, so that
+    commands which never draw a chart do not pay for it. Figures are built with the object
+    API (no pyplot, no GUI backend, no global figure registry)."""
     import matplotlib
 
+    cancellation_point()
     with _CHART_LOCK, matplotlib.rc_context(_CHART_RC), warnings.catch_warnings():
         # A name in a script DejaVu Sans lacks draws boxes in the chart (the tables show it
         # right); matplotlib warns once per glyph, which is noise, not a problem with the report.
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
         font, bold = _fonts()
         charted, which = _charted_members(report)
+        shortened = []
+        for member in charted["members"]:
+            label, short = _chart_label(member["name"])
+            if short:
+                full = _one_line(member["name"])
+                first = label.split("\n", 1)[0]
+                # The label's lines as one: a space where the name had one, none inside a word.
+                joiner = " " if full[len(first) : len(first) + 1] == " " else ""
+                shortened.append((label.replace("\n", joiner), full))
         return [
-            (
+            _Chart(
                 f"Commitments made in the period, by status, for each side{which}",
                 _svg_of(_commitments_chart(charted, font, bold), "status"),
+                shortened,
             ),
-            (
+            _Chart(
                 f"Relationship health per member at the reference date, coloured by band{which}",
                 _svg_of(_health_chart(charted, font, bold), "health"),
+                shortened,
             ),
         ]
 

@@ -7,6 +7,13 @@
   write (read-your-writes) and a background thread polls it for writes of other processes.
 
 Either way each page of events and its tracking record commit in one transaction.
+
+When the views cannot take an event (issue 10 item 4) the keeper says so and keeps trying:
+the error is logged once (``pledger.views``; again only once the views have recovered and fail
+anew), :attr:`ViewKeeper.error` holds it for ``/healthz``, and the catch-up is retried with a
+growing pause (RETRY_FIRST_SECONDS doubling up to RETRY_MAX_SECONDS). On PostgreSQL the
+library's runner stops on an error; a watcher thread closes it and, once a catch-up from the
+tracked position succeeds (the cause went away), starts a new one.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from projections.folds import Entry
 from projections.locking import WriteLock
 from projections.log import LogReader
 from projections.rebuild import LogFold
-from projections.store import LedgerView, LogRewritten, PostgresLedgerView, SQLiteLedgerView
+from projections.store import LedgerView, PostgresLedgerView, SQLiteLedgerView
 
 __all__ = ["PROJECTION_NAME", "LedgerProjection", "ViewKeeper", "open_view"]
 
@@ -39,6 +46,10 @@ PROJECTION_NAME = "ledger_views"
 PAGE_SIZE = 500
 POLL_SECONDS = 0.5
 RACE_ATTEMPTS = 5
+RETRY_FIRST_SECONDS = 0.5  # after a failure, the first retry; doubled after each failed one
+RETRY_MAX_SECONDS = 30.0
+
+logger = logging.getLogger("pledger.views")
 
 
 class LedgerProjection(Projection[LedgerView]):
@@ -109,7 +120,10 @@ class ViewKeeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._runner: ProjectionRunner[Partnerships, LedgerView] | None = None
+        self._watcher: threading.Thread | None = None
         self.error: BaseException | None = None
+        self._logged: str | None = None  # the failure last logged, until the views recover
+        self.restarts = 0  # PostgreSQL: projection runners started again after a failure
         # Writers announce new events; readers wait for the position they need.
         self._written = threading.Event()
         self._progress = threading.Condition()
@@ -177,8 +191,23 @@ class ViewKeeper:
                     return
             self.catch_up()
         except Exception as error:
-            self.error = error
+            self._failed(error)
             self.notify()
+
+    def _failed(self, error: BaseException) -> None:
+        """The views could not take what was recorded: keep the error for /healthz, and log
+        it once (not on every retry; again only after the views have recovered)."""
+        self.error = error
+        text = f"{type(error).__name__}: {error}"
+        if text != self._logged:
+            self._logged = text
+            at = getattr(error, "position", None) or self._seen + 1
+            logger.error("the views stopped at position %s: %s (retrying)", at, text)
+
+    def _recovered(self) -> None:
+        if self.error is not None or self._logged is not None:
+            self.error, self._logged = None, None
+            logger.warning("the views are taking events again (at position %s)", self._seen or 0)
 
     def notify(self) -> None:
         """Events were recorded: catch up now rather than at the next poll."""
@@ -244,47 +273,110 @@ class ViewKeeper:
         """Keep the views current in the background until :meth:`stop`."""
         self.catch_up()
         if self.uses_runner:
-            # Entered as a context manager so that stop() can exit it: that joins its threads
-            # and closes the application it built (stop() alone leaves their pools open).
-            self._runner = ProjectionRunner(
-                application_class=Partnerships,
-                projection_class=LedgerProjection,
-                view_class=PostgresLedgerView,
-                env=self.view_env,
-            ).__enter__()
-            self._runner.view.log = self.log  # so that it reads pages, and refolds, from the log
-            projection = self._runner.projection
-            assert isinstance(projection, LedgerProjection)
-            projection.announce = self._announce
+            self._runner = self._open_runner()
+            self._watcher = threading.Thread(
+                target=self._watch, name="pledger-views-watch", daemon=True
+            )
+            self._watcher.start()
             return
         self._thread = threading.Thread(target=self._poll, name="pledger-views", daemon=True)
         self._thread.start()
 
+    def _open_runner(self) -> ProjectionRunner[Partnerships, LedgerView]:
+        # Entered as a context manager so that it can be exited: that joins its threads and
+        # closes the application it built (stop() alone leaves their pools open).
+        runner: ProjectionRunner[Partnerships, LedgerView] = ProjectionRunner(
+            application_class=Partnerships,
+            projection_class=LedgerProjection,
+            view_class=PostgresLedgerView,
+            env=self.view_env,
+        ).__enter__()
+        runner.view.log = self.log  # so that it reads pages, and refolds, from the log
+        projection = runner.projection
+        assert isinstance(projection, LedgerProjection)
+        projection.announce = self._announce
+        return runner
+
     def _poll(self) -> None:
+        failures = 0
         while not self._stop.is_set():
-            self._written.wait(POLL_SECONDS)
+            pause = (
+                min(RETRY_FIRST_SECONDS * 2 ** min(failures - 1, 16), RETRY_MAX_SECONDS)
+                if failures
+                else POLL_SECONDS
+            )
+            self._written.wait(pause)
             self._written.clear()
             if self._stop.is_set():
                 return
             try:
                 self.catch_up()
             except Exception as error:
-                self.error = error
+                self._failed(error)
+                failures += 1
             else:
-                self.error = None
+                self._recovered()
+                failures = 0
+
+    def _watch(self) -> None:
+        """PostgreSQL: notice when the library's runner stops on an error (``run_forever``
+        re-raises it), then restart it once the views can take the log again."""
+        while not self._stop.is_set():
+            runner = self._runner
+            if runner is None:
+                return
+            try:
+                runner.run_forever(timeout=POLL_SECONDS)
+            except Exception as error:
+                if self._stop.is_set():
+                    return
+                self._failed(error)
+                self._restart()
+            else:
+                if runner.is_interrupted.is_set() and not self._stop.is_set():
+                    self._failed(RuntimeError("the projection runner stopped"))
+                    self._restart()
+
+    def _restart(self) -> None:
+        """Close the stopped runner; retry with a growing pause until a catch-up from the
+        tracked position succeeds, then start a new runner."""
+        self._close_runner()
+        pause = RETRY_FIRST_SECONDS
+        while not self._stop.wait(pause):
+            try:
+                self.catch_up()
+                runner = self._open_runner()
+            except Exception as error:
+                self._failed(error)
+                pause = min(pause * 2, RETRY_MAX_SECONDS)
+                continue
+            if self._stop.is_set():  # stop() came meanwhile: it will not see this runner
+                self._runner = runner
+                self._close_runner()
+                return
+            self._runner = runner
+            self.restarts += 1
+            self._recovered()
+            return
+
+    def _close_runner(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        try:
+            runner.__exit__(None, None, None)
+        except Exception as error:  # the error that stopped it: logged unless it already was
+            self._failed(error)
+        finally:
+            runner.view.datastore.close()  # the runner leaves its view's pool open
 
     def stop(self) -> None:
         self._stop.set()
         self._written.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            try:
-                runner.__exit__(None, None, None)
-            except LogRewritten as error:
-                # The runner stopped on a rewritten log, which /healthz has been showing since
-                # (views_error, tampering); stopping the server must not fail on it again.
-                logging.getLogger(__name__).error("the views had stopped: %s", error)
-            finally:
-                runner.view.datastore.close()  # the runner leaves its view's pool open
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
+        # A runner that stopped on an error (a rewritten log, say) has had it logged and shown
+        # by /healthz (views_error, tampering): stopping the server must not fail on it again.
+        self._close_runner()

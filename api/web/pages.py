@@ -29,7 +29,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from api.auth import Forbidden, Principal, Unauthorized, parse_lifetime
-from api.formats import REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics
+from api.formats import FOR_PEOPLE, REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics, render_report
+from api.heavy import heavy_work
 from api.inbound import CheckedRoute
 from api.params import parse_as_of, parse_day, parse_uuid
 from api.problems import field_problems
@@ -812,7 +813,7 @@ def _coalition_reader(who: Principal, coalition_id: str) -> None:
 
 
 @router.get("/coalitions/{coalition_id}")
-def coalition_page(
+async def coalition_page(
     request: Request,
     coalition_id: str,
     services: ServicesDep,
@@ -825,32 +826,36 @@ def coalition_page(
     end = request.query_params.get("to") or None
     as_of = as_of or None
     _coalition_reader(who, coalition_id)
-    at = _at(services, as_of)
-    coalition = services.queries.coalition(coalition_id, at)
-    report = services.queries.report(
-        coalition_id, at, start=parse_day(start, "from"), end=parse_day(end, "to")
-    )
-    period = {k: v for k, v in (("from", start), ("to", end), ("as_of", as_of)) if v}
-    members = {m["partner_id"] for m in coalition["members"]}
-    candidates = []
-    if who.role == "steward":
-        every = services.queries.partners(at, sort="name", limit=1000)["partners"]
-        candidates = [(p["id"], p["name"]) for p in every if p["id"] not in members]
-    return _page(
-        request,
-        "coalition.html",
-        who,
-        coalition=coalition,
-        report=report,
-        period=period,
-        query=("?" + urlencode(period)) if period else "",
-        candidates=candidates,
-        formats={"json": "JSON", "csv": "CSV", "md": "Markdown", "html": "HTML"},
-    )
+
+    def page() -> Response:  # the report in it is heavy work (api.heavy)
+        at = _at(services, as_of)
+        coalition = services.queries.coalition(coalition_id, at)
+        report = services.queries.report(
+            coalition_id, at, start=parse_day(start, "from"), end=parse_day(end, "to")
+        )
+        period = {k: v for k, v in (("from", start), ("to", end), ("as_of", as_of)) if v}
+        members = {m["partner_id"] for m in coalition["members"]}
+        candidates = []
+        if who.role == "steward":
+            every = services.queries.partners(at, sort="name", limit=1000)["partners"]
+            candidates = [(p["id"], p["name"]) for p in every if p["id"] not in members]
+        return _page(
+            request,
+            "coalition.html",
+            who,
+            coalition=coalition,
+            report=report,
+            period=period,
+            query=("?" + urlencode(period)) if period else "",
+            candidates=candidates,
+            formats={"json": "JSON", "csv": "CSV", "md": "Markdown", "html": "HTML"},
+        )
+
+    return await heavy_work(request).run("report", request, page)
 
 
 @router.get("/coalitions/{coalition_id}/report.{fmt}")
-def coalition_report_download(
+async def coalition_report_download(
     request: Request,
     coalition_id: str,
     fmt: str,
@@ -864,22 +869,27 @@ def coalition_report_download(
     if fmt not in REPORT_FORMATS:
         raise ValidationFailed([Problem("format", "must be json, csv, md or html")])
     start, end = request.query_params.get("from"), request.query_params.get("to")
-    report = services.queries.report(
-        coalition_id,
-        _at(services, as_of),
-        start=parse_day(start, "from"),
-        end=parse_day(end, "to"),
-    )
-    name = f"coalition-report-{report['position']}.{fmt}"
-    body = REPORT_FORMATS[fmt](report)
-    return Response(
-        body,
-        media_type=REPORT_MEDIA_TYPES[fmt],
-        headers={
-            "Content-Disposition": f'attachment; filename="{name}"',
-            **services.report_headers(body, int(report["position"])),
-        },
-    )
+
+    def report() -> Response:
+        stated = services.queries.report(
+            coalition_id,
+            _at(services, as_of),
+            start=parse_day(start, "from"),
+            end=parse_day(end, "to"),
+            for_people=fmt in FOR_PEOPLE,
+        )
+        name = f"coalition-report-{stated['position']}.{fmt}"
+        body = render_report(fmt, stated, locale=services.settings.locale)
+        return Response(
+            body,
+            media_type=REPORT_MEDIA_TYPES[fmt],
+            headers={
+                "Content-Disposition": f'attachment; filename="{name}"',
+                **services.report_headers(body, int(stated["position"])),
+            },
+        )
+
+    return await heavy_work(request).run("report", request, report)
 
 
 @router.post("/coalitions/{coalition_id}/members")

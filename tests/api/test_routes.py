@@ -912,4 +912,9 @@ def test_healthz_answers_without_a_token(api: Api, settings: Settings) -> None:
         "store": "postgres" if settings.database_url else "sqlite",
         "log_position": 2,
         "views_position": 2,
+        "heavy": {
+            "report": {"running": 0, "limit": 2, "abandoned": 0},
+            "history": {"running": 0, "limit": 4, "abandoned": 0},
+            "verify": {"running": 0, "limit": 1, "abandoned": 0},
+        },
     }

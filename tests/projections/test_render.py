@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html as html_lib
 import io
 import json
 import os
@@ -14,12 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import icalendar
 import orjson
 import pytest
 
 from projections.render import (
+    PROMISES_IN_ALL,
+    PROMISES_PER_MEMBER,
+    _chart_label,
     agenda_ics,
     report_csv,
     report_html,
@@ -191,7 +196,8 @@ def test_every_format_states_the_reference_and_digest(
     text = render(a_report()).decode("utf-8")
     for fact in ("2026-03-31T23:59:59.999999Z", "0f" * 32, "Partnership Ledger 0.1.0", "57"):
         assert fact in text
-    assert "2026-01-01" in text
+    # The period's first day: exact in json and csv, for people in md and html.
+    assert ("Jan 1, 2026" if render in (report_markdown, report_html) else "2026-01-01") in text
     assert "Riverside" in text
 
 
@@ -272,17 +278,14 @@ def test_markdown_has_a_title_facts_and_tables() -> None:
     text = report_markdown(a_report()).decode("utf-8")
     assert text.startswith("# Accountability report: Riverside \\& Co\n")
     assert "- **Ledger digest:** " + "0f" * 32 in text
-    assert "- **Period:** 2026-01-01 to 2026-03-31" in text
+    assert "- **Period:** Jan 1, 2026 to Mar 31, 2026" in text
     for heading in ("## Members", "## Commitments by member", "## Totals"):
         assert f"\n{heading}\n" in text
-    assert (
-        "| Asociación Vecinal | 33333333-0000-4000-8000-000000000003 | 12 | critical"
-        " | 0 | 0 | 1 | 0 | 0 |"
-    ) in text
+    assert "| Asociación Vecinal | 12 | critical | €0.00 | \\$0.00 | 1 | 0 | 0 |" in text
     assert "| Asociación Vecinal | us | 1 | 0 | 0 | 0 | 0 | 0 | 1 | 0 | — | — |" in text
     assert "| All members | us | 5 | 1 | 1 | 2 | 0 | 2 | 1 | 0 | 66.67% | 66.67% |" in text
     assert "| All members | partner | 7 | 1 | 2 | 1 | 2 | 3 | 1 | 2 | 60.00% | 20.00% |" in text
-    assert "| 50 | 1210.50 | 3 | 1 | 1 |" in text
+    assert "| €50.00 | \\$1,210.50 | 3 | 1 | 1 |" in text
 
 
 def test_markdown_escapes_names_that_look_like_markup() -> None:
@@ -337,8 +340,8 @@ def test_html_tables_carry_the_reports_numbers(html: str) -> None:
     text = html
     partner_totals = ["7", "1", "2", "1", "2", "3", "1", "2", "60.00%", "20.00%"]
     cells = "".join(f'<td class="num">{value}</td>' for value in partner_totals)
-    assert f"<tr><td>All members</td><td>partner</td>{cells}</tr>" in text
-    assert '<td class="num">1210.50</td>' in text
+    assert f'<tr><td class="wrap">All members</td><td class="word">partner</td>{cells}</tr>' in text
+    assert '<td class="num">$1,210.50</td>' in text
     assert '<span class="band band-at_risk">at risk</span>' in text
 
 
@@ -543,3 +546,178 @@ def test_html_charts_draw_at_most_thirty_members_those_with_the_lowest_health() 
     assert "the 30 of 2500 members with the lowest health" in page
     assert svgs(page) == svgs(same_thirty)  # the charts cost what thirty members cost
     assert page.count("<tr>") > 2500  # the tables still list every member
+
+
+# ---- reports people read (issue 13, item 3) ---------------------------------------------------
+
+LONG_NAME = (
+    "Consejo Comunitario de Desarrollo Integral de las Comunidades Indígenas del Valle Alto "
+    "y la Cuenca Media del Río Grande"
+)
+
+
+def promise(
+    owed_by: str, description: str, due_on: str, status: str, days_late: int | None
+) -> dict[str, Any]:
+    return {
+        "owed_by": owed_by,
+        "description": description,
+        "due_on": due_on,
+        "status": status,
+        "days_late": days_late,
+    }
+
+
+def readable_report() -> dict[str, Any]:
+    """The report as ``LedgerQueries.report(for_people=True)`` gives it: the coalition's vision
+    and measures, each member's promises (overdue first), and a long name to wrap."""
+    report = a_report()
+    report["coalition"]["shared_vision"] = "Every family on the river has clean water by 2030."
+    report["coalition"]["agreed_measures"] = ["Wells repaired", "Households reached"]
+    report["totals"]["payments"]["USD"] = "12750.50"
+    first, second, third = report["members"]
+    first["payments"]["USD"] = "12750.50"
+    first["promises"] = [
+        promise("us", "Pay the March stipend", "2026-03-20", "overdue", 11),
+        promise("partner", "Send the well survey", "2026-02-01", "fulfilled_late", 3),
+        promise("us", "Share the budget", "2026-04-15", "open", None),
+    ]
+    second["promises"] = [
+        promise("partner", "Host the listening session", "2026-01-10", "cancelled", None)
+    ]
+    third["name"] = LONG_NAME
+    third["promises"] = []
+    return report
+
+
+def people_formats() -> list[Callable[..., bytes]]:
+    return [report_markdown, report_html]
+
+
+@pytest.fixture(scope="module")
+def readable_html() -> str:
+    return report_html(readable_report()).decode("utf-8")
+
+
+@pytest.mark.parametrize("render", people_formats(), ids=["md", "html"])
+def test_money_is_shown_for_people_in_the_ledgers_locale(render: Callable[..., bytes]) -> None:
+    english = render(readable_report()).decode("utf-8")
+    german = render(readable_report(), locale="de_DE").decode("utf-8")
+
+    assert "$12,750.50" in english.replace("\\$", "$")
+    assert re.search(r"12\.750,50\s\$", german.replace("\\$", "$"))
+    assert "12750.50" not in english
+
+
+def test_json_and_csv_keep_exact_decimal_strings() -> None:
+    report = readable_report()
+
+    assert orjson.loads(report_json(report))["totals"]["payments"]["USD"] == "12750.50"
+    assert csv_rows(report)[0]["payments_USD"] == "12750.50"
+
+
+@pytest.mark.parametrize("render", people_formats(), ids=["md", "html"])
+def test_no_partner_ids_and_no_microseconds_outside_the_facts(render: Callable[..., bytes]) -> None:
+    text = render(readable_report()).decode("utf-8")
+    facts, rest = text.split("Generated by", 1)
+
+    for member in a_report()["members"]:
+        assert member["partner_id"] not in text
+    assert "2026-03-31T23:59:59.999999Z" in facts  # the exact reference stays with the facts
+    assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:", rest)
+    assert not re.search(r"\b\d{4}-\d\d-\d\d\b", rest)  # days are written for people
+    assert "Mar 31, 2026" in facts
+
+
+@pytest.mark.parametrize("render", people_formats(), ids=["md", "html"])
+def test_days_are_taken_in_the_ledgers_time_zone(render: Callable[..., bytes]) -> None:
+    # 23:59:59 UTC on 31 March is already 1 April in Auckland; due dates stay the days they are.
+    text = render(readable_report(), zone=ZoneInfo("Pacific/Auckland")).decode("utf-8")
+
+    assert "Reference date:** Apr 1, 2026" in text or "<dd>Apr 1, 2026</dd>" in text
+    assert "Mar 20, 2026" in text
+
+
+@pytest.mark.parametrize("render", people_formats(), ids=["md", "html"])
+def test_the_shared_vision_and_measures_come_before_the_members(
+    render: Callable[..., bytes],
+) -> None:
+    text = render(readable_report()).decode("utf-8")
+
+    vision = text.index("Every family on the river has clean water by 2030.")
+    assert vision < text.index("Wells repaired") < text.index("Households reached")
+    assert text.index("Households reached") < text.index("Members")
+
+
+def test_markdown_lists_each_members_promises_overdue_first() -> None:
+    text = report_markdown(readable_report()).decode("utf-8")
+    section = text.split("\n## Promises\n", 1)[1].split("\n## Totals\n", 1)[0]
+
+    assert "| Owed by | Promise | Due | Status | Days late |" in section
+    first = section.split("### ", 2)[1]
+    assert first.index("Pay the March stipend") < first.index("Send the well survey")
+    assert "| us | Pay the March stipend | Mar 20, 2026 | overdue | 11 |" in first
+    assert "| partner | Send the well survey | Feb 1, 2026 | fulfilled late | 3 |" in first
+    assert "| us | Share the budget | Apr 15, 2026 | open | — |" in first
+    assert "| partner | Host the listening session | Jan 10, 2026 | cancelled | — |" in section
+    assert "No promises made in the period." in section.split(LONG_NAME.split()[0], 1)[1]
+
+
+def test_html_lists_each_members_promises(readable_html: str) -> None:
+    section = readable_html.split("<h2>Promises</h2>", 1)[1].split("<h2>Totals</h2>", 1)[0]
+    cells = [
+        ("word", "us"),
+        ("wrap", "Pay the March stipend"),
+        ("word", "Mar 20, 2026"),
+        ("word", "overdue"),
+        ("num", "11"),
+    ]
+    row = "".join(f'<td class="{kind}">{text}</td>' for kind, text in cells)
+
+    assert f"<tr>{row}</tr>" in section
+    assert section.count("<h3>") == 3
+
+
+def test_the_promises_section_is_bounded_and_says_so() -> None:
+    report = many_members(2500)
+    for member in report["members"]:
+        member["promises"] = [
+            promise("us", f"Task {n}", "2026-03-01", "overdue", 30) for n in range(30)
+        ]
+
+    text = report_markdown(report).decode("utf-8")
+    section = text.split("\n## Promises\n", 1)[1].split("\n## Totals\n", 1)[0]
+
+    assert section.count("| us | Task ") == PROMISES_IN_ALL
+    assert section.count("### ") == PROMISES_IN_ALL // PROMISES_PER_MEMBER
+    assert f"5 more not listed here (at most {PROMISES_PER_MEMBER} a member" in section
+    assert "The promises of 2420 more members are not listed" in section
+
+
+def test_a_long_name_wraps_in_the_charts_and_is_listed_there_in_full(readable_html: str) -> None:
+    figures = re.findall(r"<figure>.*?</figure>", readable_html, flags=re.DOTALL)
+
+    assert len(figures) == 2
+    for figure in figures:
+        full_names = re.search(r'<ul class="full-names".*?</ul>', figure, flags=re.DOTALL)
+        assert full_names is not None
+        assert html_lib.escape(LONG_NAME) in full_names.group(0)
+    # Table cells wrap a long name rather than widen the page.
+    assert "td.wrap { overflow-wrap: anywhere; }" in readable_html
+    assert f'<td class="wrap">{html_lib.escape(LONG_NAME)}</td>' in readable_html
+    assert html_lib.escape(LONG_NAME) in readable_html.split("<h2>Members</h2>", 1)[1]
+
+
+def test_a_chart_label_never_cuts_a_name_that_fits_two_lines() -> None:
+    assert _chart_label("Bee Collective") == ("Bee Collective", False)
+    label, shortened = _chart_label("Asociación Vecinal de San Miguel del Monte")
+    assert (label, shortened) == ("Asociación Vecinal de San\nMiguel del Monte", False)
+    label, shortened = _chart_label(LONG_NAME)
+    assert shortened
+    assert label.endswith("…")
+    assert label.count("\n") == 1
+
+
+@pytest.mark.parametrize("render", people_formats(), ids=["md", "html"])
+def test_a_readable_report_renders_to_the_same_bytes(render: Callable[..., bytes]) -> None:
+    assert render(readable_report()) == render(readable_report())
