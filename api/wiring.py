@@ -79,6 +79,7 @@ class Services:
 def open_services(settings: Settings) -> Services:
     ledger = open_ledger(settings)
     view = open_view(settings.views_env())
+    view.zone = settings.zone
     # SQLite: one lock file orders the writing transactions of every server process.
     lock = WriteLock(
         settings.db_path.with_name(settings.db_path.name + ".lock")
@@ -86,6 +87,7 @@ def open_services(settings: Settings) -> Services:
         else None
     )
     keeper = ViewKeeper(ledger, view, settings.views_env(), lock)
+    keeper.follow_zone()  # PLEDGER_TIMEZONE changed since the views were kept: fold them again
     writer = GroupWriter(ledger, keeper)
     return Services(
         settings,

@@ -12,7 +12,7 @@ import io
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,6 +45,7 @@ from api.web.forms import (
 )
 from api.wiring import Services
 from domain.application import Recorded
+from domain.dates import day_of, read_moment
 from domain.errors import (
     CoalitionNotFound,
     Conflict,
@@ -55,7 +56,7 @@ from domain.errors import (
     ValidationFailed,
     VersionConflict,
 )
-from domain.hashing import format_instant
+from domain.hashing import format_instant, parse_instant
 from domain.values import CoalitionFormed, MemberJoined, MemberLeft, PartnerRegistered, Stage
 from projections.queries import At
 
@@ -64,8 +65,20 @@ __all__ = ["NeedsSignIn", "router", "templates"]
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters["readable"] = lambda v: readable(str(v)) if v is not None else ""
 templates.env.filters["event_label"] = lambda t: EVENT_LABELS.get(str(t), readable(str(t)))
-templates.env.filters["day"] = lambda v: str(v)[:10] if v else ""
-templates.env.filters["when"] = lambda v: str(v)[:16].replace("T", " ") if v else ""
+
+
+def _local(context: Any, value: object, width: int) -> str:
+    """A stored instant (``2026-04-01T04:00:00.000000Z``) as the ledger's time zone shows it,
+    cut to ``width`` characters (10: the day; 16: day and time); a date stays as it is."""
+    text = str(value or "")
+    if len(text) > 10 and text.endswith("Z"):
+        zone = context["request"].app.state.services.settings.zone
+        text = parse_instant(text).astimezone(zone).replace(tzinfo=None).isoformat()
+    return text[:width].replace("T", " ")
+
+
+templates.env.filters["day"] = pass_context(lambda context, v: _local(context, v, 10))
+templates.env.filters["when"] = pass_context(lambda context, v: _local(context, v, 16))
 templates.env.globals["EVENT_LABELS"] = EVENT_LABELS
 
 
@@ -174,7 +187,7 @@ def _see_other(url: str) -> RedirectResponse:
 
 
 def _at(services: Services, as_of: str | None = None) -> At:
-    return services.queries.at(parse_as_of(as_of or None))
+    return services.queries.at(parse_as_of(as_of or None, services.settings.zone))
 
 
 # ---- signing in and out -------------------------------------------------------------------
@@ -493,7 +506,7 @@ def partner_page(
         newer=max(0, older - TIMELINE_PAGE) if older else None,
         history=history["points"],
         as_of=as_of,
-        as_of_day=parse_as_of(as_of).date().isoformat() if as_of else None,  # type: ignore[union-attr]
+        as_of_day=_as_of_day(services, as_of),
         today=date.today().isoformat(),
         record_types=list(event_models()),
         retractable=_retractable(shown),
@@ -660,7 +673,8 @@ def _record_form(
     idempotency_key: str | None = None,
     occurred_at: str | None = None,
 ) -> HTMLResponse:
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")
+    zone = request.app.state.services.settings.zone
+    now = datetime.now(zone).strftime("%Y-%m-%dT%H:%M")
     return _page(
         request,
         "record.html",
@@ -672,7 +686,7 @@ def _record_form(
         errors=errors,
         idempotency_key=idempotency_key or str(uuid.uuid4()),
         occurred_at=occurred_at if occurred_at is not None else now,
-        max_occurred_at=(datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"),
+        max_occurred_at=(datetime.now(zone) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"),
     )
 
 
@@ -701,7 +715,7 @@ async def _submit(
     message = None
     status = 422
     try:
-        occurred_at = _occurred_at(occurred_text)
+        occurred_at = _occurred_at(occurred_text, request.app.state.services.settings.zone)
         body = body_from_form(form.specs, values)
         try:
             data = form.model.model_validate(body)
@@ -752,17 +766,20 @@ async def _submit(
     )
 
 
-def _occurred_at(text: str) -> datetime | None:
-    """A form's "when it happened" (``YYYY-MM-DDTHH:MM``, read in UTC, the ledger's zone)."""
+def _occurred_at(text: str, zone: tzinfo) -> datetime | None:
+    """A form's "when it happened" (``YYYY-MM-DDTHH:MM``, read in the ledger's time zone)."""
     if not text.strip():
         return None
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValidationFailed(
-            [Problem("occurred_at", f"{text!r} is not a date and time such as 2026-03-31T17:00")]
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return read_moment(text.strip(), zone)
+    except ValueError as error:
+        raise ValidationFailed([Problem("occurred_at", str(error))]) from None
+
+
+def _as_of_day(services: Services, as_of: str | None) -> str | None:
+    """The day an ``as_of`` asked for falls on in the ledger's time zone."""
+    moment = parse_as_of(as_of, services.settings.zone) if as_of else None
+    return day_of(moment, services.settings.zone).isoformat() if moment else None
 
 
 # ---- coalitions ---------------------------------------------------------------------------
