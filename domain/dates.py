@@ -137,8 +137,9 @@ def read_moment(
         first, second = int(found["first"]), int(found["second_part"])
         if date_order is None:
             raise AmbiguousDate(
-                f"{text!r} may be read month first or day first; tell the import which "
-                "(--date-order mdy for 3/15/2026, dmy for 15/03/2026), or " + DATE_EXAMPLE
+                f"{text!r} may have the month or the day first: tell the import which "
+                "(--date-order mdy for 3/15/2026, dmy for 15/03/2026), or write a date like "
+                "2026-03-15"
             )
         month, day = (first, second) if date_order is DateOrder.MDY else (second, first)
         year = int(found["year"])
