@@ -69,15 +69,16 @@ class AmbiguousDate(ValueError):
     """A day-first or month-first date read without being told which (CSV files only)."""
 
 
-def ledger_zone(name: str) -> ZoneInfo:
-    """The IANA time zone ``name`` (``UTC``, ``America/Los_Angeles``).
+def ledger_zone(name: str) -> tzinfo:
+    """The IANA time zone ``name`` (``UTC``, ``America/Los_Angeles``); ``UTC`` is
+    ``datetime.UTC`` itself, so that references in the default zone compare equal.
 
     Raises ValueError naming ``PLEDGER_TIMEZONE`` for a name the time zone database lacks.
     """
     try:
         if not name or name != name.strip() or name.startswith(("/", ".")) or ".." in name:
             raise ValueError(name)
-        return ZoneInfo(name)
+        return UTC if name == DEFAULT_ZONE else ZoneInfo(name)
     except (ValueError, ZoneInfoNotFoundError):
         msg = (
             f"PLEDGER_TIMEZONE={name!r} is not a time zone name; use an IANA name such as UTC, "

@@ -99,7 +99,7 @@ class CommitmentView:
     cancelled_at: datetime | None = None
     renegotiations: int = 0
     renegotiated_after_due: bool = False
-    zone: tzinfo = UTC  # the ledger's time zone, which decides the day of each instant
+    zone: tzinfo = field(default=UTC, compare=False)  # decides the day of each instant
 
     def status(self, today: date) -> Status:
         if self.fulfilled_at is not None:
@@ -179,7 +179,7 @@ class PartnerSnapshot:
     feedback: list[datetime] = field(default_factory=list)
     contributions: list[datetime] = field(default_factory=list)
     breaches: dict[str, Breach] = field(default_factory=dict)
-    zone: tzinfo = UTC
+    zone: tzinfo = field(default=UTC, compare=False)
 
     @property
     def name(self) -> str:
