@@ -24,7 +24,7 @@ from api.params import parse_as_of, parse_day, parse_uuid
 from api.progress import progress_bar
 from api.recorders import StoredToken
 from api.settings import Settings
-from api.wiring import Services, open_ledger, open_services
+from api.wiring import Services, cli_settings, open_ledger, open_services
 from domain.dates import DEFAULT_ZONE, ledger_zone
 from domain.errors import CoalitionNotFound, LedgerError, PartnerNotFound
 from domain.values import show_controls
@@ -51,7 +51,7 @@ DbOption = Annotated[
 
 
 def _settings(db: str | None) -> Settings:
-    return Settings.from_env(db=db)
+    return cli_settings(db)
 
 
 @export_app.command("events")
@@ -275,7 +275,7 @@ def agenda_command(
     elif fmt == "text":
         typer.echo(
             f"Agenda as of {agenda['as_of']} (position {agenda['position']}), "
-            f"next {within_days} days"
+            f"next {within_days} days, days counted in {agenda['time_zone']}"
         )
         typer.echo("\nCheck-ins:")
         for item in agenda["checkins"] or [{"name": "(none)"}]:

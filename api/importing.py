@@ -37,8 +37,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from api.progress import progress_bar
-from api.settings import Settings
-from api.wiring import cli_user, open_ledger
+from api.wiring import cli_settings, cli_user, open_ledger
 from domain.application import Partnerships, Recorded
 from domain.chained import Stamp
 from domain.dates import DateOrder, day_of, read_day, read_moment
@@ -967,7 +966,7 @@ def import_events_command(
     typer.echo(
         f"Recorded {len(recorded)} events for {partners} partners{registered} from {file.name}."
     )
-    _say_history_before_registration(earlier, Settings.from_env(db=db).zone)
+    _say_history_before_registration(earlier, cli_settings(db).zone)
 
 
 def _say_history_before_registration(
@@ -1006,7 +1005,7 @@ def _import(
         typer.echo(f"error: {unreadable}", err=True)
         raise typer.Exit(1) from None
     now = datetime.now(UTC)  # one "now" for every row without occurred_at
-    settings = Settings.from_env(db=db)
+    settings = cli_settings(db)
     ledger = open_ledger(settings)
     try:
         with _progress("Checking rows", len(table.rows), len(table.rows)) as advance:

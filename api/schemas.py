@@ -336,6 +336,7 @@ class HealthPoint(BaseModel):
 class HealthHistoryPublic(_Reference):
     partner_id: str
     interval: Literal["month", "week"]
+    time_zone: str = Field(description="The IANA zone the month or week ends are days of.")
     points: list[HealthPoint]
 
 
@@ -436,6 +437,7 @@ class ReportTotals(BaseModel):
 class ReportPublic(_Reference):
     coalition: dict[str, str]
     period: dict[str, str | None]
+    time_zone: str = Field(description="The IANA zone its calendar days are counted in.")
     digest: str
     generated_by: str
     members: list[ReportMember]
@@ -443,6 +445,7 @@ class ReportPublic(_Reference):
 
 
 class AgendaPublic(_Reference):
+    time_zone: str = Field(description="The IANA zone its days are counted in.")
     within_days: int
     checkins: list[AgendaCheckin]
     commitments: list[AgendaCommitment]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from projections.queries import LedgerQueries
 from projections.runner import ViewKeeper, open_view
 from projections.store import LedgerView
 
-__all__ = ["Services", "cli_user", "open_ledger", "open_services"]
+__all__ = ["Services", "cli_settings", "cli_user", "open_ledger", "open_services"]
 
 LAST_VERIFICATION = "last_verification"
 
@@ -99,6 +100,16 @@ def open_services(settings: Settings) -> Services:
         writer,
         LedgerService(ledger, keeper, writer),
     )
+
+
+def cli_settings(db: str | None) -> Settings:
+    """The settings a command runs with (``--db`` beside the environment); a bad value such as
+    an unknown PLEDGER_TIMEZONE stops the command with its message and exit status 2."""
+    try:
+        return Settings.from_env(db=db)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def cli_user() -> str:

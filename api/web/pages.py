@@ -79,6 +79,10 @@ def _local(context: Any, value: object, width: int) -> str:
 
 templates.env.filters["day"] = pass_context(lambda context, v: _local(context, v, 10))
 templates.env.filters["when"] = pass_context(lambda context, v: _local(context, v, 16))
+# The ledger's time zone by name, for the pages that say which zone their days and times are in.
+templates.env.globals["time_zone"] = pass_context(
+    lambda context: context["request"].app.state.services.settings.time_zone
+)
 templates.env.globals["EVENT_LABELS"] = EVENT_LABELS
 
 
@@ -613,7 +617,10 @@ def _choices(
         else [described(c) for c in commitments],
         "for_commitment_id": [described(c) for c in commitments],
         "breach_id": [
-            (b.breach_id, f"{readable(b.severity)} breach of {b.occurred_at.date().isoformat()}")
+            (
+                b.breach_id,
+                f"{readable(b.severity)} breach of {day_of(b.occurred_at, at.zone).isoformat()}",
+            )
             for b in snap.breaches.values()
             if b.repaired_at is None
         ],
