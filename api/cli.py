@@ -244,7 +244,8 @@ def _reference_of(
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         typer.echo(
             f"error: {path} is not a json report of this ledger (pledger report --format json): "
-            "it needs coalition.id, as_of, position, period and a time zone name",
+            "it needs coalition.id, as_of, position and period (and, when it states one, a "
+            "time zone name)",
             err=True,
         )
         raise typer.Exit(2) from None

@@ -80,8 +80,11 @@ def _local(context: Any, value: object, width: int) -> str:
 templates.env.filters["day"] = pass_context(lambda context, v: _local(context, v, 10))
 templates.env.filters["when"] = pass_context(lambda context, v: _local(context, v, 16))
 # The ledger's time zone by name, for the pages that say which zone their days and times are in.
+# (Empty on a page rendered without a request, such as the CSRF refusal.)
 templates.env.globals["time_zone"] = pass_context(
-    lambda context: context["request"].app.state.services.settings.time_zone
+    lambda context: (
+        context["request"].app.state.services.settings.time_zone if "request" in context else ""
+    )
 )
 templates.env.globals["EVENT_LABELS"] = EVENT_LABELS
 
@@ -511,7 +514,7 @@ def partner_page(
         history=history["points"],
         as_of=as_of,
         as_of_day=_as_of_day(services, as_of),
-        today=date.today().isoformat(),
+        today=datetime.now(services.settings.zone).date().isoformat(),
         record_types=list(event_models()),
         retractable=_retractable(shown),
     )
@@ -625,15 +628,14 @@ def _choices(
             if b.repaired_at is None
         ],
         "feedback_id": [
-            (e["data"]["feedback_id"], f"{e['occurred_at'][:10]}: {e['data']['summary'][:80]}")
+            (e["data"]["feedback_id"], f"{_day(e, at)}: {e['data']['summary'][:80]}")
             for e in events
             if e["type"] == "feedback_received" and not e["retracted"]
         ],
         "version": [
             (
                 str(e["version"]),
-                f"{e['occurred_at'][:10]} {EVENT_LABELS.get(e['type'], e['type'])} "
-                f"(entry {e['version']})",
+                f"{_day(e, at)} {EVENT_LABELS.get(e['type'], e['type'])} (entry {e['version']})",
             )
             for e in events
             if e["version"] in _retractable(events)
@@ -781,6 +783,11 @@ def _occurred_at(text: str, zone: tzinfo) -> datetime | None:
         return read_moment(text.strip(), zone)
     except ValueError as error:
         raise ValidationFailed([Problem("occurred_at", str(error))]) from None
+
+
+def _day(entry: Mapping[str, Any], at: At) -> str:
+    """The day a timeline entry happened on, in the ledger's time zone."""
+    return day_of(parse_instant(entry["occurred_at"]), at.zone).isoformat()
 
 
 def _as_of_day(services: Services, as_of: str | None) -> str | None:

@@ -240,6 +240,7 @@ def test_csv_repeats_the_reports_facts_on_every_row() -> None:
         assert row["coalition_id"] == "9b7a0c1e-0000-4000-8000-000000000001"
         assert (row["period_from"], row["period_to"]) == ("2026-01-01", "2026-03-31")
         assert row["as_of"] == "2026-03-31T23:59:59.999999Z"
+        assert row["time_zone"] == "UTC"  # a report that states none counted UTC days
         assert row["position"] == "57"
         assert row["digest"] == "0f" * 32
         assert row["generated_by"] == "Partnership Ledger 0.1.0"
@@ -250,7 +251,7 @@ def test_csv_lists_payment_currencies_in_order_and_nothing_after_the_total() -> 
     header = next(csv.reader(io.StringIO(text, newline="")))
     assert [h for h in header if h.startswith("payments_")] == ["payments_EUR", "payments_USD"]
     assert text.endswith("\r\n")
-    assert text.rstrip("\r\n").rsplit("\r\n", 1)[-1].split(",")[9] == "TOTAL"
+    assert text.rstrip("\r\n").rsplit("\r\n", 1)[-1].split(",")[10] == "TOTAL"
 
 
 def test_csv_keeps_a_formula_looking_name_as_text() -> None:
