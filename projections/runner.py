@@ -246,6 +246,9 @@ class ViewKeeper:
         (``PLEDGER_TIMEZONE`` changed): whether they were rebuilt."""
         if self.view.built_zone() == zone_name(self.view.zone):
             return False
+        if self.view.processed_position() == 0:
+            self.view.record_zone()  # nothing folded yet: nothing to fold again
+            return False
         self.rebuild(advance=advance)
         return True
 

@@ -256,8 +256,6 @@ class LedgerView(TrackingRecorder):
                     fresh = self.log.page(done, len(entries))
                 if not fresh:
                     return 0
-                if done == 0:
-                    self._record_zone(c)  # views begun afresh count days in this zone
                 # First, as the tracked position was read: a page another processor commits
                 # meanwhile is refused by the tracking update below, not taken for a rewrite.
                 self._check_follows(c, fresh)
@@ -427,10 +425,19 @@ class LedgerView(TrackingRecorder):
         c.execute(self._q("DELETE FROM {p}commitment_totals WHERE made = 0"))
 
     def _record_zone(self, c: Any) -> None:
-        c.execute(self._q("DELETE FROM {p}view_zone"))
         c.execute(
-            self._q("INSERT INTO {p}view_zone (id, zone) VALUES (1, ?)"), (zone_name(self.zone),)
+            self._q(
+                "INSERT INTO {p}view_zone (id, zone) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET zone = excluded.zone"
+            ),
+            (zone_name(self.zone),),
         )
+
+    def record_zone(self) -> None:
+        """Note that the views count days in their zone (for views with nothing in them yet;
+        a rebuild notes it itself)."""
+        with self.datastore.transaction(commit=True) as c:
+            self._record_zone(c)
 
     def built_zone(self) -> str:
         """The time zone the views counted calendar days in; views kept before the zone was
