@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import IO, Annotated
 
@@ -24,7 +24,8 @@ from api.params import parse_as_of, parse_day, parse_uuid
 from api.progress import progress_bar
 from api.recorders import StoredToken
 from api.settings import Settings
-from api.wiring import Services, open_ledger, open_services
+from api.wiring import Services, cli_settings, open_ledger, open_services
+from domain.dates import DEFAULT_ZONE, ledger_zone
 from domain.errors import CoalitionNotFound, LedgerError, PartnerNotFound
 from domain.values import show_controls
 from projections.audit import check_checkpoint, export_events
@@ -54,7 +55,7 @@ DbOption = Annotated[
 
 
 def _settings(db: str | None) -> Settings:
-    return Settings.from_env(db=db)
+    return cli_settings(db)
 
 
 @export_app.command("events")
@@ -221,7 +222,9 @@ def verify_bundle_command(
 AsOfOption = Annotated[
     str | None,
     typer.Option(
-        "--as-of", help="Reference moment: a date (end of that UTC day) or an RFC 3339 time."
+        "--as-of",
+        help="Reference moment: a date (the end of that day in the ledger's time zone) or a "
+        "date and time such as 2026-03-15 14:30.",
     ),
 ]
 PositionOption = Annotated[
@@ -234,9 +237,13 @@ def _fail(error: LedgerError) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _reference(services: Services, as_of: str | None, position: int | None) -> At:
+def _reference(
+    services: Services, as_of: str | None, position: int | None, zone: tzinfo | None = None
+) -> At:
+    """The reference a command asks at; days counted in ``zone`` (default: the ledger's)."""
     services.keeper.catch_up()
-    return services.queries.at(parse_as_of(as_of), position)
+    zone = zone or services.settings.zone
+    return services.queries.at(parse_as_of(as_of, zone), position, zone=zone)
 
 
 @app.command("rebuild")
@@ -269,8 +276,8 @@ def report_command(
         Path | None,
         typer.Option(
             "--like",
-            help="A json report made earlier: make it again at its coalition, as_of, position "
-            "and period (the same bytes in json).",
+            help="A json report made earlier: make it again at its coalition, as_of, position, "
+            "period and time zone (the same bytes in json).",
         ),
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
@@ -306,13 +313,15 @@ def report_command(
                 err=True,
             )
             raise typer.Exit(2)
-        coalition, as_of, position, start, end = _reference_of(like)
+        coalition, as_of, position, start, end, zone = _reference_of(like)
+    else:
+        zone = None
     if coalition is None:
         typer.echo("error: name the coalition (its id), or give --like REPORT.json", err=True)
         raise typer.Exit(2)
     services = open_services(_settings(db))
     try:
-        at = _reference(services, as_of, position)
+        at = _reference(services, as_of, position, zone)
         first, last = parse_day(start, "--from"), parse_day(end, "--to")
         report = services.queries.report(
             coalition, at, start=first, end=last, for_people=fmt in FOR_PEOPLE
@@ -345,8 +354,9 @@ def _sidecar(headers: dict[str, str]) -> dict[str, object]:
 
 def _reference_of(
     path: Path,
-) -> tuple[str, str, int, str | None, str | None]:
-    """The coalition id, as_of, position and period a json report states (``--like``)."""
+) -> tuple[str, str, int, str | None, str | None, tzinfo]:
+    """The coalition id, as_of, position, period and time zone a json report states
+    (``--like``); a report made before reports stated their zone counted UTC days."""
     try:
         stated = orjson.loads(path.read_bytes())
         return (
@@ -355,6 +365,7 @@ def _reference_of(
             int(stated["position"]),
             stated["period"]["from"],
             stated["period"]["to"],
+            ledger_zone(str(stated.get("time_zone", DEFAULT_ZONE))),
         )
     except OSError as error:
         typer.echo(f"error: cannot read {path}: {error.strerror}", err=True)
@@ -362,7 +373,8 @@ def _reference_of(
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         typer.echo(
             f"error: {path} is not a json report of this ledger (pledger report --format json): "
-            "it needs coalition.id, as_of, position and period",
+            "it needs coalition.id, as_of, position and period (and, when it states one, a "
+            "time zone name)",
             err=True,
         )
         raise typer.Exit(2) from None
@@ -393,7 +405,7 @@ def agenda_command(
     elif fmt == "text":
         typer.echo(
             f"Agenda as of {agenda['as_of']} (position {agenda['position']}), "
-            f"next {within_days} days"
+            f"next {within_days} days, days counted in {agenda['time_zone']}"
         )
         typer.echo("\nCheck-ins:")
         for item in agenda["checkins"] or [{"name": "(none)"}]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from domain.dates import DEFAULT_ZONE, ledger_zone
 from projections.render import (
-    LEDGER_ZONE,
     agenda_ics,
     report_csv,
     report_html,
@@ -35,10 +35,14 @@ REPORT_MEDIA_TYPES = {
 
 
 def render_report(
-    fmt: str, report: dict[str, Any], *, locale: str, zone: ZoneInfo = LEDGER_ZONE
+    fmt: str, report: dict[str, Any], *, locale: str, zone: tzinfo | None = None
 ) -> bytes:
     """``report`` as ``fmt`` (a key of REPORT_FORMATS): json and csv exactly as the query
-    states it; md and html for people, money in the CLDR ``locale`` and days in ``zone``."""
+    states it; md and html for people, money in the CLDR ``locale`` and days in ``zone``
+    (default: the zone the report states it counted days in, SPEC §3; UTC for reports made
+    before reports stated one). Raises ValueError for a zone name the database lacks."""
     if fmt in FOR_PEOPLE:
+        if zone is None:
+            zone = ledger_zone(str(report.get("time_zone", DEFAULT_ZONE)))
         return REPORT_FORMATS[fmt](report, locale=locale, zone=zone)
     return REPORT_FORMATS[fmt](report)

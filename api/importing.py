@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
@@ -37,10 +37,10 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from api.progress import progress_bar
-from api.settings import Settings
-from api.wiring import cli_user, open_ledger
+from api.wiring import cli_settings, cli_user, open_ledger
 from domain.application import Partnerships, Recorded
 from domain.chained import Stamp
+from domain.dates import DateOrder, day_of, read_day, read_moment
 from domain.errors import (
     Busy,
     CoalitionNotFound,
@@ -51,7 +51,6 @@ from domain.errors import (
 from domain.partner import Partner, check_not_future
 from domain.serialization import DATA_MODELS, EVENT_CLASSES
 from domain.values import (
-    INSTANT_PATTERN,
     CheckinCadenceAgreed,
     CommitmentMade,
     EntryRetracted,
@@ -69,6 +68,7 @@ __all__ = [
     "PARTNER_COLUMNS",
     "PARTNER_EVENT_TYPES",
     "EventRow",
+    "FileDates",
     "ImportFileError",
     "InvalidRow",
     "PartnerRow",
@@ -139,7 +139,6 @@ _REFERENCE_COLUMN = {
     "entry_retracted": "version",
 }
 _INTEGER = re.compile(r"[+-]?[0-9]+")
-_INSTANT = re.compile(INSTANT_PATTERN)
 
 
 # ---- problems ---------------------------------------------------------------------------
@@ -310,23 +309,34 @@ def check_columns(
 # ---- one row -> one validated command -----------------------------------------------------
 
 
-def parse_occurred_at(text: str | None, now: datetime, row: int) -> datetime:
-    """An RFC 3339 instant with its timezone, not in the future; ``now`` when the cell is blank."""
+@dataclass(frozen=True)
+class FileDates:
+    """How a file's dates are read (``domain.dates``): a date or a time without an offset in
+    the ledger's time zone ``zone``; a day-first or month-first date (``3/15/2026``) only in
+    the ``order`` the import was told (``--date-order``)."""
+
+    zone: tzinfo = UTC
+    order: DateOrder | None = None
+
+    def moment(self, text: str) -> datetime:
+        """Raises ValueError (AmbiguousDate naming ``--date-order``) in plain words."""
+        return read_moment(text, self.zone, date_order=self.order, in_file=True)
+
+    def day(self, text: str) -> date:
+        return read_day(text, date_order=self.order, in_file=True)
+
+
+def parse_occurred_at(
+    text: str | None, now: datetime, row: int, dates: FileDates | None = None
+) -> datetime:
+    """When a row happened, as people write it (:class:`FileDates`), not in the future;
+    ``now`` when the cell is blank. Raises :class:`InvalidRow` naming the cell."""
     if text is None:
         return now
-    example = "write it as RFC 3339, such as 2026-01-05T15:00:00Z"
     try:
-        # The grammar first: fromisoformat alone would also read 20270105 or 2027-W01.
-        if _INSTANT.fullmatch(text) is None:
-            raise ValueError(text)
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidRow(
-            [RowProblem(row, "occurred_at", f"{text!r} is not a time; {example}")]
-        ) from None
-    if moment.tzinfo is None:
-        message = f"{text!r} has no timezone; add Z for UTC or an offset such as -05:00"
-        raise InvalidRow([RowProblem(row, "occurred_at", message)])
+        moment = (dates or FileDates()).moment(text)
+    except ValueError as unread:
+        raise InvalidRow([RowProblem(row, "occurred_at", str(unread))]) from None
     try:
         check_not_future(Stamp(moment, ""))
     except ValidationFailed as refused:
@@ -343,28 +353,46 @@ def validate_payload(
     *,
     column_of: Mapping[str, str] | None = None,
     type_name: str | None = None,
+    dates: FileDates | None = None,
 ) -> M:
-    """Build ``model`` from cell texts by field name; the preference fields nest themselves."""
+    """Build ``model`` from cell texts by field name; the preference fields nest themselves;
+    date cells are read as ``dates`` says (``3/15/2026`` with ``--date-order mdy``)."""
     column_of = column_of or {}
     payload: dict[str, Any] = {}
     preferences: dict[str, Any] = {}
+    unread: dict[str, str] = {}  # date cells that could not be read, and why
     nests = "preferences" in model.model_fields
     for name, text in fields.items():
         if nests and name in PREFERENCE_FIELDS:
             preferences[name] = _cell_value(Preferences, name, text)
-        else:
-            payload[name] = _cell_value(model, name, text)
+            continue
+        payload[name] = _cell_value(model, name, text)
+        if _is_date(model, name):
+            try:
+                payload[name] = (dates or FileDates()).day(text)
+            except ValueError as refused:
+                unread[name] = str(refused)
     if preferences:
         payload["preferences"] = preferences
+    problems = [RowProblem(row, column_of.get(n, n), why) for n, why in unread.items()]
     try:
-        return model.model_validate(payload)
+        built = model.model_validate(payload)
     except ValidationError as error:
-        problems = []
         for detail in error.errors():
             name = _field_of(detail["loc"], preferences)
-            column = column_of.get(name, name)
-            problems.append(RowProblem(row, column, _describe(detail, type_name)))
+            if name not in unread:
+                column = column_of.get(name, name)
+                problems.append(RowProblem(row, column, _describe(detail, type_name)))
         raise InvalidRow(problems) from None
+    if problems:
+        raise InvalidRow(problems)
+    return built
+
+
+def _is_date(model: type[BaseModel], name: str) -> bool:
+    """Whether ``name`` is a date field of ``model`` (``due_on``, ``ends_on``)."""
+    info = model.model_fields.get(name)
+    return info is not None and _any_part(info.annotation, lambda part: part is date)
 
 
 def _cell_value(model: type[BaseModel], name: str, text: str) -> Any:
@@ -384,12 +412,17 @@ def _cell_value(model: type[BaseModel], name: str, text: str) -> Any:
 
 
 def _is_list(annotation: Any) -> bool:
+    return _any_part(annotation, lambda part: get_origin(part) in (tuple, list))
+
+
+def _any_part(annotation: Any, test: Callable[[Any], bool]) -> bool:
+    """Whether a field's type, or one of its parts when optional or annotated, passes ``test``."""
     origin = get_origin(annotation)
     if origin is Annotated:
-        return _is_list(get_args(annotation)[0])
+        return _any_part(get_args(annotation)[0], test)
     if origin in (Union, UnionType):
-        return any(_is_list(arg) for arg in get_args(annotation))
-    return origin in (tuple, list)
+        return any(_any_part(arg, test) for arg in get_args(annotation))
+    return test(annotation)
 
 
 def _field_of(loc: tuple[int | str, ...], preferences: Mapping[str, Any]) -> str:
@@ -414,7 +447,7 @@ def _describe(detail: ErrorDetails, type_name: str | None) -> str:
     if kind == "enum":
         return f"{value!r} is not allowed; use {detail.get('ctx', {}).get('expected', '')}"
     if kind.startswith("date_"):
-        return f"{value!r} is not a date; write it as YYYY-MM-DD"
+        return f"{value!r} is not a date; write a date like 2026-03-15"
     if kind.startswith("decimal_"):
         return f"{value!r} is not a number; write amounts like 1250.00"
     if kind == "uuid_parsing":
@@ -439,11 +472,11 @@ class PartnerRow:
     occurred_at: datetime
 
 
-def partner_row(row: Row, now: datetime) -> PartnerRow:
+def partner_row(row: Row, now: datetime, dates: FileDates | None = None) -> PartnerRow:
     check = _RowCheck(row.number)
     cells = dict(row.cells)
     occurred_at = check.attempt(
-        lambda: parse_occurred_at(cells.pop("occurred_at", None), now, row.number)
+        lambda: parse_occurred_at(cells.pop("occurred_at", None), now, row.number, dates)
     )
     cadence_text = cells.pop("checkin_every_days", None)
     registration = check.attempt(lambda: validate_payload(PartnerRegistered, cells, row.number))
@@ -476,13 +509,13 @@ class EventRow:
     occurred_at: datetime
 
 
-def event_row(row: Row, now: datetime) -> EventRow:
+def event_row(row: Row, now: datetime, dates: FileDates | None = None) -> EventRow:
     check = _RowCheck(row.number)
     cells = dict(row.cells)
     partner = cells.pop("partner", None)
     type_name = cells.pop("type", None)
     occurred_at = check.attempt(
-        lambda: parse_occurred_at(cells.pop("occurred_at", None), now, row.number)
+        lambda: parse_occurred_at(cells.pop("occurred_at", None), now, row.number, dates)
     )
     model = PARTNER_EVENT_TYPES.get(type_name or "")
     if type_name is None:
@@ -511,7 +544,7 @@ def event_row(row: Row, now: datetime) -> EventRow:
         fields = cells
         data = check.attempt(
             lambda: validate_payload(
-                model, fields, row.number, column_of=column_of, type_name=type_name
+                model, fields, row.number, column_of=column_of, type_name=type_name, dates=dates
             )
         )
     check.raise_if_any()
@@ -652,6 +685,25 @@ class Plan:
     aggregates: list[Partner] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
 
+    def history_before_registration(self) -> list[tuple[str, int, datetime]]:
+        """The partners this plan records history for that happened before their
+        registration: (name, how many such events, when the partner was registered), by name.
+        Such history counts from when it happened (issue 12): the relationship begins there."""
+        found = []
+        for partner in self.aggregates:
+            registered = partner.registered_at
+            assert registered is not None
+            earlier = sum(
+                1
+                for event in partner.pending_events
+                if isinstance(event, Partner.Event)
+                and not isinstance(event, Partner.Registered)
+                and event.occurred_at < registered
+            )
+            if earlier:
+                found.append((partner.name, earlier, registered))
+        return sorted(found)
+
 
 def _no_progress(_n: int) -> None:
     return None
@@ -665,8 +717,13 @@ def plan_partners(
     now: datetime,
     allow_duplicate_names: bool = False,
     advance: Callable[[int], None] = _no_progress,
+    date_order: DateOrder | None = None,
+    zone: tzinfo = UTC,
 ) -> Plan:
-    """Register a partner per row, with its cadence; every row checked, nothing saved."""
+    """Register a partner per row, with its cadence; every row checked, nothing saved.
+    Dates are read in ``zone`` (the ledger's time zone), day-first or month-first ones in
+    ``date_order`` only (see :class:`FileDates`)."""
+    dates = FileDates(zone, date_order)
     plan = Plan()
     header = check_columns(table.columns, _PARTNER_ALLOWED, _PARTNER_REQUIRED, "a partners")
     plan.problems = [*header, *table.problems]
@@ -677,7 +734,7 @@ def plan_partners(
     for row in table.rows:
         advance(1)
         try:
-            command = partner_row(row, now)
+            command = partner_row(row, now, dates)
         except InvalidRow as invalid:
             plan.problems.extend(invalid.problems)
             continue
@@ -708,8 +765,12 @@ def plan_events(
     now: datetime,
     allow_duplicate_names: bool = False,
     advance: Callable[[int], None] = _no_progress,
+    date_order: DateOrder | None = None,
+    zone: tzinfo = UTC,
 ) -> Plan:
-    """Apply each row in file order to its partner, in memory; every row checked, nothing saved."""
+    """Apply each row in file order to its partner, in memory; every row checked, nothing saved.
+    Dates are read as :func:`plan_partners` says."""
+    dates = FileDates(zone, date_order)
     plan = Plan()
     header = check_columns(table.columns, EVENT_COLUMNS, _EVENT_REQUIRED, "an events")
     plan.problems = [*header, *table.problems]
@@ -720,7 +781,7 @@ def plan_events(
     for row in table.rows:
         advance(1)
         try:
-            command = event_row(row, now)
+            command = event_row(row, now, dates)
         except InvalidRow as invalid:
             plan.problems.extend(invalid.problems)
             continue
@@ -841,6 +902,15 @@ DbOption = Annotated[
     str | None,
     typer.Option("--db", help="SQLite event log to use (default: $PLEDGER_DB or ./pledger.db)."),
 ]
+DateOrderOption = Annotated[
+    DateOrder | None,
+    typer.Option(
+        "--date-order",
+        help="How the file writes day and month: mdy (3/15/2026) or dmy (15/03/2026, "
+        "15.03.2026). Dates like 2026-03-15 are read either way.",
+        case_sensitive=False,
+    ),
+]
 AllowDuplicateNames = Annotated[
     bool,
     typer.Option(
@@ -864,10 +934,11 @@ def import_partners_command(
         ),
     ],
     allow_duplicate_names: AllowDuplicateNames = False,
+    date_order: DateOrderOption = None,
     db: DbOption = None,
 ) -> None:
     """Register one partner per row, with its agreed check-in cadence when given."""
-    recorded = _import(file, db, plan_partners, allow_duplicate_names)
+    recorded, _ = _import(file, db, plan_partners, allow_duplicate_names, date_order)
     partners = len({r.stream_id for r in recorded})
     typer.echo(f"Recorded {partners} partners ({len(recorded)} events) from {file.name}.")
 
@@ -884,29 +955,58 @@ def import_events_command(
         ),
     ],
     allow_duplicate_names: AllowDuplicateNames = False,
+    date_order: DateOrderOption = None,
     db: DbOption = None,
 ) -> None:
     """Append one event per row to its partner's history, in file order."""
-    recorded = _import(file, db, plan_events, allow_duplicate_names)
+    recorded, earlier = _import(file, db, plan_events, allow_duplicate_names, date_order)
     partners = len({r.stream_id for r in recorded})
     new = sum(r.type == PartnerRegistered.TYPE for r in recorded)
     registered = f" ({new} of them new)" if new else ""
     typer.echo(
         f"Recorded {len(recorded)} events for {partners} partners{registered} from {file.name}."
     )
+    _say_history_before_registration(earlier, cli_settings(db).zone)
+
+
+def _say_history_before_registration(
+    earlier: Sequence[tuple[str, int, datetime]], zone: tzinfo, *, listed: int = 10
+) -> None:
+    """Tell that history older than a partner's registration was recorded, and for whom."""
+    if not earlier:
+        return
+    events = sum(count for _, count, _ in earlier)
+    typer.echo(
+        f"{events} of these events happened before their partner was registered. They count "
+        "from the day they happened: each relationship now begins at its earliest entry, "
+        "and questions about past dates include it."
+    )
+    for name, count, registered in earlier[:listed]:
+        day = day_of(registered, zone).isoformat()
+        typer.echo(f"  {name}: {count} event{'s' * (count != 1)} before its registration on {day}")
+    if len(earlier) > listed:
+        more = len(earlier) - listed
+        typer.echo(f"  and {more} more partner{'s' * (more != 1)}")
 
 
 def _import(
-    file: Path, db: str | None, planner: Callable[..., Plan], allow_duplicate_names: bool
-) -> list[Recorded]:
-    """Read, check every row, save all in one transaction; or exit 1 having saved nothing."""
+    file: Path,
+    db: str | None,
+    planner: Callable[..., Plan],
+    allow_duplicate_names: bool,
+    date_order: DateOrder | None,
+) -> tuple[list[Recorded], list[tuple[str, int, datetime]]]:
+    """Read, check every row, save all in one transaction; or exit 1 having saved nothing.
+    Returns what was recorded, and the history it holds from before a partner's registration
+    (:meth:`Plan.history_before_registration`)."""
     try:
         table = read_table(file)
     except ImportFileError as unreadable:
         typer.echo(f"error: {unreadable}", err=True)
         raise typer.Exit(1) from None
     now = datetime.now(UTC)  # one "now" for every row without occurred_at
-    ledger = open_ledger(Settings.from_env(db=db))
+    settings = cli_settings(db)
+    ledger = open_ledger(settings)
     try:
         with _progress("Checking rows", len(table.rows), len(table.rows)) as advance:
             plan = planner(
@@ -916,10 +1016,13 @@ def _import(
                 now=now,
                 allow_duplicate_names=allow_duplicate_names,
                 advance=advance,
+                date_order=date_order,
+                zone=settings.zone,
             )
         if plan.problems:
             _refuse(file, plan)
         events = sum(len(partner.pending_events) for partner in plan.aggregates)
+        earlier = plan.history_before_registration()  # saving empties the pending events
         with _progress("Recording events", len(table.rows), events) as advance:
             try:
                 recorded = ledger.save_batch(plan.aggregates)
@@ -934,7 +1037,7 @@ def _import(
                 typer.echo(f"error: {busy.detail}", err=True)
                 raise typer.Exit(1) from None
             advance(len(recorded))
-            return recorded
+            return recorded, earlier
     finally:
         ledger.close()
 

@@ -3,46 +3,34 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, tzinfo
 from uuid import UUID
 
+from domain.dates import end_of_day, read_moment
 from domain.errors import NotFound, Problem, ValidationFailed
-from domain.values import DATE_PATTERN, INSTANT_PATTERN
-from projections.queries import end_of_day
+from domain.values import DATE_PATTERN
 
 __all__ = ["parse_as_of", "parse_day", "parse_moment", "parse_uuid"]
 
 _DATE = re.compile(DATE_PATTERN)
-_INSTANT = re.compile(INSTANT_PATTERN)
 
 
-def parse_moment(text: str | None, field: str, *, day_end: bool) -> datetime | None:
-    """``2026-03-31`` (start or end of that UTC day) or an RFC 3339 time with a zone."""
+def parse_moment(text: str | None, field: str, *, day_end: bool, zone: tzinfo) -> datetime | None:
+    """A moment as people write it (``domain.dates``): a date alone means the start of that day
+    in the ledger's ``zone`` (its end with ``day_end``), a time without an offset is read in
+    ``zone``. Returns an aware UTC datetime, or None for a blank; raises ``ValidationFailed``
+    on ``field``."""
     if text is None or not text.strip():
         return None
     text = text.strip()
     try:
-        if _INSTANT.fullmatch(text) is None:  # fromisoformat alone would read 20260331
-            raise ValueError(text)
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return end_of_day(day) if day_end else datetime.combine(day, time.min, tzinfo=UTC)
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValidationFailed(
-            [
-                Problem(
-                    field,
-                    f"{text!r} is neither a date (2026-03-31) nor a time (2026-03-31T17:00:00Z)",
-                )
-            ]
-        ) from None
-    if moment.tzinfo is None:
-        raise ValidationFailed([Problem(field, f"{text!r} has no timezone; add Z for UTC")])
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:  # 9999-12-31T23:59:59-14:00 is past the last moment a datetime holds
-        raise ValidationFailed([Problem(field, f"{text!r} is out of range in UTC")]) from None
+        moment = read_moment(text, zone)  # the grammar and the calendar both checked here
+        if day_end and _DATE.fullmatch(text):
+            moment = end_of_day(date.fromisoformat(text), zone)
+    except (ValueError, OverflowError) as error:
+        message = str(error) if isinstance(error, ValueError) else f"{text!r} is out of range"
+        raise ValidationFailed([Problem(field, message)]) from None
+    return moment
 
 
 # Queries look a few years either side of as_of (agenda horizons, review windows); keep that
@@ -51,9 +39,10 @@ EARLIEST_AS_OF = datetime(1000, 1, 1, tzinfo=UTC)
 LATEST_AS_OF = end_of_day(date(9000, 12, 31))
 
 
-def parse_as_of(text: str | None) -> datetime | None:
-    """An ``as_of``: a date means the whole of that UTC day."""
-    moment = parse_moment(text, "as_of", day_end=True)
+def parse_as_of(text: str | None, zone: tzinfo) -> datetime | None:
+    """An ``as_of``: a date means the whole of that day in the ledger's ``zone`` (it ends at
+    the zone's midnight)."""
+    moment = parse_moment(text, "as_of", day_end=True, zone=zone)
     if moment is not None and not EARLIEST_AS_OF <= moment <= LATEST_AS_OF:
         raise ValidationFailed([Problem("as_of", "must be between the years 1000 and 9000")])
     return moment
@@ -68,7 +57,7 @@ def parse_day(text: str | None, field: str) -> date | None:
         return date.fromisoformat(text.strip())
     except ValueError:
         raise ValidationFailed(
-            [Problem(field, f"{text!r} is not a date such as 2026-03-31")]
+            [Problem(field, f"{text!r} is not a date; write a date like 2026-03-15")]
         ) from None
 
 

@@ -46,6 +46,7 @@ from api.schemas import (
 from api.service import Ask
 from api.wiring import Services
 from domain.application import Recorded
+from domain.dates import in_zone
 from domain.errors import CoalitionNotFound, PartnerNotFound, Problem, ValidationFailed
 from domain.merkle import consistency_proof, inclusion_proof, tree_head
 from domain.serialization import DATA_MODELS, public_event
@@ -135,7 +136,9 @@ AsOf = Annotated[
     str | None,
     Query(
         description=(
-            "Reference moment: a date (that whole UTC day) or an RFC 3339 time; default now."
+            "Reference moment: a date (that whole day in the ledger's time zone) or a date and "
+            "time (2026-03-15T14:30, read in that zone unless it ends in Z or an offset); "
+            "default now."
         )
     ),
 ]
@@ -146,7 +149,7 @@ Position = Annotated[
 
 
 def _at(services: Services, as_of: str | None, position: int | None) -> At:
-    return services.queries.at(parse_as_of(as_of), position)
+    return services.queries.at(parse_as_of(as_of, services.settings.zone), position)
 
 
 def _may_read_figures(
@@ -183,10 +186,14 @@ def _may_read_coalition(who: Principal, coalition_id: str) -> None:
 
 
 def _ask(who: Principal, request: Request, body: Any, occurred_at: Any = None) -> Ask:
-    """The terms of a write from its request: who, when, expected version, Idempotency-Key."""
+    """The terms of a write from its request: who, when, expected version, Idempotency-Key.
+    A date or a time without an offset is read in the ledger's time zone (SPEC §2)."""
+    when = occurred_at if occurred_at is not None else getattr(body, "occurred_at", None)
+    if when is not None:
+        when = in_zone(when, request.app.state.services.settings.zone)
     return Ask(
         recorded_by=who.name,
-        occurred_at=occurred_at if occurred_at is not None else getattr(body, "occurred_at", None),
+        occurred_at=when,
         expected_version=getattr(body, "expected_version", None),
         idempotency_key=request.headers.get("idempotency-key"),
         sent=body.model_dump(mode="json", exclude_unset=True),
@@ -310,7 +317,8 @@ async def leave_coalition(
     except ValueError:
         raise ValidationFailed([Problem("partner_id", "is not a partner id (a UUID)")]) from None
     data = MemberLeft(partner_id=pid, reason=reason)
-    ask = _ask(who, request, data, parse_moment(occurred_at, "occurred_at", day_end=False))
+    when = parse_moment(occurred_at, "occurred_at", day_end=False, zone=services.settings.zone)
+    ask = _ask(who, request, data, when)
     ask = replace(ask, expected_version=expected_version)
     return _appended("coalition_id", await services.service.leave_coalition(cid, data, ask))
 
@@ -338,7 +346,9 @@ def list_partners(
     position: Position = None,
 ) -> Response:
     """Partners with their health; filter by stage, community, role, region or name; sorted."""
-    at = services.queries.at(parse_as_of(as_of), position, cursor=cursor)  # a cursor pins it
+    at = services.queries.at(  # a cursor pins it
+        parse_as_of(as_of, services.settings.zone), position, cursor=cursor
+    )
     return _json(
         services.queries.partners(
             at,
@@ -394,9 +404,11 @@ def partner_timeline(
     return _json(
         services.queries.timeline(
             partner_id,
-            services.queries.at(parse_as_of(as_of), position, cursor=cursor),
-            start=parse_moment(start, "from", day_end=False),
-            end=parse_moment(end, "to", day_end=True),
+            services.queries.at(
+                parse_as_of(as_of, services.settings.zone), position, cursor=cursor
+            ),
+            start=parse_moment(start, "from", day_end=False, zone=services.settings.zone),
+            end=parse_moment(end, "to", day_end=True, zone=services.settings.zone),
             types=wanted or None,
             cursor=cursor,
             limit=limit,

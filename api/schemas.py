@@ -7,16 +7,15 @@ documented here for OpenAPI; handlers return the query results as they are, thro
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
+from domain.dates import DATE_EXAMPLE, read_moment
 from domain.serialization import DATA_MODELS
 from domain.values import (
-    INSTANT_PATTERN,
     CoalitionFormed,
     EventData,
     MemberJoined,
@@ -119,20 +118,18 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
-_INSTANT = re.compile(INSTANT_PATTERN)
-
-
 def _instant_text(value: Any) -> Any:
-    """An instant as sent: RFC 3339 text (§5.6), never a number nor digits read as Unix seconds
-    (pydantic's lax mode would read both)."""
-    if isinstance(value, str) and _INSTANT.fullmatch(value) is not None:
-        return value
+    """An instant as sent, in the one grammar of ``domain.dates``: a date, or a date and time
+    with or without an offset (those without are left naive, for the write to read in the
+    ledger's time zone); never a number nor digits read as Unix seconds (pydantic's lax mode
+    would read both)."""
     if value is None or isinstance(value, datetime):
         return value
-    msg = "give an RFC 3339 time such as 2026-01-05T15:00:00Z"
-    if isinstance(value, str) and (problem := control_problem(value)) is not None:
-        msg = problem
-    raise ValueError(msg)  # pydantic turns a ValueError into a field error (422)
+    if isinstance(value, str):
+        if (problem := control_problem(value)) is not None:
+            raise ValueError(problem)
+        return read_moment(value, None)  # its ValueError speaks plain words, with an example
+    raise ValueError(f"give text: {DATE_EXAMPLE}")  # pydantic makes it a field error (422)
 
 
 class _CommonCreate(BaseModel):
@@ -140,7 +137,9 @@ class _CommonCreate(BaseModel):
     ``expected_version``, since a new stream has no version to expect (refused as unknown)."""
 
     occurred_at: Annotated[datetime | None, BeforeValidator(_instant_text)] = Field(
-        default=None, description="When it happened in the world (RFC 3339 with zone); default now."
+        default=None,
+        description="When it happened in the world: a date (the start of that day) or a date "
+        "and time, read in the ledger's time zone unless it ends in Z or an offset; default now.",
     )
 
 
@@ -342,6 +341,7 @@ class HealthPoint(BaseModel):
 class HealthHistoryPublic(_Reference):
     partner_id: str
     interval: Literal["month", "week"]
+    time_zone: str = Field(description="The IANA zone the month or week ends are days of.")
     points: list[HealthPoint]
 
 
@@ -488,6 +488,7 @@ class ReportTotals(BaseModel):
 class ReportPublic(_Reference):
     coalition: dict[str, str]
     period: dict[str, str | None]
+    time_zone: str = Field(description="The IANA zone its calendar days are counted in.")
     digest: str
     generated_by: str
     members: list[ReportMember]
@@ -495,6 +496,7 @@ class ReportPublic(_Reference):
 
 
 class AgendaPublic(_Reference):
+    time_zone: str = Field(description="The IANA zone its days are counted in.")
     within_days: int
     checkins: list[AgendaCheckin]
     commitments: list[AgendaCommitment]

@@ -7,6 +7,10 @@
 | PLEDGER_HOST         | 127.0.0.1    | address `pledger serve` listens on                   |
 | PLEDGER_PORT         | 8000         | port `pledger serve` listens on                      |
 | PLEDGER_LOCALE       | en_US        | how pages show money to people (CLDR, through Babel) |
+| PLEDGER_TIMEZONE     | UTC          | the ledger's time zone (IANA name): it decides every |
+|                      |              | calendar day (the end of an as_of date, on time or   |
+|                      |              | late, days overdue, periods, agenda days); instants  |
+|                      |              | are stored and hashed in UTC whatever it is          |
 | PLEDGER_LOCK_TIMEOUT | 5            | PostgreSQL: seconds a write waits for the log's lock |
 |                      |              | (held by another save, e.g. an import) before it is  |
 |                      |              | refused with 503 and Retry-After                     |
@@ -25,10 +29,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import tzinfo
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from babel import Locale, UnknownLocaleError
+
+from domain.dates import DEFAULT_ZONE, ledger_zone
 
 __all__ = ["Settings"]
 
@@ -42,6 +49,10 @@ class Settings:
     locale: str = "en_US"
     lock_timeout: int = 5
     signing_key_file: Path | None = None
+    time_zone: str = DEFAULT_ZONE
+
+    def __post_init__(self) -> None:
+        ledger_zone(self.time_zone)  # a name the time zone database lacks stops here
 
     @classmethod
     def from_env(
@@ -59,7 +70,13 @@ class Settings:
             locale=_locale(env.get("PLEDGER_LOCALE") or "en_US"),
             lock_timeout=int(env.get("PLEDGER_LOCK_TIMEOUT", "5")),
             signing_key_file=_path(env.get("PLEDGER_SIGNING_KEY_FILE")),
+            time_zone=env.get("PLEDGER_TIMEZONE") or DEFAULT_ZONE,
         )
+
+    @property
+    def zone(self) -> tzinfo:
+        """The ledger's time zone (SPEC §3, "Calendar days")."""
+        return ledger_zone(self.time_zone)
 
     @property
     def store(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from projections.queries import At, LedgerQueries
 from projections.runner import ViewKeeper, open_view
 from projections.store import LedgerView
 
-__all__ = ["Services", "cli_user", "open_ledger", "open_services"]
+__all__ = ["Services", "cli_settings", "cli_user", "open_ledger", "open_services"]
 
 LAST_VERIFICATION = "last_verification"
 CHECKPOINT_AGE = timedelta(days=1)
@@ -181,6 +182,7 @@ class Services:
 def open_services(settings: Settings) -> Services:
     ledger = open_ledger(settings)
     view = open_view(settings.views_env())
+    view.zone = settings.zone
     # SQLite: one lock file orders the writing transactions of every server process.
     lock = WriteLock(
         settings.db_path.with_name(settings.db_path.name + ".lock")
@@ -188,6 +190,7 @@ def open_services(settings: Settings) -> Services:
         else None
     )
     keeper = ViewKeeper(ledger, view, settings.views_env(), lock)
+    keeper.follow_zone()  # PLEDGER_TIMEZONE changed since the views were kept: fold them again
     writer = GroupWriter(ledger, keeper)
     return Services(
         settings,
@@ -199,6 +202,16 @@ def open_services(settings: Settings) -> Services:
         writer,
         LedgerService(ledger, keeper, writer),
     )
+
+
+def cli_settings(db: str | None) -> Settings:
+    """The settings a command runs with (``--db`` beside the environment); a bad value such as
+    an unknown PLEDGER_TIMEZONE stops the command with its message and exit status 2."""
+    try:
+        return Settings.from_env(db=db)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def cli_user() -> str:

@@ -35,12 +35,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from domain.dates import read_day
+
 __all__ = [
     "AMOUNT_PATTERN",
     "DATE_PATTERN",
     "FROM_STORE",
     "ID_PATTERN",
-    "INSTANT_PATTERN",
     "MAX_LIST_ITEMS",
     "MAX_TEXT_CHARS",
     "AgreementKind",
@@ -182,13 +183,8 @@ class AgreementKind(StrEnum):
 # would take other scripts' digits; and fullmatch, never "$", which allows a final newline.
 AMOUNT_PATTERN = r"[0-9]+(\.[0-9]+)?"
 DATE_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
-# RFC 3339 §5.6 (a date alone, or an offset left out, is let through for the rules that read
-# them: the start of that day, or "give a timezone").
-INSTANT_PATTERN = (
-    DATE_PATTERN + r"([Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?"
-)
 _AMOUNT = re.compile(AMOUNT_PATTERN)
-_DATE = re.compile(DATE_PATTERN)
+
 
 # C0 controls but HT, LF and CR; DEL; C1 controls (Unicode general category Cc, less those three).
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -304,12 +300,16 @@ def _amount_text(value: Any, info: ValidationInfo) -> Any:
 
 
 def _date_text(value: Any, info: ValidationInfo) -> Any:
-    """A date as sent: ``YYYY-MM-DD`` (a ``date`` from code); never a number or a timestamp."""
+    """A date as sent: ``2026-03-31`` (a ``date`` from code), in the one grammar of
+    ``domain.dates``; never a number or a timestamp."""
     if isinstance(value, date) or not _at_the_door(info):
         return value
-    if not isinstance(value, str) or _DATE.fullmatch(value) is None:
-        raise PydanticCustomError("date_format", "write a date as YYYY-MM-DD, such as 2026-03-31")
-    return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("date_format", "write a date like 2026-03-15")
+    try:
+        return read_day(value)
+    except ValueError as refused:
+        raise PydanticCustomError("date_format", str(refused)) from None
 
 
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS), BeforeValidator(_plain_text)]

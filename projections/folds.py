@@ -11,11 +11,12 @@ import bisect
 import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any, Literal
 
+from domain.dates import day_of
 from domain.errors import DamagedEvent
 
 __all__ = [
@@ -69,10 +70,6 @@ class Entry:
     retracted: bool = False
     stream_type: str = "partner"
 
-    @property
-    def day(self) -> date:
-        return self.occurred_at.astimezone(UTC).date()
-
 
 def round_half_up(value: Fraction | Decimal | int, places: int = 0) -> Decimal:
     """Round exactly, halves away from zero for our non-negative figures (x.5 -> x+1)."""
@@ -102,11 +99,12 @@ class CommitmentView:
     cancelled_at: datetime | None = None
     renegotiations: int = 0
     renegotiated_after_due: bool = False
+    zone: tzinfo = field(default=UTC, compare=False)  # decides the day of each instant
 
     def status(self, today: date) -> Status:
         if self.fulfilled_at is not None:
             assert self.due_on_at_fulfilment is not None
-            on_time = self.fulfilled_at.astimezone(UTC).date() <= self.due_on_at_fulfilment
+            on_time = day_of(self.fulfilled_at, self.zone) <= self.due_on_at_fulfilment
             return "fulfilled_on_time" if on_time else "fulfilled_late"
         if self.cancelled_at is not None:
             return "cancelled"
@@ -114,7 +112,7 @@ class CommitmentView:
 
     @property
     def fulfilled_on(self) -> date | None:
-        return self.fulfilled_at.astimezone(UTC).date() if self.fulfilled_at else None
+        return day_of(self.fulfilled_at, self.zone) if self.fulfilled_at else None
 
     @property
     def days_late(self) -> int | None:
@@ -134,13 +132,13 @@ class CommitmentView:
             "amount": self.amount,
             "currency": self.currency,
             "coalition_id": self.coalition_id,
-            "made_on": self.made_at.astimezone(UTC).date().isoformat(),
+            "made_on": day_of(self.made_at, self.zone).isoformat(),
             "original_due_on": self.original_due_on.isoformat(),
             "due_on": self.due_on.isoformat(),
             "status": self.status(today),
             "fulfilled_on": self.fulfilled_on.isoformat() if self.fulfilled_on else None,
             "cancelled_on": (
-                self.cancelled_at.astimezone(UTC).date().isoformat() if self.cancelled_at else None
+                day_of(self.cancelled_at, self.zone).isoformat() if self.cancelled_at else None
             ),
             "days_late": self.days_late,
             "renegotiations": self.renegotiations,
@@ -159,7 +157,11 @@ class Breach:
 
 @dataclass
 class PartnerSnapshot:
-    """A partner as it stood: profile, cadence, and every fact the figures are made from."""
+    """A partner as it stood: profile, cadence, and every fact the figures are made from.
+
+    ``began_at`` is the relationship's start: its earliest counted entry, the registration or
+    history dated before it (SPEC §3). ``zone`` is the ledger's time zone: it decides the
+    calendar day of every instant (it is not part of what the views store)."""
 
     partner_id: str
     version: int = 0
@@ -168,6 +170,7 @@ class PartnerSnapshot:
     stage: str = "prospect"
     cadence_days: int = DEFAULT_CADENCE
     registered_at: datetime | None = None
+    began_at: datetime | None = None
     last_touch_at: datetime | None = None
     commitments: dict[str, CommitmentView] = field(default_factory=dict)
     payments: list[tuple[datetime, Decimal, str, str | None]] = field(default_factory=list)
@@ -176,6 +179,7 @@ class PartnerSnapshot:
     feedback: list[datetime] = field(default_factory=list)
     contributions: list[datetime] = field(default_factory=list)
     breaches: dict[str, Breach] = field(default_factory=dict)
+    zone: tzinfo = field(default=UTC, compare=False)
 
     @property
     def name(self) -> str:
@@ -200,12 +204,14 @@ def counting(entries: Iterable[Entry], as_of: datetime, position: int) -> list[E
     return kept
 
 
-def fold_partner(partner_id: str, entries: Iterable[Entry]) -> PartnerSnapshot:
-    """Fold the counting entries of one partner, in (occurred_at, version) order.
+def fold_partner(partner_id: str, entries: Iterable[Entry], zone: tzinfo = UTC) -> PartnerSnapshot:
+    """Fold the counting entries of one partner, in (occurred_at, version) order, counting
+    calendar days in ``zone`` (the ledger's time zone).
 
     The registration comes first even when an entry is dated before it (history recorded
-    after the partner was registered today): what happened still counts."""
-    snap = PartnerSnapshot(partner_id)
+    after the partner was registered today): what happened still counts, and the
+    relationship began at the earliest entry (``began_at``)."""
+    snap = PartnerSnapshot(partner_id, zone=zone)
     ordered = sorted(entries, key=lambda e: e.type != "partner_registered")  # stable
     for entry in ordered:
         try:
@@ -224,6 +230,8 @@ def fold_partner(partner_id: str, entries: Iterable[Entry]) -> PartnerSnapshot:
 def evolve_partner(snap: PartnerSnapshot, entry: Entry) -> None:
     """One step of the fold: the next counting entry, in world order, changes the snapshot."""
     data, kind = entry.data, entry.type
+    if snap.began_at is None or entry.occurred_at < snap.began_at:
+        snap.began_at = entry.occurred_at
     if kind == "partner_registered":
         snap.profile = {name: data.get(name) for name in _PROFILE_FIELDS}
         snap.registered_at = entry.occurred_at
@@ -250,6 +258,7 @@ def evolve_partner(snap: PartnerSnapshot, entry: Entry) -> None:
             amount=data.get("amount"),
             currency=data.get("currency"),
             version=entry.version,
+            zone=snap.zone,
         )
     elif kind in ("commitment_fulfilled", "commitment_renegotiated", "commitment_cancelled"):
         commitment = snap.commitments.get(data["commitment_id"])
@@ -292,7 +301,7 @@ def _change_commitment(snap: PartnerSnapshot, commitment: CommitmentView, entry:
     elif entry.type == "commitment_cancelled":
         commitment.cancelled_at = entry.occurred_at
     else:
-        if commitment.due_on < entry.day:
+        if commitment.due_on < day_of(entry.occurred_at, snap.zone):
             commitment.renegotiated_after_due = True
         commitment.renegotiations += 1
         commitment.due_on = date.fromisoformat(entry.data["due_on"])
@@ -403,7 +412,8 @@ def band_of(score: int) -> Band:
 
 
 def health_of(snap: PartnerSnapshot, as_of: datetime) -> Health:
-    today = as_of.astimezone(UTC).date()
+    """Relationship health at ``as_of`` (SPEC §3), days counted in the snapshot's zone."""
+    today = day_of(as_of, snap.zone)
     ours = figures_of(snap.commitments.values(), today)["us"]
     components = (
         _cadence(snap, today),
@@ -431,10 +441,10 @@ def _plural(count: int, word: str, plural: str | None = None) -> str:
 def _cadence(snap: PartnerSnapshot, today: date) -> Component:
     c = snap.cadence_days
     agreed = f"agreed cadence is every {_plural(c, 'day')}"
-    start = snap.last_touch_at or snap.registered_at
+    start = snap.last_touch_at or snap.began_at
     if start is None:  # not on record at this reference: nothing to measure from
         return Component("cadence", Fraction(0), f"No relationship on record yet; {agreed}.")
-    d = max(0, (today - start.astimezone(UTC).date()).days)
+    d = max(0, (today - day_of(start, snap.zone)).days)
     if d <= c:
         score = Fraction(100)
     elif d < 3 * c:
@@ -488,11 +498,11 @@ def _acknowledgment(snap: PartnerSnapshot, today: date) -> Component:
     acks = sorted(snap.thanks + snap.outcomes)
     counted = acknowledged = waiting = 0
     for contribution in snap.contributions:
-        day = contribution.astimezone(UTC).date()
+        day = day_of(contribution, snap.zone)
         # The first acknowledgment at or after the contribution is the earliest candidate:
         # if it falls outside the window, every later one does too.
         first = bisect.bisect_left(acks, contribution)
-        if first < len(acks) and (acks[first].astimezone(UTC).date() - day).days <= ACK_WINDOW_DAYS:
+        if first < len(acks) and (day_of(acks[first], snap.zone) - day).days <= ACK_WINDOW_DAYS:
             counted += 1
             acknowledged += 1
         elif (today - day).days < ACK_WINDOW_DAYS:
@@ -521,7 +531,7 @@ def _trust(snap: PartnerSnapshot, today: date) -> Component:
         if breach.repaired_at is None:
             penalty += cost
             open_.append(f"{breach.severity} -{cost}")
-        elif (today - breach.repaired_at.astimezone(UTC).date()).days < REPAIR_DECAY_DAYS:
+        elif (today - day_of(breach.repaired_at, snap.zone)).days < REPAIR_DECAY_DAYS:
             penalty += cost / 4
             weighing.append(f"{breach.severity} -{float(cost / 4):g}")
     score = max(Fraction(0), 100 - penalty)

@@ -10,15 +10,16 @@ import base64
 import calendar
 import threading
 from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from functools import cached_property
 from typing import Any, Literal
 
 import orjson
 
+from domain.dates import day_of, end_of_day, start_of_day, zone_name
 from domain.errors import (
     CoalitionNotFound,
     PartnerNotFound,
@@ -47,7 +48,14 @@ from projections.snapshots import snapshot_from_json
 from projections.store import LedgerView
 from projections.vouching import EventVouching
 
-__all__ = ["GENERATED_BY", "MAX_HISTORY_POINTS", "At", "LedgerQueries", "end_of_day"]
+__all__ = [
+    "GENERATED_BY",
+    "MAX_HISTORY_POINTS",
+    "At",
+    "LedgerQueries",
+    "end_of_day",
+    "on_record",
+]
 
 GENERATED_BY = "Partnership Ledger 0.1.0"
 OVER_ENGAGED_ASKS = 4
@@ -72,21 +80,23 @@ _COMMITMENT_TYPES = (
 )
 
 
-def end_of_day(day: date) -> datetime:
-    """The last instant of a UTC day: an ``as_of`` given as a date includes that whole day."""
-    return datetime.combine(day, time.max, tzinfo=UTC)
-
-
 @dataclass(frozen=True)
 class At:
-    """The reference of a question: the world up to ``as_of``, the log up to ``position``."""
+    """The reference of a question: the world up to ``as_of``, the log up to ``position``;
+    ``zone``, the ledger's time zone, decides which calendar day ``as_of`` falls on."""
 
     as_of: datetime
     position: int
+    zone: tzinfo = UTC
 
     @cached_property
     def today(self) -> date:
-        return self.as_of.astimezone(UTC).date()
+        return day_of(self.as_of, self.zone)
+
+    @cached_property
+    def time_zone(self) -> str:
+        """The zone's IANA name, as answers that count calendar days state it."""
+        return zone_name(self.zone)
 
     @cached_property
     def as_of_text(self) -> str:
@@ -174,7 +184,7 @@ class LedgerQueries:
         with self._lock:
             snap = self._snaps.get(key)
         if snap is None:
-            snap = snapshot_from_json(partner_id, row["snapshot"])
+            snap = snapshot_from_json(partner_id, row["snapshot"], self.view.zone)
             with self._lock:
                 _keep(self._snaps, key, snap)
         return snap
@@ -193,6 +203,11 @@ class LedgerQueries:
                     _keep(self._healths, key, health)
         return health
 
+    def _answers(self, row: Any, at: At) -> bool:
+        """Whether a stored snapshot answers at the reference: valid there, and folded in
+        the reference's time zone."""
+        return _valid(row, at) and zone_name(at.zone) == zone_name(self.view.zone)
+
     # ---- the reference ------------------------------------------------------------------
 
     def at(
@@ -201,6 +216,7 @@ class LedgerQueries:
         position: int | None = None,
         *,
         cursor: str | None = None,
+        zone: tzinfo | None = None,
     ) -> At:
         """Resolve a query's reference: ``as_of`` defaults to now, ``position`` to the end.
 
@@ -208,6 +224,8 @@ class LedgerQueries:
         pins the ``as_of`` and ``position`` of its first page), so that every page of a walk
         comes from one consistent state; an ``as_of`` or ``position`` given beside it must be
         that one. Raises ``ValidationFailed`` (422) otherwise, or for a cursor not ours.
+        ``zone``: the time zone to count days in, when not the ledger's (a report made again
+        as it states, ``pledger report --like``); the stored views then do not answer.
         """
         if cursor:
             pinned = _decode_cursor(cursor)
@@ -233,7 +251,7 @@ class LedgerQueries:
             as_of = datetime.now(UTC)
         elif as_of.tzinfo is None:
             raise ValidationFailed([Problem("as_of", "give a timezone, such as Z for UTC")])
-        return At(as_of.astimezone(UTC), position)
+        return At(as_of.astimezone(UTC), position, zone or self.view.zone)
 
     # ---- one partner --------------------------------------------------------------------
 
@@ -244,7 +262,7 @@ class LedgerQueries:
             "SELECT snapshot, latest_occurred_at, position FROM {p}partners WHERE partner_id = ?",
             (partner_id,),
         )
-        if rows and _valid(rows[0], at):
+        if rows and self._answers(rows[0], at):
             return self._decoded(partner_id, rows[0])
         return _fold(partner_id, self.log.stream(partner_id), at)
 
@@ -276,9 +294,9 @@ class LedgerQueries:
         range is refused (``ValidationFailed`` on ``from``, 422) rather than computed.
         """
         snap = self.snapshot(partner_id, at)
-        assert snap.registered_at is not None
+        assert snap.began_at is not None
         end = min(end or at.today, at.today)
-        start = start or snap.registered_at.astimezone(UTC).date()
+        start = start or day_of(snap.began_at, at.zone)
         if start > end:
             raise ValidationFailed([Problem("from", "is after to")])
         points_asked = (
@@ -297,15 +315,15 @@ class LedgerQueries:
                     )
                 ]
             )
-        entries = counting(self.log.stream(partner_id), at.as_of, at.position)
+        stream = self.log.stream(partner_id)
         points = []
         for day in _period_ends(start, end, interval):
             cancellation_point()  # a heavy request stops here once its client has gone
-            moment = end_of_day(day)
-            upto = [e for e in entries if e.occurred_at <= moment]
-            if not any(e.type == "partner_registered" for e in upto):
+            moment = end_of_day(day, at.zone)
+            upto = on_record(stream, min(moment, at.as_of), at.position)
+            if upto is None:
                 continue
-            health = health_of(fold_partner(partner_id, upto), moment)
+            health = health_of(fold_partner(partner_id, upto, at.zone), moment)
             points.append({"as_of": day.isoformat(), "score": health.score, "band": health.band})
         return {
             "partner_id": partner_id,
@@ -313,6 +331,7 @@ class LedgerQueries:
             "from": start.isoformat(),
             "to": end.isoformat(),
             **at.stamp(),
+            "time_zone": at.time_zone,
             "points": points,
         }
 
@@ -356,7 +375,7 @@ class LedgerQueries:
             )
         payments, thanks, outcomes = [], [], []
         for entry in counting(self.log.stream(partner_id), at.as_of, at.position):
-            day = entry.occurred_at.astimezone(UTC).date().isoformat()
+            day = day_of(entry.occurred_at, at.zone).isoformat()
             if entry.type == "payment_made":
                 payments.append(
                     {
@@ -439,9 +458,14 @@ class LedgerQueries:
     # ---- many partners ------------------------------------------------------------------
 
     def _snapshots(
-        self, at: At, *, partner_ids: Sequence[str] | None = None
+        self,
+        at: At,
+        *,
+        partner_ids: Sequence[str] | None = None,
+        joined: Mapping[str, datetime] | None = None,
     ) -> dict[str, PartnerSnapshot]:
-        """Every partner on record at the reference (or those named), as it stood then."""
+        """Every partner on record at the reference (or those named), as it stood then;
+        ``joined``: coalition members with the moment they joined, on record from then."""
         statement = (
             "SELECT partner_id, snapshot, latest_occurred_at, position FROM {p}partners "
             "WHERE registered_pos <= ?"
@@ -460,13 +484,15 @@ class LedgerQueries:
         found: dict[str, PartnerSnapshot] = {}
         stale = []
         for row in rows:
-            if _valid(row, at):
+            if self._answers(row, at):
                 found[row["partner_id"]] = self._decoded(row["partner_id"], row)
             else:
                 stale.append(row["partner_id"])
         for partner_id, stream in self.log.streams(stale).items():
             try:
-                found[partner_id] = _fold(partner_id, stream, at)
+                found[partner_id] = _fold(
+                    partner_id, stream, at, known_since=(joined or {}).get(partner_id)
+                )
             except PartnerNotFound:
                 continue  # registered after as_of
         return found
@@ -777,8 +803,10 @@ class LedgerQueries:
                 members[partner_id] = entry
             else:
                 members.pop(partner_id, None)
+        joined = {pid: entry.occurred_at for pid, entry in members.items()}
         names = {
-            sid: snap.name for sid, snap in self._snapshots(at, partner_ids=list(members)).items()
+            sid: snap.name
+            for sid, snap in self._snapshots(at, partner_ids=list(members), joined=joined).items()
         }
         return {
             "id": coalition_id,
@@ -796,8 +824,8 @@ class LedgerQueries:
                         "joined_at": format_instant(entry.occurred_at),
                     }
                     for pid, entry in members.items()
-                    # A join may be dated before the partner's registration: until that takes
-                    # effect the partner is not on record, so not a member to list or report on.
+                    # A join may be dated before the partner's registration (history recorded
+                    # after it): a member from its join, with its registration's profile.
                     if pid in names
                 ),
                 key=lambda m: (m["name"], m["partner_id"]),
@@ -839,10 +867,11 @@ class LedgerQueries:
             raise ValidationFailed([Problem("from", "is after to")])
         coalition = self.coalition(coalition_id, at)
         member_ids = [m["partner_id"] for m in coalition["members"]]
-        snaps = self._snapshots(at, partner_ids=member_ids)
+        joined = {m["partner_id"]: parse_instant(m["joined_at"]) for m in coalition["members"]}
+        snaps = self._snapshots(at, partner_ids=member_ids, joined=joined)
 
         def in_period(moment: datetime) -> bool:
-            day = moment.astimezone(UTC).date()
+            day = day_of(moment, at.zone)
             return (start is None or day >= start) and (end is None or day <= end)
 
         members = []
@@ -902,6 +931,7 @@ class LedgerQueries:
                 "to": end.isoformat() if end else None,
             },
             **at.stamp(),
+            "time_zone": at.time_zone,
             "digest": digest,
             "generated_by": GENERATED_BY,
             "members": members,
@@ -948,6 +978,7 @@ class LedgerQueries:
         return {
             "as_of": format_instant(at.as_of),
             "position": at.position,
+            "time_zone": at.time_zone,
             "within_days": within_days,
             "checkins": checkins,
             "commitments": commitments,
@@ -960,10 +991,9 @@ class LedgerQueries:
         }
         over_engaged, neglected = [], []
 
-        # Within the last 90 calendar days (UTC): on or after the start of the 89th day before.
-        since = datetime.combine(
-            at.today - timedelta(days=OVER_ENGAGED_DAYS - 1), time.min, tzinfo=UTC
-        )
+        # Within the last 90 calendar days (in the ledger's time zone): on or after the start
+        # of the 89th day before.
+        since = start_of_day(at.today - timedelta(days=OVER_ENGAGED_DAYS - 1), at.zone)
 
         def recent(moment: datetime) -> bool:
             return moment >= since
@@ -981,16 +1011,16 @@ class LedgerQueries:
                 over_engaged.append(
                     {"partner_id": snap.partner_id, "name": snap.name, "asks_90_days": asks}
                 )
-            touched = snap.last_touch_at or snap.registered_at
+            touched = snap.last_touch_at or snap.began_at
             assert touched is not None
-            days = (at.today - touched.astimezone(UTC).date()).days
+            days = (at.today - day_of(touched, at.zone)).days
             if days > 2 * snap.cadence_days:
                 neglected.append(
                     {
                         "partner_id": snap.partner_id,
                         "name": snap.name,
                         "last_touch_on": (
-                            snap.last_touch_at.astimezone(UTC).date().isoformat()
+                            day_of(snap.last_touch_at, at.zone).isoformat()
                             if snap.last_touch_at
                             else None
                         ),
@@ -1079,14 +1109,44 @@ def _valid_sql(at: At) -> tuple[str, list[Any]]:
     )
 
 
-def _fold(partner_id: str, stream: Sequence[Entry], at: At) -> PartnerSnapshot:
-    """A partner folded from its stream at the reference; 404 if not registered by then."""
-    kept = counting(stream, at.as_of, at.position)
-    if not any(e.type == "partner_registered" for e in kept):
+def on_record(
+    stream: Sequence[Entry],
+    as_of: datetime,
+    position: int,
+    *,
+    known_since: datetime | None = None,
+) -> list[Entry] | None:
+    """A partner's entries that count at the reference, its registration among them; None
+    when the partner is not on record there.
+
+    A relationship begins at its earliest counted entry, the registration or history dated
+    before it (issue 12): between that entry and the registration, the partner answers with
+    its registration's profile. Not on record: its registration is not in the log by
+    ``position``, or nothing of the relationship had happened by ``as_of`` (nor, when given,
+    by ``known_since``: a coalition member counts from its join).
+    """
+    kept = counting(stream, as_of, position)
+    if not kept and (known_since is None or known_since > as_of):
+        return None
+    if any(e.type == "partner_registered" for e in kept):
+        return kept
+    registration = next(
+        (e for e in stream if e.type == "partner_registered" and e.position <= position), None
+    )
+    return None if registration is None else [registration, *kept]
+
+
+def _fold(
+    partner_id: str, stream: Sequence[Entry], at: At, *, known_since: datetime | None = None
+) -> PartnerSnapshot:
+    """A partner folded from its stream at the reference; 404 if not on record by then."""
+    kept = on_record(stream, at.as_of, at.position, known_since=known_since)
+    if kept is None:
         raise PartnerNotFound(partner_id)
-    snap = fold_partner(partner_id, kept)
+    snap = fold_partner(partner_id, kept, at.zone)
     snap.version = max(
-        e.version for e in stream if e.position <= at.position and e.occurred_at <= at.as_of
+        (e.version for e in stream if e.position <= at.position and e.occurred_at <= at.as_of),
+        default=1,  # a member from its join, before any entry of its own: its registration
     )
     return snap
 
@@ -1141,9 +1201,10 @@ def _same_shape(after: Sequence[Any], key: Sequence[Any]) -> bool:
 
 
 def _checkin_due(snap: PartnerSnapshot) -> date:
-    base = snap.last_touch_at or snap.registered_at
+    """The last two-way touch plus the cadence; the relationship's start when there was none."""
+    base = snap.last_touch_at or snap.began_at
     assert base is not None
-    return base.astimezone(UTC).date() + timedelta(days=snap.cadence_days)
+    return day_of(base, snap.zone) + timedelta(days=snap.cadence_days)
 
 
 def _agenda_commitment(

@@ -37,11 +37,13 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from domain.dates import ledger_zone, zone_name
 from projections.folds import Entry
 from projections.logtable import LogTable, OpenLog
 from projections.rows import (
@@ -76,9 +78,12 @@ class ViewRows:
     tree: list[TreeRow] = field(default_factory=list)  # merkle_nodes rows (the digest's pass)
 
 
-def fold_streams(log: OpenLog, lower: str, upper: str | None, upto: int) -> Iterator[ViewRows]:
+def fold_streams(
+    log: OpenLog, lower: str, upper: str | None, upto: int, zone: tzinfo = UTC
+) -> Iterator[ViewRows]:
     """The rows of every stream whose id is in [lower, upper) (no upper: to the last), as
-    recorded up to position ``upto``; a batch for every page of events read."""
+    recorded up to position ``upto``, days counted in ``zone``; a batch for every page of
+    events read."""
     stream: list[Entry] = []
     stream_id = None
     for page in log.stream_pages(lower, upper, upto, PAGE_SIZE):
@@ -86,7 +91,7 @@ def fold_streams(log: OpenLog, lower: str, upper: str | None, upto: int) -> Iter
         for entry in page:
             if entry.stream_id != stream_id:
                 if stream:
-                    _add_stream(rows, stream, upto)
+                    _add_stream(rows, stream, upto, zone)
                 stream = []
                 stream_id = entry.stream_id
             stream.append(entry)
@@ -94,19 +99,19 @@ def fold_streams(log: OpenLog, lower: str, upper: str | None, upto: int) -> Iter
         yield rows
     if stream:
         rows = ViewRows(0)
-        _add_stream(rows, stream, upto)
+        _add_stream(rows, stream, upto, zone)
         count_commitments(rows.totals, rows.commitments)
         yield rows
 
 
-def _add_stream(rows: ViewRows, stream: list[Entry], upto: int) -> None:
+def _add_stream(rows: ViewRows, stream: list[Entry], upto: int, zone: tzinfo) -> None:
     stream_id = stream[0].stream_id
     recorded = [e for e in stream if e.position <= upto]
     if recorded:
         last = recorded[-1]
         rows.heads.append((stream_id, last.version, last.position, last.hash))
     if stream[0].stream_type == "partner":
-        folded = fold_stream(stream_id, stream, upto)
+        folded = fold_stream(stream_id, stream, upto, zone)
         rows.partners.append(partner_row(stream_id, folded))
         rows.commitments.extend(commitment_rows(stream_id, folded.snap))
     elif (row := coalition_row(stream)) is not None:
@@ -131,13 +136,16 @@ class LogFold:
     clears the views) and stops any still running when it is left.
     """
 
-    def __init__(self, table: LogTable, upto: int, *, workers: int | None = None) -> None:
+    def __init__(
+        self, table: LogTable, upto: int, *, workers: int | None = None, zone: tzinfo = UTC
+    ) -> None:
         if workers is None:
             several_cores = (os.cpu_count() or 1) > 1
             workers = FOLD_WORKERS if upto >= PARALLEL_FROM and several_cores else 0
         self.table = table
         self.upto = upto
         self.workers = workers
+        self.zone = zone
         self.chain = DigestChain()
         self._started: _Workers | None = None
 
@@ -154,7 +162,7 @@ class LogFold:
     def __iter__(self) -> Iterator[ViewRows]:
         if not self.workers:
             with OpenLog(self.table) as log:
-                yield from fold_streams(log, self.table.lowest_key(), None, self.upto)
+                yield from fold_streams(log, self.table.lowest_key(), None, self.upto, self.zone)
                 self.chain = DigestChain()
                 yield from digest_log(log, self.upto, self.chain)
         elif self._started is not None:
@@ -175,7 +183,12 @@ class LogFold:
         bounds = [self.table.split_key(part, self.workers) for part in range(self.workers)]
         bounds[0] = self.table.lowest_key()
         jobs: list[dict[str, Any]] = [
-            {"table": table, "upto": self.upto, "streams": [lower, upper]}
+            {
+                "table": table,
+                "upto": self.upto,
+                "streams": [lower, upper],
+                "zone": zone_name(self.zone),
+            }
             for lower, upper in zip(bounds, [*bounds[1:], None], strict=True)
         ]
         jobs.append({"table": table, "upto": self.upto, "streams": None})
@@ -282,7 +295,8 @@ def _run(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield {"chain": [chain.digest, chain.events, chain.position, chain.checkpoints]}
             return
         lower, upper = job["streams"]
-        for rows in fold_streams(log, lower, upper, job["upto"]):
+        zone = ledger_zone(job["zone"])
+        for rows in fold_streams(log, lower, upper, job["upto"], zone):
             totals = [[*key, count] for key, count in rows.totals.items()]
             yield {
                 "rows": [

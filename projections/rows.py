@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import orjson
@@ -53,10 +53,12 @@ class FoldedPartner:
     registered_pos: int
 
 
-def fold_stream(partner_id: str, entries: Sequence[Entry], upto: int) -> FoldedPartner:
+def fold_stream(
+    partner_id: str, entries: Sequence[Entry], upto: int, zone: tzinfo = UTC
+) -> FoldedPartner:
     """A partner's current snapshot from its whole stream, as recorded up to ``upto``: the fold
-    of the entries that count, whatever order they happened in."""
-    snap = fold_partner(partner_id, counting(entries, FAR_FUTURE, upto))
+    of the entries that count, whatever order they happened in, days counted in ``zone``."""
+    snap = fold_partner(partner_id, counting(entries, FAR_FUTURE, upto), zone)
     recorded = [e for e in entries if e.position <= upto]
     snap.version = max(e.version for e in recorded)
     snap.position = max(e.position for e in recorded)

@@ -34,6 +34,7 @@ from eventsourcing.utils import Environment
 
 from domain.application import Partnerships
 from domain.chained import ChainedAggregate
+from domain.dates import zone_name
 from projections.folds import Entry
 from projections.locking import WriteLock
 from projections.log import LogReader
@@ -265,9 +266,20 @@ class ViewKeeper:
         whatever was recorded meanwhile."""
         with self.lock:
             upto = self.ledger.recorder.max_notification_id() or 0
-            with LogFold(self.log.table, upto, workers=workers) as fold:
+            with LogFold(self.log.table, upto, workers=workers, zone=self.view.zone) as fold:
                 done = self.view.rebuild(fold, advance=advance)
         return done + self.catch_up(advance=advance)
+
+    def follow_zone(self, *, advance: Callable[[int], None] = lambda _: None) -> bool:
+        """Rebuild the views when they counted days in another time zone than the ledger's
+        (``PLEDGER_TIMEZONE`` changed): whether they were rebuilt."""
+        if self.view.built_zone() == zone_name(self.view.zone):
+            return False
+        if self.view.processed_position() == 0:
+            self.view.record_zone()  # nothing folded yet: nothing to fold again
+            return False
+        self.rebuild(advance=advance)
+        return True
 
     def start(self) -> None:
         """Keep the views current in the background until :meth:`stop`."""
@@ -292,6 +304,7 @@ class ViewKeeper:
             env=self.view_env,
         ).__enter__()
         runner.view.log = self.log  # so that it reads pages, and refolds, from the log
+        runner.view.zone = self.view.zone  # calendar days in the ledger's time zone
         projection = runner.projection
         assert isinstance(projection, LedgerProjection)
         projection.announce = self._announce

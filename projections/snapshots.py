@@ -6,7 +6,7 @@ the current one per partner, so that questions about "now" need no replay.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +36,7 @@ def snapshot_to_json(snap: PartnerSnapshot) -> bytes:
         "stage": snap.stage,
         "cadence": snap.cadence_days,
         "reg": snap.registered_at,
+        "began": snap.began_at,
         "touch": snap.last_touch_at,
         "c": [
             [
@@ -71,7 +72,9 @@ def snapshot_to_json(snap: PartnerSnapshot) -> bytes:
     return orjson.dumps(document)
 
 
-def snapshot_from_json(partner_id: str, raw: bytes | str) -> PartnerSnapshot:
+def snapshot_from_json(partner_id: str, raw: bytes | str, zone: tzinfo = UTC) -> PartnerSnapshot:
+    """A stored snapshot back, its days counted in ``zone`` (the ledger's time zone, which the
+    views were folded in)."""
     doc: dict[str, Any] = orjson.loads(raw)
     snap = PartnerSnapshot(
         partner_id,
@@ -81,7 +84,10 @@ def snapshot_from_json(partner_id: str, raw: bytes | str) -> PartnerSnapshot:
         stage=doc["stage"],
         cadence_days=doc["cadence"],
         registered_at=_p(doc["reg"]),
+        # Snapshots stored before the relationship's start was kept began at the registration.
+        began_at=_p(doc.get("began", doc["reg"])),
         last_touch_at=_p(doc["touch"]),
+        zone=zone,
     )
     for row in doc["c"]:
         snap.commitments[row[0]] = CommitmentView(
@@ -101,6 +107,7 @@ def snapshot_from_json(partner_id: str, raw: bytes | str) -> PartnerSnapshot:
             cancelled_at=_p(row[13]),
             renegotiations=row[14],
             renegotiated_after_due=row[15],
+            zone=zone,
         )
     snap.payments = [(_i(m), Decimal(a), cur, cid) for m, a, cur, cid in doc["pay"]]
     snap.thanks = [_i(m) for m in doc["thanks"]]

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, ClassVar, TypeVar
 
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
@@ -39,6 +39,7 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
 from domain.chained import ChainedAggregate
+from domain.dates import DEFAULT_ZONE, zone_name
 from domain.hashing import GENESIS, digest_step, format_instant
 from domain.merkle import MerkleAppender, NodeLookup, needed_nodes, tree_head
 from projections.folds import Entry, PartnerSnapshot, evolve_partner, fold_partner
@@ -167,6 +168,11 @@ _TABLES = [
         time TEXT NOT NULL,
         signature TEXT NOT NULL,
         PRIMARY KEY (time, position))""",
+    # The time zone the views counted calendar days in (on time or late, renegotiated after
+    # the due date): views kept in another zone are rebuilt (projections.runner).
+    """CREATE TABLE IF NOT EXISTS {p}view_zone (
+        id INTEGER PRIMARY KEY,
+        zone TEXT NOT NULL)""",
 ]
 VIEW_TABLES = (
     "partners",
@@ -191,7 +197,8 @@ _CHANGES_COMMITMENTS = {
 class _Fold:
     """Partners being folded while a page (or a whole rebuild) is applied."""
 
-    def __init__(self) -> None:
+    def __init__(self, zone: tzinfo) -> None:
+        self.zone = zone
         self.snaps: dict[str, PartnerSnapshot] = {}
         self.latest: dict[str, datetime] = {}
         self.registered_pos: dict[str, int] = {}
@@ -206,7 +213,7 @@ class _Fold:
             self.commitments_changed.add(sid)
         snap = self.snaps.get(sid)
         if entry.type == "partner_registered" and snap is None:
-            snap = fold_partner(sid, [entry])
+            snap = fold_partner(sid, [entry], self.zone)
             self.snaps[sid] = snap
             self.latest[sid] = entry.occurred_at
             self.registered_pos[sid] = entry.position
@@ -227,6 +234,7 @@ class LedgerView(TrackingRecorder):
     prefix: ClassVar[str] = ""
     datastore: Any
     log: LogReader | None = None
+    zone: tzinfo = UTC  # the ledger's time zone (set by whoever opens the views)
 
     def _q(self, statement: str) -> str:
         return statement.replace("{p}", self.prefix)
@@ -257,7 +265,7 @@ class LedgerView(TrackingRecorder):
         """
         if not entries:
             return 0
-        fold = _Fold()
+        fold = _Fold(self.zone)
         try:
             with self.datastore.transaction(commit=True) as c:
                 self._lock_views(c)
@@ -314,6 +322,7 @@ class LedgerView(TrackingRecorder):
             for table in VIEW_TABLES:
                 c.execute(self._q(f"DELETE FROM {{p}}{table}"))
             c.execute(self._q(self._delete_tracking_statement()), (APPLICATION_NAME,))
+            self._record_zone(c)
             totals: Totals = Counter()
             events = 0
             for rows in fold:
@@ -372,7 +381,7 @@ class LedgerView(TrackingRecorder):
             assert self.log is not None, "a view that refolds needs the log"
             streams = self.log.streams(sorted(fold.refold))
             for partner_id, entries in streams.items():
-                folded = fold_stream(partner_id, entries, upto)
+                folded = fold_stream(partner_id, entries, upto, self.zone)
                 fold.snaps[partner_id] = folded.snap
                 fold.latest[partner_id] = folded.latest
                 fold.registered_pos[partner_id] = folded.registered_pos
@@ -437,6 +446,27 @@ class LedgerView(TrackingRecorder):
         )
         c.execute(self._q("DELETE FROM {p}commitment_totals WHERE made = 0"))
 
+    def _record_zone(self, c: Any) -> None:
+        c.execute(
+            self._q(
+                "INSERT INTO {p}view_zone (id, zone) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET zone = excluded.zone"
+            ),
+            (zone_name(self.zone),),
+        )
+
+    def record_zone(self) -> None:
+        """Note that the views count days in their zone (for views with nothing in them yet;
+        a rebuild notes it itself)."""
+        with self.datastore.transaction(commit=True) as c:
+            self._record_zone(c)
+
+    def built_zone(self) -> str:
+        """The time zone the views counted calendar days in; views kept before the zone was
+        recorded counted UTC days."""
+        rows = self.select("SELECT zone FROM {p}view_zone WHERE id = 1")
+        return str(rows[0]["zone"]) if rows else DEFAULT_ZONE
+
     def _load_snapshots(
         self, c: Any, partner_ids: Sequence[str]
     ) -> Iterable[tuple[str, PartnerSnapshot, datetime, int]]:
@@ -468,7 +498,7 @@ class LedgerView(TrackingRecorder):
                 )
                 for row in c.fetchall():
                     cached[row["partner_id"]] = snapshot_from_json(
-                        row["partner_id"], row["snapshot"]
+                        row["partner_id"], row["snapshot"], self.zone
                     )
             for row in rows:
                 yield (

@@ -12,7 +12,7 @@ import io
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -46,6 +46,7 @@ from api.web.forms import (
 )
 from api.wiring import Services
 from domain.application import Recorded
+from domain.dates import day_of, read_moment
 from domain.errors import (
     CoalitionNotFound,
     Conflict,
@@ -56,7 +57,7 @@ from domain.errors import (
     ValidationFailed,
     VersionConflict,
 )
-from domain.hashing import format_instant
+from domain.hashing import format_instant, parse_instant
 from domain.values import CoalitionFormed, MemberJoined, MemberLeft, PartnerRegistered, Stage
 from projections.evidence import canonical
 from projections.queries import At
@@ -66,8 +67,27 @@ __all__ = ["NeedsSignIn", "router", "templates"]
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters["readable"] = lambda v: readable(str(v)) if v is not None else ""
 templates.env.filters["event_label"] = lambda t: EVENT_LABELS.get(str(t), readable(str(t)))
-templates.env.filters["day"] = lambda v: str(v)[:10] if v else ""
-templates.env.filters["when"] = lambda v: str(v)[:16].replace("T", " ") if v else ""
+
+
+def _local(context: Any, value: object, width: int) -> str:
+    """A stored instant (``2026-04-01T04:00:00.000000Z``) as the ledger's time zone shows it,
+    cut to ``width`` characters (10: the day; 16: day and time); a date stays as it is."""
+    text = str(value or "")
+    if len(text) > 10 and text.endswith("Z"):
+        zone = context["request"].app.state.services.settings.zone
+        text = parse_instant(text).astimezone(zone).replace(tzinfo=None).isoformat()
+    return text[:width].replace("T", " ")
+
+
+templates.env.filters["day"] = pass_context(lambda context, v: _local(context, v, 10))
+templates.env.filters["when"] = pass_context(lambda context, v: _local(context, v, 16))
+# The ledger's time zone by name, for the pages that say which zone their days and times are in.
+# (Empty on a page rendered without a request, such as the CSRF refusal.)
+templates.env.globals["time_zone"] = pass_context(
+    lambda context: (
+        context["request"].app.state.services.settings.time_zone if "request" in context else ""
+    )
+)
 templates.env.globals["EVENT_LABELS"] = EVENT_LABELS
 
 
@@ -176,7 +196,7 @@ def _see_other(url: str) -> RedirectResponse:
 
 
 def _at(services: Services, as_of: str | None = None) -> At:
-    return services.queries.at(parse_as_of(as_of or None))
+    return services.queries.at(parse_as_of(as_of or None, services.settings.zone))
 
 
 # ---- signing in and out -------------------------------------------------------------------
@@ -495,8 +515,8 @@ def partner_page(
         newer=max(0, older - TIMELINE_PAGE) if older else None,
         history=history["points"],
         as_of=as_of,
-        as_of_day=parse_as_of(as_of).date().isoformat() if as_of else None,  # type: ignore[union-attr]
-        today=date.today().isoformat(),
+        as_of_day=_as_of_day(services, as_of),
+        today=datetime.now(services.settings.zone).date().isoformat(),
         record_types=list(event_models()),
         retractable=_retractable(shown),
     )
@@ -602,20 +622,22 @@ def _choices(
         else [described(c) for c in commitments],
         "for_commitment_id": [described(c) for c in commitments],
         "breach_id": [
-            (b.breach_id, f"{readable(b.severity)} breach of {b.occurred_at.date().isoformat()}")
+            (
+                b.breach_id,
+                f"{readable(b.severity)} breach of {day_of(b.occurred_at, at.zone).isoformat()}",
+            )
             for b in snap.breaches.values()
             if b.repaired_at is None
         ],
         "feedback_id": [
-            (e["data"]["feedback_id"], f"{e['occurred_at'][:10]}: {e['data']['summary'][:80]}")
+            (e["data"]["feedback_id"], f"{_day(e, at)}: {e['data']['summary'][:80]}")
             for e in events
             if e["type"] == "feedback_received" and not e["retracted"]
         ],
         "version": [
             (
                 str(e["version"]),
-                f"{e['occurred_at'][:10]} {EVENT_LABELS.get(e['type'], e['type'])} "
-                f"(entry {e['version']})",
+                f"{_day(e, at)} {EVENT_LABELS.get(e['type'], e['type'])} (entry {e['version']})",
             )
             for e in events
             if e["version"] in _retractable(events)
@@ -662,7 +684,8 @@ def _record_form(
     idempotency_key: str | None = None,
     occurred_at: str | None = None,
 ) -> HTMLResponse:
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")
+    zone = request.app.state.services.settings.zone
+    now = datetime.now(zone).strftime("%Y-%m-%dT%H:%M")
     return _page(
         request,
         "record.html",
@@ -674,7 +697,7 @@ def _record_form(
         errors=errors,
         idempotency_key=idempotency_key or str(uuid.uuid4()),
         occurred_at=occurred_at if occurred_at is not None else now,
-        max_occurred_at=(datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"),
+        max_occurred_at=(datetime.now(zone) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"),
     )
 
 
@@ -703,7 +726,7 @@ async def _submit(
     message = None
     status = 422
     try:
-        occurred_at = _occurred_at(occurred_text)
+        occurred_at = _occurred_at(occurred_text, request.app.state.services.settings.zone)
         body = body_from_form(form.specs, values)
         try:
             data = form.model.model_validate(body)
@@ -754,17 +777,25 @@ async def _submit(
     )
 
 
-def _occurred_at(text: str) -> datetime | None:
-    """A form's "when it happened" (``YYYY-MM-DDTHH:MM``, read in UTC, the ledger's zone)."""
+def _occurred_at(text: str, zone: tzinfo) -> datetime | None:
+    """A form's "when it happened" (``YYYY-MM-DDTHH:MM``, read in the ledger's time zone)."""
     if not text.strip():
         return None
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValidationFailed(
-            [Problem("occurred_at", f"{text!r} is not a date and time such as 2026-03-31T17:00")]
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return read_moment(text.strip(), zone)
+    except ValueError as error:
+        raise ValidationFailed([Problem("occurred_at", str(error))]) from None
+
+
+def _day(entry: Mapping[str, Any], at: At) -> str:
+    """The day a timeline entry happened on, in the ledger's time zone."""
+    return day_of(parse_instant(entry["occurred_at"]), at.zone).isoformat()
+
+
+def _as_of_day(services: Services, as_of: str | None) -> str | None:
+    """The day an ``as_of`` asked for falls on in the ledger's time zone."""
+    moment = parse_as_of(as_of, services.settings.zone) if as_of else None
+    return day_of(moment, services.settings.zone).isoformat() if moment else None
 
 
 # ---- coalitions ---------------------------------------------------------------------------

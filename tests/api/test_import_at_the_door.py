@@ -129,7 +129,9 @@ def test_a_date_cell_is_yyyy_mm_dd_only(
 
     lines = refused(settings, ledger, events_file(tmp_path, [row]), "events")
 
-    assert lines == [f"row 2, column due_on: {due_on!r} is not a date; write it as YYYY-MM-DD"]
+    assert lines == [
+        f"row 2, column due_on: {due_on!r} is not a date; write a date like 2026-03-15"
+    ]
 
 
 @pytest.mark.parametrize("occurred_at", ["1798761600", "20260105T150000Z", "2026-W02-1"])

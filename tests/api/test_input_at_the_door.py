@@ -305,7 +305,7 @@ def test_a_commitment_amount_follows_the_same_grammar(shared_api: Api, partner_i
     refused(api, response, "amount")
 
 
-# ---- 9. dates are YYYY-MM-DD, instants RFC 3339 ---------------------------------------------
+# ---- 9. dates are 2026-03-15, moments 2026-03-15 14:30 (domain.dates) ------------------------
 
 
 @pytest.mark.parametrize(
@@ -328,7 +328,7 @@ def test_a_due_date_is_a_yyyy_mm_dd_string_only(
     response = api.client.post(f"/v1/partners/{partner_id}/events", json=body, headers=api.steward)
 
     problem = refused(api, response, "due_on")
-    assert "YYYY-MM-DD" in problem["detail"]
+    assert "like 2026-03-15" in problem["detail"]
     assert api.event_count() == before
 
 

@@ -420,8 +420,8 @@ REFUSED_EVENTS: list[tuple[str, dict[str, Any], int, tuple[str, ...]]] = [
         ("due_on",),
     ),
     (
-        "occurred-without-zone",
-        {"type": "stage_changed", "stage": "paused", "occurred_at": "2025-02-01T10:00:00"},
+        "occurred-day-first",
+        {"type": "stage_changed", "stage": "paused", "occurred_at": "01/02/2025 10:00"},
         422,
         ("occurred_at",),
     ),

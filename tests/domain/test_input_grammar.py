@@ -181,7 +181,8 @@ def test_a_date_is_yyyy_mm_dd_only(due_on: Any) -> None:
         CommitmentMade.model_validate(body)
 
     assert refused.value.errors()[0]["loc"] == ("due_on",)
-    assert "YYYY-MM-DD" in refused.value.errors()[0]["msg"]
+    assert "write a date" in refused.value.errors()[0]["msg"]
+    assert "2026-03-15" in refused.value.errors()[0]["msg"]
 
 
 def test_a_date_in_its_form_is_read() -> None:

@@ -21,6 +21,7 @@ import icalendar
 import orjson
 import pytest
 
+from api.formats import render_report
 from projections.render import (
     PROMISES_IN_ALL,
     PROMISES_PER_MEMBER,
@@ -246,6 +247,7 @@ def test_csv_repeats_the_reports_facts_on_every_row() -> None:
         assert row["coalition_id"] == "9b7a0c1e-0000-4000-8000-000000000001"
         assert (row["period_from"], row["period_to"]) == ("2026-01-01", "2026-03-31")
         assert row["as_of"] == "2026-03-31T23:59:59.999999Z"
+        assert row["time_zone"] == "UTC"  # a report that states none counted UTC days
         assert row["position"] == "57"
         assert row["digest"] == "0f" * 32
         assert row["generated_by"] == "Partnership Ledger 0.1.0"
@@ -256,7 +258,7 @@ def test_csv_lists_payment_currencies_in_order_and_nothing_after_the_total() -> 
     header = next(csv.reader(io.StringIO(text, newline="")))
     assert [h for h in header if h.startswith("payments_")] == ["payments_EUR", "payments_USD"]
     assert text.endswith("\r\n")
-    assert text.rstrip("\r\n").rsplit("\r\n", 1)[-1].split(",")[9] == "TOTAL"
+    assert text.rstrip("\r\n").rsplit("\r\n", 1)[-1].split(",")[10] == "TOTAL"
 
 
 def test_csv_keeps_a_formula_looking_name_as_text() -> None:
@@ -636,6 +638,20 @@ def test_days_are_taken_in_the_ledgers_time_zone(render: Callable[..., bytes]) -
 
     assert "Reference date:** Apr 1, 2026" in text or "<dd>Apr 1, 2026</dd>" in text
     assert "Mar 20, 2026" in text
+
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_a_report_is_shown_in_the_time_zone_it_states(fmt: str) -> None:
+    """The days a report shows people follow the zone it counted in (its ``time_zone``), so
+    a report made again with ``--like`` in a ledger now kept in another zone reads the same."""
+    stated = {**readable_report(), "time_zone": "Pacific/Auckland"}
+
+    text = render_report(fmt, stated, locale="en_US").decode("utf-8")
+
+    assert "Reference date:** Apr 1, 2026" in text or "<dd>Apr 1, 2026</dd>" in text
+    assert "Pacific/Auckland" in text
+    utc = render_report(fmt, readable_report(), locale="en_US").decode("utf-8")
+    assert "Reference date:** Mar 31, 2026" in utc or "<dd>Mar 31, 2026</dd>" in utc
 
 
 @pytest.mark.parametrize("render", people_formats(), ids=["md", "html"])

@@ -1077,14 +1077,21 @@ def test_a_member_whose_registration_is_dated_after_its_joining(scenario: Scenar
     )
     scenario.join(newcomer, on(6, 20))
     scenario.catch_up()
+    before = scenario.at(end_of_day(date(2025, 6, 15)))
     between = scenario.at(end_of_day(date(2025, 6, 25)))
 
-    # Not on record on 25 June, so not a member to report on then; a member by 10 July.
+    # A member from its join (issue 12): listed on 25 June with its registration's profile,
+    # not on 15 June; nothing of its own history had happened yet, so no health of its own.
+    assert [m["name"] for m in queries.report(str(scenario.coalition), before)["members"]] == [
+        "Eastside Promotoras Collective",
+        "Luz Marquez",
+    ]
     report = queries.report(str(scenario.coalition), between)
     coalition = queries.coalition(str(scenario.coalition), between)
     assert [m["name"] for m in report["members"]] == [
         "Eastside Promotoras Collective",
         "Luz Marquez",
+        "Westside Youth Council",
     ]
     assert [m["name"] for m in coalition["members"]] == [m["name"] for m in report["members"]]
     with pytest.raises(PartnerNotFound):
