@@ -182,7 +182,18 @@ class PartnerSnapshot:
         return str(self.profile.get("name", ""))
 
 
-_PROFILE_FIELDS = ("name", "kind", "roles", "communities", "region", "referred_by", "preferences")
+_PROFILE_FIELDS = (
+    "name",
+    "kind",
+    "roles",
+    "communities",
+    "region",
+    "referred_by",
+    "preferences",
+    "contacts",
+)
+# A partner registered before contacts existed (or without any) has none.
+_NO_CONTACTS: dict[str, Any] = {"emails": [], "phones": [], "address": None, "people": []}
 _WORLD_ORDER = operator.attrgetter("occurred_at", "version")  # (occurred_at, version), in C
 
 
@@ -226,6 +237,7 @@ def evolve_partner(snap: PartnerSnapshot, entry: Entry) -> None:
     data, kind = entry.data, entry.type
     if kind == "partner_registered":
         snap.profile = {name: data.get(name) for name in _PROFILE_FIELDS}
+        snap.profile["contacts"] = data.get("contacts") or _NO_CONTACTS
         snap.registered_at = entry.occurred_at
     elif kind == "profile_updated":
         snap.profile.update({k: v for k, v in data.items() if v is not None})
