@@ -18,6 +18,7 @@ Only when no row has a problem does the command save every aggregate with one
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 from collections import defaultdict
@@ -30,13 +31,16 @@ from types import UnionType
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 from uuid import UUID
 
+import orjson
 import typer
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
+from rapidfuzz import fuzz, process
 
 from api.progress import progress_bar
+from api.recorders import ImportedRow
 from api.settings import Settings
 from api.wiring import cli_user, open_ledger
 from domain.application import Partnerships, Recorded
@@ -48,6 +52,7 @@ from domain.errors import (
     PartnerNotFound,
     ValidationFailed,
 )
+from domain.hashing import format_instant
 from domain.partner import Partner, check_not_future
 from domain.serialization import DATA_MODELS, EVENT_CLASSES
 from domain.values import (
@@ -60,7 +65,7 @@ from domain.values import (
     Preferences,
     ProfileUpdated,
     control_problem,
-    name_key,
+    search_key,
     show_controls,
 )
 
@@ -97,6 +102,9 @@ LIST_SEPARATOR = ";"
 PROGRESS_MIN_ROWS = 300
 
 PREFERENCE_FIELDS: tuple[str, ...] = tuple(Preferences.model_fields)
+# The columns that fill a partner's ``contacts``: list cells for emails and phones; contact
+# people as a list of names with, position by position, a list of their roles.
+CONTACT_COLUMNS: tuple[str, ...] = ("email", "phone", "address", "contact_name", "contact_role")
 PARTNER_COLUMNS: tuple[str, ...] = (
     "name",
     "kind",
@@ -105,6 +113,7 @@ PARTNER_COLUMNS: tuple[str, ...] = (
     "region",
     *PREFERENCE_FIELDS,
     "checkin_every_days",
+    *CONTACT_COLUMNS,
 )
 _PARTNER_ALLOWED = (*PARTNER_COLUMNS, "occurred_at")
 _PARTNER_REQUIRED = ("name", "kind")
@@ -118,8 +127,9 @@ PARTNER_EVENT_TYPES: dict[str, type[EventData]] = {
 }
 _FIELD_COLUMNS = sorted(
     {name for model in PARTNER_EVENT_TYPES.values() for name in model.model_fields}
-    - {"preferences"}
+    - {"preferences", "contacts"}
     | set(PREFERENCE_FIELDS)
+    | set(CONTACT_COLUMNS)
 )
 EVENT_COLUMNS: tuple[str, ...] = ("partner", "type", "occurred_at", *_FIELD_COLUMNS)
 _EVENT_REQUIRED = ("partner", "type", "occurred_at")
@@ -138,6 +148,9 @@ _REFERENCE_COLUMN = {
     "trust_repaired": "breach_id",
     "entry_retracted": "version",
 }
+# "Did you mean ...?": at most this many names, each at least this similar (0-100).
+SUGGESTIONS = 2
+SUGGESTION_SCORE = 75
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _INSTANT = re.compile(INSTANT_PATTERN)
 
@@ -348,23 +361,69 @@ def validate_payload(
     column_of = column_of or {}
     payload: dict[str, Any] = {}
     preferences: dict[str, Any] = {}
+    contact_cells: dict[str, str] = {}
     nests = "preferences" in model.model_fields
     for name, text in fields.items():
         if nests and name in PREFERENCE_FIELDS:
             preferences[name] = _cell_value(Preferences, name, text)
+        elif nests and name in CONTACT_COLUMNS:
+            contact_cells[name] = text
         else:
             payload[name] = _cell_value(model, name, text)
     if preferences:
         payload["preferences"] = preferences
+    if contact_cells:
+        payload["contacts"] = contacts_payload(contact_cells)
     try:
         return model.model_validate(payload)
     except ValidationError as error:
         problems = []
         for detail in error.errors():
-            name = _field_of(detail["loc"], preferences)
+            name = contact_column(detail["loc"]) or _field_of(detail["loc"], preferences)
             column = column_of.get(name, name)
             problems.append(RowProblem(row, column, _describe(detail, type_name)))
         raise InvalidRow(problems) from None
+
+
+def _list_cell(text: str) -> list[str]:
+    return [item.strip() for item in text.split(LIST_SEPARATOR) if item.strip()]
+
+
+def contacts_payload(cells: Mapping[str, str]) -> dict[str, Any]:
+    """The ``contacts`` object of a row's contact cells (see :data:`CONTACT_COLUMNS`).
+
+    ``contact_name`` lists people (``Ana Ruiz; Ben Lee``) and ``contact_role`` their roles in
+    the same order (``Director; Treasurer``); a blank role leaves that person's role unsaid.
+    """
+    payload: dict[str, Any] = {}
+    if "email" in cells:
+        payload["emails"] = _list_cell(cells["email"])
+    if "phone" in cells:
+        payload["phones"] = _list_cell(cells["phone"])
+    if "address" in cells:
+        payload["address"] = cells["address"]
+    names = _list_cell(cells.get("contact_name", ""))
+    roles = [role.strip() for role in cells.get("contact_role", "").split(LIST_SEPARATOR)]
+    people: list[dict[str, Any]] = [{"name": name} for name in names]
+    for person, role in zip(people, roles, strict=False):
+        if role:
+            person["role"] = role
+    if len([r for r in roles if r]) > len(people):
+        people.append({"role": cells["contact_role"]})  # a role for nobody: name is missing
+    if people:
+        payload["people"] = people
+    return payload
+
+
+def contact_column(loc: tuple[int | str, ...]) -> str | None:
+    """The column of a problem found in ``contacts`` (``("contacts", "emails", 0)`` ->
+    ``email``), or None when the problem is not about contacts."""
+    if not loc or loc[0] != "contacts":
+        return None
+    part = str(loc[1]) if len(loc) > 1 else "emails"
+    if part == "people":
+        return "contact_role" if loc[-1] == "role" else "contact_name"
+    return {"emails": "email", "phones": "phone"}.get(part, part)
 
 
 def _cell_value(model: type[BaseModel], name: str, text: str) -> Any:
@@ -377,7 +436,7 @@ def _cell_value(model: type[BaseModel], name: str, text: str) -> Any:
     if info is None:
         return text  # not a field of this type: validation names the column
     if _is_list(info.annotation):
-        return [item.strip() for item in text.split(LIST_SEPARATOR) if item.strip()]
+        return _list_cell(text)
     if info.annotation is int and _INTEGER.fullmatch(text):
         return int(text)  # integer fields are strict: a cell's text would not do
     return text
@@ -409,6 +468,8 @@ def _describe(detail: ErrorDetails, type_name: str | None) -> str:
     value = detail.get("input")
     if kind == "missing":
         return f"is required for {type_name}" if type_name else "is required"
+    if kind in ("email_format", "phone_format"):
+        return detail["msg"]  # already names the value and shows the way
     if kind == "extra_forbidden":
         return f"does not apply to {type_name}; leave it blank" if type_name else "is not a field"
     if kind == "enum":
@@ -560,17 +621,21 @@ class _Partners:
     _ids_by_name: dict[str, set[UUID]] | None = None
     _missing: set[UUID] = field(default_factory=set)
     _registered_on: dict[str, int] = field(default_factory=dict)
+    _names: dict[UUID, str] = field(default_factory=dict)
 
     @property
     def ids_by_name(self) -> dict[str, set[UUID]]:
-        """Partner ids by the :func:`name_key` of their current name (NFD + case folding: one
-        name however it was typed), read from the log on first use (only names need it)."""
+        """Partner ids by the :func:`search_key` of their current name (case, accents and
+        Unicode normal form ignored: "Jose Ramirez" is "José Ramírez"), read from the log on
+        first use (only names need it)."""
         if self._ids_by_name is None:
             names = partner_names(self.ledger)
             names.update({partner_id: p.name for partner_id, p in self.touched.items()})
             self._ids_by_name = defaultdict(set)
+            self._names = {}
             for partner_id, name in names.items():
-                self._ids_by_name[name_key(name)].add(partner_id)
+                self._ids_by_name[search_key(name)].add(partner_id)
+                self._names[partner_id] = name
         return self._ids_by_name
 
     def get(self, partner_id: UUID) -> Partner:
@@ -594,7 +659,8 @@ class _Partners:
         return True
 
     def resolve(self, reference: str) -> Partner:
-        """The partner a cell names: by id, or by a name that exactly one partner has."""
+        """The partner a cell names: by id, or by a name that exactly one partner has (case,
+        accents and Unicode normal form ignored); an unknown name gets the closest ones."""
         try:
             partner_id = UUID(reference)
         except ValueError:
@@ -604,9 +670,11 @@ class _Partners:
                 return self.get(partner_id)
             except PartnerNotFound as missing:
                 raise _UnresolvedPartner(missing.detail) from None
-        ids = self.ids_by_name.get(name_key(reference), set())
+        ids = self.ids_by_name.get(search_key(reference), set())
         if not ids:
-            raise _UnresolvedPartner(f"no partner named {reference!r} is on record")
+            raise _UnresolvedPartner(
+                f"no partner named {reference!r} is on record{self._did_you_mean(reference)}"
+            )
         if len(ids) > 1:
             listed = ", ".join(sorted(str(i) for i in ids))
             raise _UnresolvedPartner(
@@ -615,26 +683,50 @@ class _Partners:
         (partner_id,) = ids
         return self.get(partner_id)
 
+    def _did_you_mean(self, reference: str) -> str:
+        """``; did you mean 'José Ramírez'?`` from the names on record closest to
+        ``reference``, or nothing when none is close. Compared by :func:`search_key` with
+        rapidfuzz's normalized Indel similarity (``fuzz.ratio``, 0-100)."""
+        by_key: dict[str, str] = {}
+        for name in sorted(self._names.values()):
+            by_key.setdefault(search_key(name), name)
+        found = process.extract(
+            search_key(reference),
+            list(by_key),
+            scorer=fuzz.ratio,
+            limit=SUGGESTIONS,
+            score_cutoff=SUGGESTION_SCORE,
+        )
+        if not found:
+            return ""
+        names = " or ".join(repr(by_key[key]) for key, _score, _index in found)
+        return f"; did you mean {names}?"
+
     def duplicate_of(self, name: str) -> str | None:
-        """Why a new partner may not take ``name``, or None when no partner has it yet."""
-        ids = self.ids_by_name.get(name_key(name))
+        """Why a new partner may not take ``name`` (the same name as another, matched as
+        :meth:`resolve` matches), or None when no partner has it yet."""
+        key = search_key(name)
+        ids = self.ids_by_name.get(key)
         if not ids:
             return None
-        row = self._registered_on.get(name_key(name))
+        row = self._registered_on.get(key)
         if row is not None:
             return f"row {row} already registers a partner named {name!r}"
-        return f"a partner named {name!r} is already on record (id {min(str(i) for i in ids)})"
+        first = min(ids, key=str)
+        return f"a partner named {self._names[first]!r} is already on record (id {first})"
 
     def add(self, partner: Partner, row: int) -> None:
         self.touched[partner.id] = partner
-        self._registered_on.setdefault(name_key(partner.name), row)
+        self._registered_on.setdefault(search_key(partner.name), row)
         if self._ids_by_name is not None:
-            self._ids_by_name[name_key(partner.name)].add(partner.id)
+            self._ids_by_name[search_key(partner.name)].add(partner.id)
+            self._names[partner.id] = partner.name
 
     def renamed(self, partner: Partner, old_name: str) -> None:
         if self._ids_by_name is not None and partner.name != old_name:
-            self._ids_by_name[name_key(old_name)].discard(partner.id)
-            self._ids_by_name[name_key(partner.name)].add(partner.id)
+            self._ids_by_name[search_key(old_name)].discard(partner.id)
+            self._ids_by_name[search_key(partner.name)].add(partner.id)
+            self._names[partner.id] = partner.name
 
     def with_new_events(self) -> list[Partner]:
         return [p for p in self.touched.values() if p.pending_events]
@@ -647,14 +739,78 @@ _DUPLICATE_HINT = "give another name, or pass --allow-duplicate-names"
 
 @dataclass
 class Plan:
-    """What an import would record (aggregates holding new events), or why it cannot."""
+    """What an import would record (aggregates holding new events), or why it cannot.
+
+    ``rows`` holds each new row's fingerprint with the event it records, saved in the same
+    transaction as the events; ``already_recorded`` counts the rows an earlier import of the
+    same content recorded, which this one leaves out; ``partners`` the partners it touches.
+    """
 
     aggregates: list[Partner] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
+    rows: list[ImportedRow] = field(default_factory=list)
+    already_recorded: int = 0
+    partners: list[UUID] = field(default_factory=list)
+
+    @property
+    def new_rows(self) -> int:
+        return len(self.rows)
 
 
 def _no_progress(_n: int) -> None:
     return None
+
+
+def row_fingerprint(file_kind: str, partner: str, data: EventData, occurred_at: str) -> str:
+    """The SHA-256 (hex) of what a row says: the file kind, the partner it names (by
+    :func:`search_key` of the cell: "Jose Ramirez" and "JOSÉ RAMÍREZ" are one), the payload as
+    validated (so spacing or a date's spelling do not matter) and when it happened ("" when
+    the cell was blank and the import's own time stood in)."""
+    document = {
+        "file": file_kind,
+        "partner": search_key(partner),
+        "type": data.TYPE,
+        "data": data.model_dump(mode="json"),
+        "occurred_at": occurred_at,
+    }
+    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class _Fingerprints:
+    """Each row's fingerprint, numbered among identical rows of the same file (two equal
+    rows are two entries), and which of them an earlier import recorded."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = defaultdict(int)
+        self.of_row: dict[int, str] = {}
+
+    def add(self, row: int, content: str) -> None:
+        self._seen[content] += 1
+        occurrence = self._seen[content]
+        self.of_row[row] = content if occurrence == 1 else f"{content}:{occurrence}"
+
+    def recorded(self, ledger: Partnerships) -> set[str]:
+        return ledger.recorder.imported_fingerprints(list(self.of_row.values()))  # type: ignore[attr-defined, no-any-return]
+
+
+def _checked_header(
+    plan: Plan, table: Table, allowed: Sequence[str], required: Sequence[str], kind: str
+) -> Table | None:
+    """The table with only the columns ``allowed`` (an unknown column is a problem, and its
+    cells are left out so the rows are still checked), or None when a required one is
+    missing (every row would only repeat it)."""
+    header = check_columns(table.columns, allowed, required, kind)
+    plan.problems = [*header, *table.problems]
+    if any(name in required and name not in table.columns for name in required):
+        return None
+    unknown = set(table.columns) - set(allowed)
+    if not unknown:
+        return table
+    rows = tuple(
+        Row(row.number, {k: v for k, v in row.cells.items() if k not in unknown})
+        for row in table.rows
+    )
+    return Table(columns=table.columns, rows=rows, problems=table.problems)
 
 
 def plan_partners(
@@ -666,25 +822,43 @@ def plan_partners(
     allow_duplicate_names: bool = False,
     advance: Callable[[int], None] = _no_progress,
 ) -> Plan:
-    """Register a partner per row, with its cadence; every row checked, nothing saved."""
+    """Register a partner per row, with its cadence; every row checked, nothing saved.
+
+    Rows an earlier import recorded (same fingerprint) are counted, not registered again.
+    """
     plan = Plan()
-    header = check_columns(table.columns, _PARTNER_ALLOWED, _PARTNER_REQUIRED, "a partners")
-    plan.problems = [*header, *table.problems]
-    if header:
-        return plan  # with the columns wrong, every row would only repeat it
-    partners = _Partners(ledger)
-    column_of = {"every_days": "checkin_every_days"}
-    for row in table.rows:
-        advance(1)
+    checked = _checked_header(plan, table, _PARTNER_ALLOWED, _PARTNER_REQUIRED, "a partners")
+    if checked is None:
+        return plan
+    commands: list[PartnerRow] = []
+    fingerprints = _Fingerprints()
+    for row in checked.rows:
         try:
             command = partner_row(row, now)
         except InvalidRow as invalid:
             plan.problems.extend(invalid.problems)
             continue
+        commands.append(command)
+        when = "" if "occurred_at" not in row.cells else format_instant(command.occurred_at)
+        content = row_fingerprint("partners", command.registration.name, command.registration, when)
+        if command.cadence is not None:
+            content += row_fingerprint("partners", "", command.cadence, "")
+        fingerprints.add(row.number, content)
+    recorded = fingerprints.recorded(ledger)
+    partners = _Partners(ledger)
+    column_of = {"every_days": "checkin_every_days"}
+    for command in commands:
+        advance(1)
+        fingerprint = fingerprints.of_row[command.number]
+        if fingerprint in recorded:
+            plan.already_recorded += 1
+            continue
         name = command.registration.name
         duplicate = None if allow_duplicate_names else partners.duplicate_of(name)
         if duplicate is not None:
-            plan.problems.append(RowProblem(row.number, "name", f"{duplicate}; {_DUPLICATE_HINT}"))
+            plan.problems.append(
+                RowProblem(command.number, "name", f"{duplicate}; {_DUPLICATE_HINT}")
+            )
             continue
         stamp = Stamp(command.occurred_at, recorded_by)
         try:
@@ -692,10 +866,14 @@ def plan_partners(
             if command.cadence is not None:
                 partner.execute(command.cadence, stamp)
         except LedgerError as refused:
-            plan.problems.extend(_refusal(refused, row.number, _PARTNER_ALLOWED, column_of, None))
+            plan.problems.extend(
+                _refusal(refused, command.number, _PARTNER_ALLOWED, column_of, None)
+            )
             continue
-        partners.add(partner, row.number)
+        partners.add(partner, command.number)
+        plan.rows.append(ImportedRow(fingerprint, str(partner.id), 1))
     plan.aggregates = partners.with_new_events()
+    plan.partners = list(partners.touched)
     plan.problems = _in_sheet_order(plan.problems, table.columns)
     return plan
 
@@ -709,27 +887,70 @@ def plan_events(
     allow_duplicate_names: bool = False,
     advance: Callable[[int], None] = _no_progress,
 ) -> Plan:
-    """Apply each row in file order to its partner, in memory; every row checked, nothing saved."""
+    """Apply each row in file order to its partner, in memory; every row checked, nothing saved.
+
+    Every problem of the file is found in one pass: unknown columns, bad cells and unknown
+    partner names (with the closest names on record). Rows an earlier import recorded (same
+    fingerprint) are counted, not applied again.
+    """
     plan = Plan()
-    header = check_columns(table.columns, EVENT_COLUMNS, _EVENT_REQUIRED, "an events")
-    plan.problems = [*header, *table.problems]
-    if header:
+    checked = _checked_header(plan, table, EVENT_COLUMNS, _EVENT_REQUIRED, "an events")
+    if checked is None:
         return plan
     partners = _Partners(ledger)
-    coalitions: dict[UUID, bool] = {}
-    for row in table.rows:
-        advance(1)
+    # Names the file itself registers: a later row naming one is not "unknown" even when
+    # its registration row has a problem of its own.
+    registered_here = {
+        search_key(row.cells.get("partner", ""))
+        for row in checked.rows
+        if row.cells.get("type") == PartnerRegistered.TYPE
+    }
+    commands: list[EventRow] = []
+    fingerprints = _Fingerprints()
+    for row in checked.rows:
         try:
             command = event_row(row, now)
         except InvalidRow as invalid:
             plan.problems.extend(invalid.problems)
+            plan.problems.extend(_unknown_partner(row, partners, registered_here))
             continue
-        plan.problems.extend(
-            _apply_event(command, partners, coalitions, recorded_by, allow_duplicate_names)
+        commands.append(command)
+        content = row_fingerprint(
+            "events", command.partner, command.data, format_instant(command.occurred_at)
         )
+        fingerprints.add(row.number, content)
+    recorded = fingerprints.recorded(ledger)
+    coalitions: dict[UUID, bool] = {}
+    for command in commands:
+        advance(1)
+        fingerprint = fingerprints.of_row[command.number]
+        if fingerprint in recorded:
+            plan.already_recorded += 1
+            continue
+        problems, partner = _apply_event(
+            command, partners, coalitions, recorded_by, allow_duplicate_names, registered_here
+        )
+        plan.problems.extend(problems)
+        if partner is not None and not problems:  # one row, one event: the partner's last
+            plan.rows.append(ImportedRow(fingerprint, str(partner.id), partner.version))
     plan.aggregates = partners.with_new_events()
+    plan.partners = list(partners.touched)
     plan.problems = _in_sheet_order(plan.problems, table.columns)
     return plan
+
+
+def _unknown_partner(row: Row, partners: _Partners, registered_here: set[str]) -> list[RowProblem]:
+    """A row with other problems is still told when its partner is unknown (same pass)."""
+    reference = row.cells.get("partner")
+    if reference is None or row.cells.get("type") == PartnerRegistered.TYPE:
+        return []
+    try:
+        partners.resolve(reference)
+    except _UnresolvedPartner as unresolved:
+        if search_key(reference) in registered_here:
+            return []
+        return [RowProblem(row.number, "partner", str(unresolved))]
+    return []
 
 
 def _in_sheet_order(problems: list[RowProblem], columns: Sequence[str]) -> list[RowProblem]:
@@ -744,8 +965,10 @@ def _apply_event(
     coalitions: dict[UUID, bool],
     recorded_by: str,
     allow_duplicate_names: bool,
-) -> list[RowProblem]:
-    """Run one row's command on its partner in memory; the problems, or [] once it applied."""
+    registered_here: set[str],
+) -> tuple[list[RowProblem], Partner | None]:
+    """Run one row's command on its partner in memory: the problems ([] once it applied)
+    and the partner it applied to."""
     check = _RowCheck(command.number)
     data = command.data
     # References beyond the partner's own stream, checked against the ledger (the application
@@ -765,14 +988,18 @@ def _apply_event(
         try:
             partner = partners.resolve(command.partner)
         except _UnresolvedPartner as unresolved:
-            check.add("partner", str(unresolved))
+            if search_key(command.partner) not in registered_here:
+                check.add("partner", str(unresolved))
+            elif not check.problems:
+                return [], None  # its registration row was refused: that is the problem
     if check.problems:
-        return check.problems
+        return check.problems, None
     stamp = Stamp(command.occurred_at, recorded_by)
     try:
         if partner is None:
             assert isinstance(data, PartnerRegistered)
-            partners.add(Partner.register(data, stamp), command.number)
+            partner = Partner.register(data, stamp)
+            partners.add(partner, command.number)
         else:
             old_name = partner.name
             partner.execute(_keep_other_preferences(data, partner), stamp)
@@ -780,21 +1007,27 @@ def _apply_event(
     except LedgerError as refused:
         column_of = {"name": "partner"} if partner is None else {}
         fallback = _REFERENCE_COLUMN.get(data.TYPE, "type")
-        return _refusal(refused, command.number, EVENT_COLUMNS, column_of, fallback)
-    return []
+        return _refusal(refused, command.number, EVENT_COLUMNS, column_of, fallback), None
+    return [], partner
 
 
 def _keep_other_preferences(data: EventData, partner: Partner) -> EventData:
-    """A profile_updated row's preferences, with the cells left blank kept as they were.
+    """A profile_updated row's preferences and contacts, with the cells left blank kept as
+    they were.
 
     A blank cell means "does not apply" in an events file, so a row that only fills
-    ``language`` must not clear the partner's channels, accessibility and gratitude.
+    ``language`` must not clear the partner's channels, accessibility and gratitude, and one
+    that only gives a ``phone`` must not clear its emails.
     """
-    if not isinstance(data, ProfileUpdated) or data.preferences is None:
+    if not isinstance(data, ProfileUpdated):
         return data
-    given = {name: getattr(data.preferences, name) for name in data.preferences.model_fields_set}
-    merged = partner.preferences.model_copy(update=given)
-    return data.model_copy(update={"preferences": merged})
+    update: dict[str, Any] = {}
+    for name, current in (("preferences", partner.preferences), ("contacts", partner.contacts)):
+        given_model = getattr(data, name)
+        if given_model is not None:
+            given = {field: getattr(given_model, field) for field in given_model.model_fields_set}
+            update[name] = current.model_copy(update=given)
+    return data.model_copy(update=update) if update else data
 
 
 def _coalition_exists(ledger: Partnerships, coalition_id: UUID, known: dict[UUID, bool]) -> bool:
@@ -858,8 +1091,10 @@ def import_partners_command(
         typer.Argument(
             metavar="FILE.csv",
             help="Columns: name, kind, roles, communities, region, channels, language, "
-            "accessibility, gratitude, checkin_every_days (and optionally occurred_at). "
-            "List cells are separated by ';'.",
+            "accessibility, gratitude, checkin_every_days, email, phone, address, "
+            "contact_name, contact_role (and optionally occurred_at, the day the "
+            "relationship began). List cells are separated by ';'. "
+            "`pledger import template partners` prints an example.",
             show_default=False,
         ),
     ],
@@ -867,9 +1102,12 @@ def import_partners_command(
     db: DbOption = None,
 ) -> None:
     """Register one partner per row, with its agreed check-in cadence when given."""
-    recorded = _import(file, db, plan_partners, allow_duplicate_names)
+    plan, recorded = _import(file, db, plan_partners, allow_duplicate_names)
     partners = len({r.stream_id for r in recorded})
-    typer.echo(f"Recorded {partners} partners ({len(recorded)} events) from {file.name}.")
+    typer.echo(
+        f"{_rerun_note(plan)}Recorded {partners} partners ({len(recorded)} events) "
+        f"from {file.name}."
+    )
 
 
 @import_app.command("events")
@@ -879,7 +1117,8 @@ def import_events_command(
         typer.Argument(
             metavar="FILE.csv",
             help="Columns: partner (id or unique name), type, occurred_at, then one per field "
-            "name, blank where it does not apply. List cells are separated by ';'.",
+            "name, blank where it does not apply. List cells are separated by ';'. "
+            "`pledger import template events` prints an example.",
             show_default=False,
         ),
     ],
@@ -887,18 +1126,45 @@ def import_events_command(
     db: DbOption = None,
 ) -> None:
     """Append one event per row to its partner's history, in file order."""
-    recorded = _import(file, db, plan_events, allow_duplicate_names)
+    plan, recorded = _import(file, db, plan_events, allow_duplicate_names)
     partners = len({r.stream_id for r in recorded})
     new = sum(r.type == PartnerRegistered.TYPE for r in recorded)
     registered = f" ({new} of them new)" if new else ""
     typer.echo(
-        f"Recorded {len(recorded)} events for {partners} partners{registered} from {file.name}."
+        f"{_rerun_note(plan)}Recorded {len(recorded)} events for {partners} partners"
+        f"{registered} from {file.name}."
     )
+
+
+def rerun_summary(plan: Plan) -> str:
+    """``47 rows already recorded, 3 new`` (issue 12), or "" when no row was recorded before."""
+    if not plan.already_recorded:
+        return ""
+    already = plan.already_recorded
+    return f"{already} row{'s' * (already != 1)} already recorded, {plan.new_rows} new"
+
+
+def _rerun_note(plan: Plan) -> str:
+    summary = rerun_summary(plan)
+    return f"{summary}. " if summary else ""
+
+
+def save_plan(ledger: Partnerships, plan: Plan) -> list[Recorded]:
+    """Record a clean plan's events and each row's fingerprint in one transaction (the
+    library's save, with the fingerprints for the recorder); [] when every row was recorded
+    before. Raises IntegrityError when another writer changed one of the partners (or
+    recorded one of the rows) meanwhile, Busy when PostgreSQL's log stayed locked."""
+    if plan.problems:
+        msg = "a plan with problems is never saved"
+        raise ValueError(msg)
+    if not plan.aggregates:
+        return []
+    return ledger.save_batch(plan.aggregates, import_rows=plan.rows)
 
 
 def _import(
     file: Path, db: str | None, planner: Callable[..., Plan], allow_duplicate_names: bool
-) -> list[Recorded]:
+) -> tuple[Plan, list[Recorded]]:
     """Read, check every row, save all in one transaction; or exit 1 having saved nothing."""
     try:
         table = read_table(file)
@@ -922,7 +1188,7 @@ def _import(
         events = sum(len(partner.pending_events) for partner in plan.aggregates)
         with _progress("Recording events", len(table.rows), events) as advance:
             try:
-                recorded = ledger.save_batch(plan.aggregates)
+                recorded = save_plan(ledger, plan)
             except IntegrityError:
                 typer.echo(
                     "error: another writer changed these partners while the file was being "
@@ -934,7 +1200,7 @@ def _import(
                 typer.echo(f"error: {busy.detail}", err=True)
                 raise typer.Exit(1) from None
             advance(len(recorded))
-            return recorded
+            return plan, recorded
     finally:
         ledger.close()
 

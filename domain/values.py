@@ -30,7 +30,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    SerializationInfo,
     SerializerFunctionWrapHandler,
     StringConstraints,
     ValidationInfo,
@@ -430,9 +429,7 @@ class _WithContacts(EventData):
     recorded before contacts existed dumps (and so hashes, SPEC §5) exactly as it did."""
 
     @model_serializer(mode="wrap")
-    def _leave_out_absent_contacts(
-        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
-    ) -> dict[str, Any]:
+    def _leave_out_absent_contacts(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         dumped: dict[str, Any] = handler(self)
         if getattr(self, "contacts", None) is None:
             dumped.pop("contacts", None)
