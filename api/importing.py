@@ -152,6 +152,7 @@ _REFERENCE_COLUMN = {
 SUGGESTIONS = 2
 SUGGESTION_SCORE = 75
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+_NOT_A_DIGIT = re.compile(r"[^0-9.,\s]")  # a currency sign or code written into an amount
 _INSTANT = re.compile(INSTANT_PATTERN)
 
 
@@ -477,7 +478,12 @@ def _describe(detail: ErrorDetails, type_name: str | None) -> str:
     if kind.startswith("date_"):
         return f"{value!r} is not a date; write it as YYYY-MM-DD"
     if kind.startswith("decimal_"):
-        return f"{value!r} is not a number; write amounts like 1250.00"
+        message = f"{value!r} is not a number; write amounts like 1250.00"
+        if isinstance(value, str) and _NOT_A_DIGIT.search(value):
+            message += ", the currency code (such as USD) in the currency column"
+        elif isinstance(value, str) and "," in value:
+            message += ", without a thousands separator"
+        return message
     if kind == "uuid_parsing":
         return f"{value!r} is not an id"
     if kind in ("int_type", "int_parsing"):
@@ -907,12 +913,14 @@ def plan_events(
     }
     commands: list[EventRow] = []
     fingerprints = _Fingerprints()
+    refused_ids: dict[tuple[str, str], int] = {}
     for row in checked.rows:
         try:
             command = event_row(row, now)
         except InvalidRow as invalid:
             plan.problems.extend(invalid.problems)
             plan.problems.extend(_unknown_partner(row, partners, registered_here))
+            _note_refused_ids(row, refused_ids)
             continue
         commands.append(command)
         content = row_fingerprint(
@@ -927,6 +935,10 @@ def plan_events(
         if fingerprint in recorded:
             plan.already_recorded += 1
             continue
+        follow_on = _refers_to_refused(command, refused_ids)
+        if follow_on is not None:
+            plan.problems.append(follow_on)
+            continue
         problems, partner = _apply_event(
             command, partners, coalitions, recorded_by, allow_duplicate_names, registered_here
         )
@@ -937,6 +949,46 @@ def plan_events(
     plan.partners = list(partners.touched)
     plan.problems = _in_sheet_order(plan.problems, table.columns)
     return plan
+
+
+# The id a row creates (commitment_made's commitment_id...), and the fields that refer to one.
+_CREATED_ID = {
+    "commitment_made": "commitment_id",
+    "trust_breach_recorded": "breach_id",
+    "feedback_received": "feedback_id",
+}
+_REFERRING = {"commitment_id": "commitment_id", "for_commitment_id": "commitment_id"}
+_REFERRING |= {"breach_id": "breach_id", "feedback_id": "feedback_id"}
+
+
+def _note_refused_ids(row: Row, refused_ids: dict[tuple[str, str], int]) -> None:
+    """Remember the id a refused row would have created, by partner (see
+    :func:`_refers_to_refused`)."""
+    id_field = _CREATED_ID.get(row.cells.get("type", ""))
+    created = row.cells.get(id_field or "")
+    if id_field and created:
+        key = (search_key(row.cells.get("partner", "")), f"{id_field}:{created}")
+        refused_ids.setdefault(key, row.number)
+
+
+def _refers_to_refused(
+    command: EventRow, refused_ids: dict[tuple[str, str], int]
+) -> RowProblem | None:
+    """A row referring to an id whose creating row was refused: one problem that says so,
+    rather than "no such commitment", which a fix of that other row makes untrue."""
+    if command.data.TYPE in _CREATED_ID or not refused_ids:
+        return None
+    for column, id_field in _REFERRING.items():
+        referred = getattr(command.data, column, None)
+        row = refused_ids.get((search_key(command.partner), f"{id_field}:{referred}"))
+        if referred is not None and row is not None:
+            return RowProblem(
+                command.number,
+                column,
+                f"refers to {referred}, made in row {row}, which has a problem of its own; "
+                "fixing that row fixes this one",
+            )
+    return None
 
 
 def _unknown_partner(row: Row, partners: _Partners, registered_here: set[str]) -> list[RowProblem]:
