@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
@@ -104,7 +105,15 @@ PROGRESS_MIN_ROWS = 300
 PREFERENCE_FIELDS: tuple[str, ...] = tuple(Preferences.model_fields)
 # The columns that fill a partner's ``contacts``: list cells for emails and phones; contact
 # people as a list of names with, position by position, a list of their roles.
-CONTACT_COLUMNS: tuple[str, ...] = ("email", "phone", "address", "contact_name", "contact_role")
+CONTACT_COLUMNS: tuple[str, ...] = (
+    "email",
+    "phone",
+    "address",
+    "contact_name",
+    "contact_role",
+    "contact_email",
+    "contact_phone",
+)
 PARTNER_COLUMNS: tuple[str, ...] = (
     "name",
     "kind",
@@ -152,6 +161,7 @@ _REFERENCE_COLUMN = {
 SUGGESTIONS = 2
 SUGGESTION_SCORE = 75
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+_FORMULA_CHARACTERS = ("=", "+", "-", "@")
 _NOT_A_DIGIT = re.compile(r"[^0-9.,\s]")  # a currency sign or code written into an amount
 _INSTANT = re.compile(INSTANT_PATTERN)
 
@@ -272,6 +282,8 @@ def parse_table(text: str, *, source: str = "the file") -> Table:
                 # Trimmed, but never of a control character (str.strip() takes U+001C-U+001F
                 # and U+0085 for spaces): the field's own check must see it and refuse it.
                 value = cell if control_problem(cell) is not None else cell.strip()
+                if value[:1] == "'" and value[1:2] in _FORMULA_CHARACTERS:
+                    value = value[1:]  # written so by an export, lest a spreadsheet compute it
                 if not value:
                     continue
                 name = header[index] if index < len(header) else ""
@@ -390,11 +402,15 @@ def _list_cell(text: str) -> list[str]:
     return [item.strip() for item in text.split(LIST_SEPARATOR) if item.strip()]
 
 
+_PERSON_DETAILS = (("contact_role", "role"), ("contact_email", "email"), ("contact_phone", "phone"))
+
+
 def contacts_payload(cells: Mapping[str, str]) -> dict[str, Any]:
     """The ``contacts`` object of a row's contact cells (see :data:`CONTACT_COLUMNS`).
 
-    ``contact_name`` lists people (``Ana Ruiz; Ben Lee``) and ``contact_role`` their roles in
-    the same order (``Director; Treasurer``); a blank role leaves that person's role unsaid.
+    ``contact_name`` lists people (``Ana Ruiz; Ben Lee``) and ``contact_role``,
+    ``contact_email`` and ``contact_phone`` their roles, emails and phones in the same order
+    (``Director; Treasurer``); a blank item leaves that person's detail unsaid.
     """
     payload: dict[str, Any] = {}
     if "email" in cells:
@@ -404,13 +420,14 @@ def contacts_payload(cells: Mapping[str, str]) -> dict[str, Any]:
     if "address" in cells:
         payload["address"] = cells["address"]
     names = _list_cell(cells.get("contact_name", ""))
-    roles = [role.strip() for role in cells.get("contact_role", "").split(LIST_SEPARATOR)]
     people: list[dict[str, Any]] = [{"name": name} for name in names]
-    for person, role in zip(people, roles, strict=False):
-        if role:
-            person["role"] = role
-    if len([r for r in roles if r]) > len(people):
-        people.append({"role": cells["contact_role"]})  # a role for nobody: name is missing
+    for column, detail in _PERSON_DETAILS:
+        items = [item.strip() for item in cells.get(column, "").split(LIST_SEPARATOR)]
+        for person, item in zip(people, items, strict=False):
+            if item:
+                person[detail] = item
+        if len([item for item in items if item]) > len(people) and detail == "role":
+            people.append({"role": cells[column]})  # a role for nobody: its name is missing
     if people:
         payload["people"] = people
     return payload
@@ -423,7 +440,8 @@ def contact_column(loc: tuple[int | str, ...]) -> str | None:
         return None
     part = str(loc[1]) if len(loc) > 1 else "emails"
     if part == "people":
-        return "contact_role" if loc[-1] == "role" else "contact_name"
+        detail = str(loc[-1])
+        return f"contact_{detail}" if detail in ("role", "email", "phone") else "contact_name"
     return {"emails": "email", "phones": "phone"}.get(part, part)
 
 
@@ -1186,6 +1204,94 @@ def import_events_command(
         f"{_rerun_note(plan)}Recorded {len(recorded)} events for {partners} partners"
         f"{registered} from {file.name}."
     )
+
+
+# Two example rows of each file, the events rows about the partners rows' first partner: a
+# new user can import both as they are, then replace them with their own.
+TEMPLATE_ROWS: dict[str, tuple[dict[str, str], ...]] = {
+    "partners": (
+        {
+            "name": "Eastside Tenants Union",
+            "kind": "organization",
+            "roles": "advisory_member; speaker",
+            "communities": "tenants; youth",
+            "region": "Eastside",
+            "channels": "email; in_person",
+            "language": "es",
+            "accessibility": "evening meetings; interpreter",
+            "gratitude": "public_acknowledgment",
+            "checkin_every_days": "30",
+            "email": "office@eastsidetenants.example.org",
+            "phone": "(559) 555-0142",
+            "address": "412 E Main St, Visalia, CA 93291",
+            "contact_name": "Rosa Delgado; Sam Ortiz",
+            "contact_role": "Organizer; Treasurer",
+            "occurred_at": "2025-09-15T09:00:00-07:00",
+        },
+        {
+            "name": "José Ramírez",
+            "kind": "individual",
+            "roles": "grant_reviewer",
+            "communities": "farmworkers",
+            "region": "South County",
+            "channels": "text; phone",
+            "language": "es",
+            "checkin_every_days": "60",
+            "phone": "+1 559 555 0188",
+            "occurred_at": "2026-01-05T10:00:00-08:00",
+        },
+    ),
+    "events": (
+        {
+            "partner": "Eastside Tenants Union",
+            "type": "meeting_held",
+            "occurred_at": "2026-01-20T18:00:00-08:00",
+            "kind": "listening_session",
+            "location": "theirs",
+            "summary": "Listening session on repairs; 22 residents",
+            "attendees": "Rosa Delgado; Sam Ortiz",
+        },
+        {
+            "partner": "Eastside Tenants Union",
+            "type": "commitment_made",
+            "occurred_at": "2026-01-20T18:30:00-08:00",
+            "commitment_id": "C-2026-001",
+            "owed_by": "us",
+            "description": "Pay a stipend for hosting the listening session",
+            "due_on": "2026-02-15",
+            "resource": "financial",
+            "amount": "500.00",
+            "currency": "USD",
+        },
+    ),
+}
+
+
+def template_csv(kind: str) -> str:
+    """A ``kind`` file's header (``partners`` or ``events``) and two example rows, as CSV
+    text (RFC 4180, with CRLF line ends as spreadsheets write them). Raises KeyError for
+    another kind."""
+    columns = (*PARTNER_COLUMNS, "occurred_at") if kind == "partners" else EVENT_COLUMNS
+    rows = TEMPLATE_ROWS[kind]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+class TemplateKind(StrEnum):
+    PARTNERS = "partners"
+    EVENTS = "events"
+
+
+@import_app.command("template")
+def import_template_command(
+    kind: Annotated[TemplateKind, typer.Argument(help="Which file: partners or events.")],
+) -> None:
+    """Print a file's header and two example rows (they import as they are; the events rows
+    are about the partners rows' first partner). Save it and open it in a spreadsheet."""
+    typer.echo(template_csv(kind.value), nl=False)
 
 
 def rerun_summary(plan: Plan) -> str:

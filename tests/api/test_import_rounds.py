@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from api.cli import app
 from api.importing import parse_table, partner_names, plan_events, save_plan
 from api.settings import Settings
 from domain.application import Partnerships
 from domain.values import ContactPerson, Contacts
-from tests.api.test_import import pledger, problem_lines, write
+from tests.api.test_import import pledger, problem_lines, runner, write
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "coordinator"
 if not FIXTURES.is_dir():  # a worktree sits one level deeper than a clone
@@ -327,3 +328,82 @@ def test_a_bad_email_or_phone_is_named_at_its_column(
         "+ ( ) - . and an extension, such as +1 559 555 0123 or (559) 555-0123 x 12",
         "row 2, column contact_name: is required",
     ]
+
+
+# ---- templates and the partners file out ---------------------------------------------------
+
+
+def test_the_templates_import_as_they_are_and_once(
+    settings: Settings, ledger: Partnerships, tmp_path: Path
+) -> None:
+    for kind in ("partners", "events"):
+        printed = runner.invoke(app, ["import", "template", kind])
+        assert printed.exit_code == 0, printed.output
+        lines = printed.stdout.splitlines()
+        assert len(lines) == 3  # a header and two example rows
+        path = tmp_path / f"{kind}.csv"
+        path.write_text(printed.stdout, encoding="utf-8")
+        imported = pledger(settings, "import", kind, str(path))
+        assert imported.exit_code == 0, imported.output
+        again = pledger(settings, "import", kind, str(path))
+        assert "2 rows already recorded, 0 new" in again.stdout
+
+    ids = {name: partner_id for partner_id, name in partner_names(ledger).items()}
+    union = ledger.get_partner(ids["Eastside Tenants Union"])
+    assert union.contacts.people == (
+        ContactPerson(name="Rosa Delgado", role="Organizer"),
+        ContactPerson(name="Sam Ortiz", role="Treasurer"),
+    )
+    assert union.version == 4  # registered, cadence, the meeting and the commitment
+
+
+def test_partners_exported_import_into_an_empty_ledger_as_the_same_partners(
+    settings: Settings, ledger: Partnerships, tmp_path: Path
+) -> None:
+    assert pledger(settings, "import", "partners", str(partners_fixed(tmp_path))).exit_code == 0
+    people = write(
+        tmp_path,
+        "people.csv",
+        "name,kind,contact_name,contact_role,contact_email,contact_phone,phone",
+        "=Formula Aid,organization,Ana Ruiz; Ben Lee,; Treasurer,ana@example.org,,+1 559 555 0100",
+    )
+    assert pledger(settings, "import", "partners", str(people)).exit_code == 0
+    out = tmp_path / "exported.csv"
+
+    exported = pledger(settings, "export", "partners", "--format", "csv", "-o", str(out))
+
+    assert exported.exit_code == 0, exported.output
+    assert out.read_bytes().startswith(b"\xef\xbb\xbfname,kind,")
+    assert "'=Formula Aid" in out.read_text(encoding="utf-8-sig")  # never a live formula
+    empty = Settings(db_path=tmp_path / "empty.db")
+    imported = pledger(empty, "import", "partners", str(out))
+    assert imported.exit_code == 0, imported.output
+    assert "Recorded 17 partners" in imported.stdout
+    from api.wiring import open_ledger
+
+    copy = open_ledger(empty)
+    try:
+        assert _partners(copy) == _partners(ledger)
+    finally:
+        copy.close()
+
+
+def _partners(ledger: Partnerships) -> list[tuple[object, ...]]:
+    """What a partner is, whichever ledger it is in (not its id or event count)."""
+    found = []
+    for partner_id in partner_names(ledger):
+        p = ledger.get_partner(partner_id)
+        found.append(
+            (
+                p.name,
+                p.kind,
+                p.roles,
+                p.communities,
+                p.region,
+                p.preferences,
+                p.contacts,
+                p.cadence_days,
+                p.registered_at,
+            )
+        )
+    return sorted(found, key=repr)
