@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from uuid import UUID
 
 import orjson
@@ -43,7 +43,6 @@ from rapidfuzz import fuzz, process
 from api.progress import progress_bar
 from api.recorders import ImportedRow
 from api.settings import Settings
-from api.wiring import cli_user, open_ledger
 from domain.application import Partnerships, Recorded
 from domain.chained import Stamp
 from domain.errors import (
@@ -83,6 +82,7 @@ __all__ = [
     "RowProblem",
     "Table",
     "check_columns",
+    "decode_table",
     "event_row",
     "import_app",
     "parse_occurred_at",
@@ -246,17 +246,23 @@ def read_table(path: Path) -> Table:
         raise ImportFileError(f"{path}: is a directory, not a CSV file") from None
     except OSError as error:
         raise ImportFileError(f"{path}: cannot be read ({error.strerror})") from None
+    return decode_table(raw, source=str(path))
+
+
+def decode_table(raw: bytes, *, source: str) -> Table:
+    """Read a file's bytes (an upload, or a file's) as a UTF-8 CSV table; ``source`` names it
+    in messages. Raises ImportFileError when it is not UTF-8 or is empty."""
     try:
         text = raw.decode("utf-8-sig")  # spreadsheets often start a UTF-8 file with a BOM
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         raise ImportFileError(
-            f"{path}: is not UTF-8 text (line {line} has the byte 0x{raw[error.start]:02x}); "
+            f"{source}: is not UTF-8 text (line {line} has the byte 0x{raw[error.start]:02x}); "
             "save it as 'CSV UTF-8'"
         ) from None
     if not text.strip():
-        raise ImportFileError(f"{path}: is empty; its first row must name the columns")
-    return parse_table(text, source=str(path))
+        raise ImportFileError(f"{source}: is empty; its first row must name the columns")
+    return parse_table(text, source=source)
 
 
 def parse_table(text: str, *, source: str = "the file") -> Table:
@@ -767,18 +773,25 @@ class Plan:
 
     ``rows`` holds each new row's fingerprint with the event it records, saved in the same
     transaction as the events; ``already_recorded`` counts the rows an earlier import of the
-    same content recorded, which this one leaves out; ``partners`` the partners it touches.
+    same content recorded, which this one leaves out; ``partners`` the partners it records
+    something for, as (id, name).
     """
 
     aggregates: list[Partner] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
     rows: list[ImportedRow] = field(default_factory=list)
     already_recorded: int = 0
-    partners: list[UUID] = field(default_factory=list)
+    partners: list[tuple[UUID, str]] = field(default_factory=list)
 
     @property
     def new_rows(self) -> int:
         return len(self.rows)
+
+
+DateOrder = Literal["mdy", "dmy"]
+"""How a file writes day-first or month-first dates (``3/15/2026``): ``mdy`` or ``dmy``; None
+when it does not say (issue 12 item 2 reads the date cells with it; taken here so that the UI's
+import page and the CLI pass the same choice through)."""
 
 
 def _no_progress(_n: int) -> None:
@@ -845,6 +858,7 @@ def plan_partners(
     now: datetime,
     allow_duplicate_names: bool = False,
     advance: Callable[[int], None] = _no_progress,
+    date_order: DateOrder | None = None,  # noqa: ARG001 - read by the date cells (see DateOrder)
 ) -> Plan:
     """Register a partner per row, with its cadence; every row checked, nothing saved.
 
@@ -897,7 +911,7 @@ def plan_partners(
         partners.add(partner, command.number)
         plan.rows.append(ImportedRow(fingerprint, str(partner.id), 1))
     plan.aggregates = partners.with_new_events()
-    plan.partners = list(partners.touched)
+    plan.partners = [(partner.id, partner.name) for partner in plan.aggregates]
     plan.problems = _in_sheet_order(plan.problems, table.columns)
     return plan
 
@@ -910,6 +924,7 @@ def plan_events(
     now: datetime,
     allow_duplicate_names: bool = False,
     advance: Callable[[int], None] = _no_progress,
+    date_order: DateOrder | None = None,  # noqa: ARG001 - read by the date cells (see DateOrder)
 ) -> Plan:
     """Apply each row in file order to its partner, in memory; every row checked, nothing saved.
 
@@ -964,7 +979,7 @@ def plan_events(
         if partner is not None and not problems:  # one row, one event: the partner's last
             plan.rows.append(ImportedRow(fingerprint, str(partner.id), partner.version))
     plan.aggregates = partners.with_new_events()
-    plan.partners = list(partners.touched)
+    plan.partners = [(partner.id, partner.name) for partner in plan.aggregates]
     plan.problems = _in_sheet_order(plan.problems, table.columns)
     return plan
 
@@ -1329,6 +1344,9 @@ def _import(
     except ImportFileError as unreadable:
         typer.echo(f"error: {unreadable}", err=True)
         raise typer.Exit(1) from None
+    # Here, not at the top: api.wiring needs api.service, which imports this module.
+    from api.wiring import cli_user, open_ledger
+
     now = datetime.now(UTC)  # one "now" for every row without occurred_at
     ledger = open_ledger(Settings.from_env(db=db))
     try:

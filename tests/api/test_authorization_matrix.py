@@ -130,6 +130,10 @@ PAGE_RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/tokens"): stewards,
     ("POST", "/tokens/{token_id}/revoke"): stewards,
     ("POST", "/tokens/{token_id}/feed"): stewards,
+    ("GET", "/import"): stewards,
+    ("POST", "/import"): stewards,
+    ("GET", "/import/template/{kind}.csv"): stewards,
+    ("GET", "/export/partners.csv"): readers,  # holds contacts: personal data, as the pages do
     ("GET", "/docs"): anyone,
     ("GET", "/redoc"): anyone,
 }
@@ -177,6 +181,7 @@ def _fill(template: str, world: World, target: Target) -> str:
         .replace("{fmt}", "csv")
         .replace("{secret}", world.ids["feed"])
         .replace("{token_id}", world.ids["token"])
+        .replace("{kind}", "partners")
     )
 
 
