@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -186,6 +187,40 @@ def _page(
 def _csrf(request: Request) -> str:
     make = request.scope.get("csrftoken")
     return str(make()) if callable(make) else ""
+
+
+CSRF_REFUSAL_TITLE = "This form could not be accepted"
+CSRF_REFUSAL = (
+    "The form did not carry this page's security token (it may have come from another "
+    "site, or the page was open too long). Nothing was recorded. Go back, reload the "
+    "page and try again."
+)
+# File uploads whose CSRF token the page itself checks (see is_checked_upload).
+UPLOAD_PATHS = frozenset({"/import"})
+
+
+def is_checked_upload(scope: Mapping[str, Any]) -> bool:
+    """A multipart POST to an upload page: its handler checks the CSRF token once the form
+    is parsed (:func:`_upload_csrf_refusal`), by the rule asgi-csrf applies to other forms."""
+    if scope.get("method") != "POST" or scope.get("path") not in UPLOAD_PATHS:
+        return False
+    headers = dict(scope.get("headers") or [])
+    return bytes(headers.get(b"content-type", b"")).startswith(b"multipart/form-data")
+
+
+def _upload_csrf_refusal(request: Request, form: FormData) -> HTMLResponse | None:
+    """The double-submit check (OWASP CSRF cheat sheet): the form's token must equal the one
+    in this browser's signed CSRF cookie (a visitor without a valid cookie is given a fresh
+    token, which no form can carry). A 403 page, or None when the form is genuine."""
+    sent = str(form.get("csrftoken") or "")
+    if sent and secrets.compare_digest(sent, _csrf(request)):
+        return None
+    return templates.TemplateResponse(
+        request,
+        "refused.html",
+        {"title": CSRF_REFUSAL_TITLE, "detail": CSRF_REFUSAL, "who": None},
+        status_code=403,
+    )
 
 
 def _see_other(url: str) -> RedirectResponse:
@@ -1183,7 +1218,16 @@ def import_page(request: Request, who: StewardDep) -> Response:
 @router.post("/import")
 async def import_upload(request: Request, services: ServicesDep, who: StewardDep) -> Response:
     """Check an uploaded file; record it only when every row is clean (SPEC §6)."""
-    form = await request.form()
+    async with request.form() as form:
+        return await _import_form(request, services, who, form)
+
+
+async def _import_form(
+    request: Request, services: Services, who: Principal, form: FormData
+) -> Response:
+    refused = _upload_csrf_refusal(request, form)
+    if refused is not None:
+        return refused
     kind: Literal["partners", "events"] = "events" if form.get("kind") == "events" else "partners"
     order_text = str(form.get("date_order") or "")
     date_order: DateOrder | None = "mdy" if order_text == "mdy" else None
