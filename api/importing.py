@@ -652,6 +652,7 @@ class _Partners:
     _missing: set[UUID] = field(default_factory=set)
     _registered_on: dict[str, int] = field(default_factory=dict)
     _names: dict[UUID, str] = field(default_factory=dict)
+    _by_key: dict[str, str] | None = None  # a name on record by its search key, for suggestions
 
     @property
     def ids_by_name(self) -> dict[str, set[UUID]]:
@@ -717,9 +718,11 @@ class _Partners:
         """``; did you mean 'José Ramírez'?`` from the names on record closest to
         ``reference``, or nothing when none is close. Compared by :func:`search_key` with
         rapidfuzz's normalized Indel similarity (``fuzz.ratio``, 0-100)."""
-        by_key: dict[str, str] = {}
-        for name in sorted(self._names.values()):
-            by_key.setdefault(search_key(name), name)
+        if self._by_key is None:  # built once, and again only after a name changed
+            self._by_key = {}
+            for name in sorted(self._names.values()):
+                self._by_key.setdefault(search_key(name), name)
+        by_key = self._by_key
         found = process.extract(
             search_key(reference),
             list(by_key),
@@ -751,12 +754,14 @@ class _Partners:
         if self._ids_by_name is not None:
             self._ids_by_name[search_key(partner.name)].add(partner.id)
             self._names[partner.id] = partner.name
+            self._by_key = None
 
     def renamed(self, partner: Partner, old_name: str) -> None:
         if self._ids_by_name is not None and partner.name != old_name:
             self._ids_by_name[search_key(old_name)].discard(partner.id)
             self._ids_by_name[search_key(partner.name)].add(partner.id)
             self._names[partner.id] = partner.name
+            self._by_key = None
 
     def with_new_events(self) -> list[Partner]:
         return [p for p in self.touched.values() if p.pending_events]
