@@ -22,7 +22,7 @@ import hashlib
 import io
 import re
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -818,6 +818,9 @@ def row_fingerprint(file_kind: str, partner: str, data: EventData, occurred_at: 
     return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+_Command = TypeVar("_Command", "PartnerRow", "EventRow")
+
+
 class _Fingerprints:
     """Each row's fingerprint, numbered among identical rows of the same file (two equal
     rows are two entries), and which of them an earlier import recorded."""
@@ -831,8 +834,25 @@ class _Fingerprints:
         occurrence = self._seen[content]
         self.of_row[row] = content if occurrence == 1 else f"{content}:{occurrence}"
 
-    def recorded(self, ledger: Partnerships) -> set[str]:
-        return ledger.recorder.imported_fingerprints(list(self.of_row.values()))  # type: ignore[attr-defined, no-any-return]
+    def unrecorded(
+        self,
+        ledger: Partnerships,
+        commands: Sequence[_Command],
+        plan: Plan,
+        advance: Callable[[int], None],
+    ) -> Iterator[tuple[_Command, str]]:
+        """Each command with its row's fingerprint, in file order, but those an earlier import
+        recorded, which ``plan.already_recorded`` counts instead."""
+        recorded: set[str] = ledger.recorder.imported_fingerprints(  # type: ignore[attr-defined]
+            list(self.of_row.values())
+        )
+        for command in commands:
+            advance(1)
+            fingerprint = self.of_row[command.number]
+            if fingerprint in recorded:
+                plan.already_recorded += 1
+                continue
+            yield command, fingerprint
 
 
 def _checked_header(
@@ -887,15 +907,9 @@ def plan_partners(
         if command.cadence is not None:
             content += row_fingerprint("partners", "", command.cadence, "")
         fingerprints.add(row.number, content)
-    recorded = fingerprints.recorded(ledger)
     partners = _Partners(ledger)
     column_of = {"every_days": "checkin_every_days"}
-    for command in commands:
-        advance(1)
-        fingerprint = fingerprints.of_row[command.number]
-        if fingerprint in recorded:
-            plan.already_recorded += 1
-            continue
+    for command, fingerprint in fingerprints.unrecorded(ledger, commands, plan, advance):
         name = command.registration.name
         duplicate = None if allow_duplicate_names else partners.duplicate_of(name)
         if duplicate is not None:
@@ -965,14 +979,8 @@ def plan_events(
             "events", command.partner, command.data, format_instant(command.occurred_at)
         )
         fingerprints.add(row.number, content)
-    recorded = fingerprints.recorded(ledger)
     coalitions: dict[UUID, bool] = {}
-    for command in commands:
-        advance(1)
-        fingerprint = fingerprints.of_row[command.number]
-        if fingerprint in recorded:
-            plan.already_recorded += 1
-            continue
+    for command, fingerprint in fingerprints.unrecorded(ledger, commands, plan, advance):
         follow_on = _refers_to_refused(command, refused_ids)
         if follow_on is not None:
             plan.problems.append(follow_on)

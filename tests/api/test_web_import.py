@@ -141,21 +141,27 @@ def test_the_partners_file_download_goes_back_in_as_it_came_out(api: Api) -> Non
     assert "Rosa Delgado; Sam Ortiz" in text
 
 
+def _profile_form(api: Api, partner: str) -> tuple[str, str]:
+    """The profile form's page and its idempotency key."""
+    form = api.client.get(f"/partners/{partner}/record/profile_updated").text
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', form)
+    assert key is not None
+    return form, key.group(1)
+
+
 def test_contacts_are_edited_in_the_profile_form_and_shown_on_the_partner_page(api: Api) -> None:
     partner = api.register(
         "Harbor Tenants Union", contacts={"emails": ["old@example.org"], "phones": ["555 0100"]}
     )
     csrf = _steward_session(api)
-    form = api.client.get(f"/partners/{partner}/record/profile_updated").text
+    form, key = _profile_form(api, partner)
     assert "old@example.org</textarea>" in form  # the form starts from what is on record
-    key = re.search(r'name="idempotency_key" value="([^"]+)"', form)
-    assert key is not None
 
     refused = api.client.post(
         f"/partners/{partner}/record/profile_updated",
         data={
             "csrftoken": csrf,
-            "idempotency_key": key.group(1),
+            "idempotency_key": key,
             "contacts.emails": "old@example.org\nnot-an-address",
             "contacts.people": "Ana Ruiz; Director; ana@example.org; (559) 555-0101",
         },
@@ -164,7 +170,7 @@ def test_contacts_are_edited_in_the_profile_form_and_shown_on_the_partner_page(a
         f"/partners/{partner}/record/profile_updated",
         data={
             "csrftoken": csrf,
-            "idempotency_key": key.group(1) + "-2",
+            "idempotency_key": key + "-2",
             "contacts.emails": "old@example.org\nnew@example.org",
             "contacts.phones": "555 0100",
             "contacts.people": "Ana Ruiz; Director; ana@example.org; (559) 555-0101\nBen Lee",
@@ -198,15 +204,13 @@ def test_contacts_are_edited_in_the_profile_form_and_shown_on_the_partner_page(a
 def test_a_profile_form_that_leaves_contacts_as_they_were_records_none(api: Api) -> None:
     partner = api.register("Harbor Tenants Union", contacts={"emails": ["a@example.org"]})
     csrf = _steward_session(api)
-    form = api.client.get(f"/partners/{partner}/record/profile_updated").text
-    key = re.search(r'name="idempotency_key" value="([^"]+)"', form)
-    assert key is not None
+    _form, key = _profile_form(api, partner)
 
     response = api.client.post(
         f"/partners/{partner}/record/profile_updated",
         data={
             "csrftoken": csrf,
-            "idempotency_key": key.group(1),
+            "idempotency_key": key,
             "region": "Harbor",
             "contacts.emails": "a@example.org",
         },
