@@ -114,6 +114,13 @@ def test_import_a_partners_file_then_its_history_in_two_rounds(ui: Ui, site: Sit
     assert ui.h1() == union
     assert ui.page.locator("#contact-emails").inner_text() == "office@example.org"
     assert "Rosa Delgado, Organizer" in ui.page.locator("#contact-people").inner_text()
+    # The profile form starts from the contacts on record; a contact person is a line.
+    ui.follow("Update profile")
+    people = ui.page.get_by_label("People", exact=False)
+    assert people.input_value() == "Rosa Delgado; Organizer"
+    people.fill("Rosa Delgado; Organizer\nSam Ortiz; Treasurer; sam@example.org")
+    ui.submit(ui.button("Record"))
+    assert "Sam Ortiz, Treasurer" in ui.page.locator("#contact-people").inner_text()
 
     # The same file again records nothing, and says so.
     ui.follow("Import")
