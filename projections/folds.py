@@ -31,6 +31,7 @@ __all__ = [
     "figures_of",
     "fold_partner",
     "health_of",
+    "no_contacts",
     "round_half_up",
 ]
 
@@ -192,8 +193,13 @@ _PROFILE_FIELDS = (
     "preferences",
     "contacts",
 )
-# A partner registered before contacts existed (or without any) has none.
-_NO_CONTACTS: dict[str, Any] = {"emails": [], "phones": [], "address": None, "people": []}
+
+
+def no_contacts() -> dict[str, Any]:
+    """The contacts of a partner registered before contacts existed, or without any."""
+    return {"emails": [], "phones": [], "address": None, "people": []}
+
+
 _WORLD_ORDER = operator.attrgetter("occurred_at", "version")  # (occurred_at, version), in C
 
 
@@ -237,7 +243,7 @@ def evolve_partner(snap: PartnerSnapshot, entry: Entry) -> None:
     data, kind = entry.data, entry.type
     if kind == "partner_registered":
         snap.profile = {name: data.get(name) for name in _PROFILE_FIELDS}
-        snap.profile["contacts"] = data.get("contacts") or _NO_CONTACTS
+        snap.profile["contacts"] = data.get("contacts") or no_contacts()
         snap.registered_at = entry.occurred_at
     elif kind == "profile_updated":
         snap.profile.update({k: v for k, v in data.items() if v is not None})
