@@ -407,3 +407,24 @@ def _partners(ledger: Partnerships) -> list[tuple[object, ...]]:
             )
         )
     return sorted(found, key=repr)
+
+
+def test_a_large_file_run_again_records_nothing(
+    settings: Settings, ledger: Partnerships, tmp_path: Path
+) -> None:
+    """Past 1,000 events PostgreSQL's save goes by COPY: the fingerprints still go with it."""
+    assert pledger(settings, "import", "partners", str(partners_fixed(tmp_path))).exit_code == 0
+    rows = [
+        f"Zoë Kowalczyk,contact_made,2026-01-{1 + n % 28:02}T12:00:00Z,email,outbound,note {n}"
+        for n in range(1001)
+    ]
+    path = write(tmp_path, "big.csv", "partner,type,occurred_at,channel,direction,summary", *rows)
+    first = pledger(settings, "import", "events", str(path))
+    assert first.exit_code == 0, first.output
+    after = ledger.last_position()
+
+    again = pledger(settings, "import", "events", str(path))
+
+    assert again.exit_code == 0, again.output
+    assert "1001 rows already recorded, 0 new" in again.stdout
+    assert ledger.last_position() == after
