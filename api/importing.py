@@ -39,6 +39,7 @@ from eventsourcing.utils import get_topic
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from rapidfuzz import fuzz, process
+from rapidfuzz.utils import default_process
 
 from api.progress import progress_bar
 from api.recorders import ImportedRow
@@ -717,7 +718,8 @@ class _Partners:
     def _did_you_mean(self, reference: str) -> str:
         """``; did you mean 'José Ramírez'?`` from the names on record closest to
         ``reference``, or nothing when none is close. Compared by :func:`search_key` with
-        rapidfuzz's normalized Indel similarity (``fuzz.ratio``, 0-100)."""
+        rapidfuzz's ``token_sort_ratio`` (normalized Indel similarity, 0-100, of the words in
+        sorted order, punctuation ignored), so "Siobhan O'Brien" finds "O'Brien, Siobhán"."""
         if self._by_key is None:  # built once, and again only after a name changed
             self._by_key = {}
             for name in sorted(self._names.values()):
@@ -726,7 +728,8 @@ class _Partners:
         found = process.extract(
             search_key(reference),
             list(by_key),
-            scorer=fuzz.ratio,
+            scorer=fuzz.token_sort_ratio,
+            processor=default_process,
             limit=SUGGESTIONS,
             score_cutoff=SUGGESTION_SCORE,
         )

@@ -163,7 +163,9 @@ def test_unknown_columns_bad_values_and_unknown_names_come_in_one_run(
         + problem_lines(result)[0].split("the columns are ")[1],
         "row 2, column partner: no partner named 'Jsoe Ramirez' is on record; "
         "did you mean 'José Ramírez'?",
-        'row 3, column partner: no partner named "Siobhan O\'Brien" is on record',
+        # A "Last, First" name is found from "First Last".
+        'row 3, column partner: no partner named "Siobhan O\'Brien" is on record; '
+        'did you mean "O\'Brien, Siobhán"?',
         "row 3, column channel: 'pigeon' is not allowed; use 'email', 'phone', 'text', "
         "'in_person', 'video', 'social_media' or 'letter'",
         "row 4, column direction: 'sideways' is not allowed; use 'outbound' or 'inbound'",
