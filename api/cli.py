@@ -19,8 +19,9 @@ import typer
 from eventsourcing.persistence import MapperDeserialisationError
 
 from api.auth import TokenBook, parse_lifetime
-from api.importing import import_app
+from api.importing import import_app, partner_names
 from api.params import parse_as_of, parse_day, parse_uuid
+from api.partners_file import partners_csv_lines
 from api.progress import progress_bar
 from api.recorders import StoredToken
 from api.settings import Settings
@@ -84,6 +85,35 @@ def export_events_command(
                 f"error: {error}; run `pledger verify` to list every damaged event", err=True
             )
             raise typer.Exit(1) from None
+
+
+@export_app.command("partners")
+def export_partners_command(
+    fmt: Annotated[
+        str, typer.Option("--format", help="Only csv: the partners file's shape.")
+    ] = "csv",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Write every partner as a row of the file `pledger import partners` reads (UTF-8 with
+    a BOM, as spreadsheets expect), so it goes back in as it came out."""
+    if fmt != "csv":
+        typer.echo(f"error: --format must be csv, not {fmt!r}", err=True)
+        raise typer.Exit(2)
+    ledger = open_ledger(_settings(db))
+    try:
+        total = len(partner_names(ledger))
+        with (
+            _whole_file_or_none(output) as out,
+            progress_bar("Exporting partners", total) as advance,
+        ):
+            out.write("\ufeff".encode())
+            for lines in partners_csv_lines(ledger, advance):
+                out.write(lines.encode())
+    finally:
+        ledger.close()
 
 
 @contextmanager

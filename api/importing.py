@@ -18,26 +18,31 @@ Only when no row has a problem does the command save every aggregate with one
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
+from enum import StrEnum
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 from uuid import UUID
 
+import orjson
 import typer
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
+from rapidfuzz import fuzz, process
+from rapidfuzz.utils import default_process
 
 from api.progress import progress_bar
-from api.wiring import cli_settings, cli_user, open_ledger
+from api.recorders import ImportedRow
 from domain.application import Partnerships, Recorded
 from domain.chained import Stamp
 from domain.dates import DateOrder, day_of, read_day, read_moment
@@ -48,6 +53,7 @@ from domain.errors import (
     PartnerNotFound,
     ValidationFailed,
 )
+from domain.hashing import format_instant
 from domain.partner import Partner, check_not_future
 from domain.serialization import DATA_MODELS, EVENT_CLASSES
 from domain.values import (
@@ -59,7 +65,7 @@ from domain.values import (
     Preferences,
     ProfileUpdated,
     control_problem,
-    name_key,
+    search_key,
     show_controls,
 )
 
@@ -77,6 +83,7 @@ __all__ = [
     "RowProblem",
     "Table",
     "check_columns",
+    "decode_table",
     "event_row",
     "import_app",
     "parse_occurred_at",
@@ -97,6 +104,17 @@ LIST_SEPARATOR = ";"
 PROGRESS_MIN_ROWS = 300
 
 PREFERENCE_FIELDS: tuple[str, ...] = tuple(Preferences.model_fields)
+# The columns that fill a partner's ``contacts``: list cells for emails and phones; contact
+# people as a list of names with, position by position, a list of their roles.
+CONTACT_COLUMNS: tuple[str, ...] = (
+    "email",
+    "phone",
+    "address",
+    "contact_name",
+    "contact_role",
+    "contact_email",
+    "contact_phone",
+)
 PARTNER_COLUMNS: tuple[str, ...] = (
     "name",
     "kind",
@@ -105,6 +123,7 @@ PARTNER_COLUMNS: tuple[str, ...] = (
     "region",
     *PREFERENCE_FIELDS,
     "checkin_every_days",
+    *CONTACT_COLUMNS,
 )
 _PARTNER_ALLOWED = (*PARTNER_COLUMNS, "occurred_at")
 _PARTNER_REQUIRED = ("name", "kind")
@@ -118,8 +137,9 @@ PARTNER_EVENT_TYPES: dict[str, type[EventData]] = {
 }
 _FIELD_COLUMNS = sorted(
     {name for model in PARTNER_EVENT_TYPES.values() for name in model.model_fields}
-    - {"preferences"}
+    - {"preferences", "contacts"}
     | set(PREFERENCE_FIELDS)
+    | set(CONTACT_COLUMNS)
 )
 EVENT_COLUMNS: tuple[str, ...] = ("partner", "type", "occurred_at", *_FIELD_COLUMNS)
 _EVENT_REQUIRED = ("partner", "type", "occurred_at")
@@ -138,7 +158,12 @@ _REFERENCE_COLUMN = {
     "trust_repaired": "breach_id",
     "entry_retracted": "version",
 }
+# "Did you mean ...?": at most this many names, each at least this similar (0-100).
+SUGGESTIONS = 2
+SUGGESTION_SCORE = 75
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+_FORMULA_CHARACTERS = ("=", "+", "-", "@")
+_NOT_A_DIGIT = re.compile(r"[^0-9.,\s]")  # a currency sign or code written into an amount
 
 
 # ---- problems ---------------------------------------------------------------------------
@@ -221,17 +246,23 @@ def read_table(path: Path) -> Table:
         raise ImportFileError(f"{path}: is a directory, not a CSV file") from None
     except OSError as error:
         raise ImportFileError(f"{path}: cannot be read ({error.strerror})") from None
+    return decode_table(raw, source=str(path))
+
+
+def decode_table(raw: bytes, *, source: str) -> Table:
+    """Read a file's bytes (an upload, or a file's) as a UTF-8 CSV table; ``source`` names it
+    in messages. Raises ImportFileError when it is not UTF-8 or is empty."""
     try:
         text = raw.decode("utf-8-sig")  # spreadsheets often start a UTF-8 file with a BOM
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         raise ImportFileError(
-            f"{path}: is not UTF-8 text (line {line} has the byte 0x{raw[error.start]:02x}); "
+            f"{source}: is not UTF-8 text (line {line} has the byte 0x{raw[error.start]:02x}); "
             "save it as 'CSV UTF-8'"
         ) from None
     if not text.strip():
-        raise ImportFileError(f"{path}: is empty; its first row must name the columns")
-    return parse_table(text, source=str(path))
+        raise ImportFileError(f"{source}: is empty; its first row must name the columns")
+    return parse_table(text, source=source)
 
 
 def parse_table(text: str, *, source: str = "the file") -> Table:
@@ -257,6 +288,8 @@ def parse_table(text: str, *, source: str = "the file") -> Table:
                 # Trimmed, but never of a control character (str.strip() takes U+001C-U+001F
                 # and U+0085 for spaces): the field's own check must see it and refuse it.
                 value = cell if control_problem(cell) is not None else cell.strip()
+                if value[:1] == "'" and value[1:2] in _FORMULA_CHARACTERS:
+                    value = value[1:]  # written so by an export, lest a spreadsheet compute it
                 if not value:
                     continue
                 name = header[index] if index < len(header) else ""
@@ -361,10 +394,14 @@ def validate_payload(
     payload: dict[str, Any] = {}
     preferences: dict[str, Any] = {}
     unread: dict[str, str] = {}  # date cells that could not be read, and why
+    contact_cells: dict[str, str] = {}
     nests = "preferences" in model.model_fields
     for name, text in fields.items():
         if nests and name in PREFERENCE_FIELDS:
             preferences[name] = _cell_value(Preferences, name, text)
+            continue
+        if nests and name in CONTACT_COLUMNS:
+            contact_cells[name] = text
             continue
         payload[name] = _cell_value(model, name, text)
         if _is_date(model, name):
@@ -374,12 +411,14 @@ def validate_payload(
                 unread[name] = str(refused)
     if preferences:
         payload["preferences"] = preferences
+    if contact_cells:
+        payload["contacts"] = contacts_payload(contact_cells)
     problems = [RowProblem(row, column_of.get(n, n), why) for n, why in unread.items()]
     try:
         built = model.model_validate(payload)
     except ValidationError as error:
         for detail in error.errors():
-            name = _field_of(detail["loc"], preferences)
+            name = contact_column(detail["loc"]) or _field_of(detail["loc"], preferences)
             if name not in unread:
                 column = column_of.get(name, name)
                 problems.append(RowProblem(row, column, _describe(detail, type_name)))
@@ -395,6 +434,53 @@ def _is_date(model: type[BaseModel], name: str) -> bool:
     return info is not None and _any_part(info.annotation, lambda part: part is date)
 
 
+def _list_cell(text: str) -> list[str]:
+    return [item.strip() for item in text.split(LIST_SEPARATOR) if item.strip()]
+
+
+_PERSON_DETAILS = (("contact_role", "role"), ("contact_email", "email"), ("contact_phone", "phone"))
+
+
+def contacts_payload(cells: Mapping[str, str]) -> dict[str, Any]:
+    """The ``contacts`` object of a row's contact cells (see :data:`CONTACT_COLUMNS`).
+
+    ``contact_name`` lists people (``Ana Ruiz; Ben Lee``) and ``contact_role``,
+    ``contact_email`` and ``contact_phone`` their roles, emails and phones in the same order
+    (``Director; Treasurer``); a blank item leaves that person's detail unsaid.
+    """
+    payload: dict[str, Any] = {}
+    if "email" in cells:
+        payload["emails"] = _list_cell(cells["email"])
+    if "phone" in cells:
+        payload["phones"] = _list_cell(cells["phone"])
+    if "address" in cells:
+        payload["address"] = cells["address"]
+    names = _list_cell(cells.get("contact_name", ""))
+    people: list[dict[str, Any]] = [{"name": name} for name in names]
+    for column, detail in _PERSON_DETAILS:
+        items = [item.strip() for item in cells.get(column, "").split(LIST_SEPARATOR)]
+        for person, item in zip(people, items, strict=False):
+            if item:
+                person[detail] = item
+        if len([item for item in items if item]) > len(people) and detail == "role":
+            people.append({"role": cells[column]})  # a role for nobody: its name is missing
+    if people:
+        payload["people"] = people
+    return payload
+
+
+def contact_column(loc: tuple[int | str, ...]) -> str | None:
+    """The column of a problem found in ``contacts`` (``("contacts", "emails", 0)`` ->
+    ``email``), or None when the problem is not about contacts."""
+    if not loc or loc[0] != "contacts":
+        return None
+    part = str(loc[1]) if len(loc) > 1 else "emails"
+    if part == "people":
+        detail = str(loc[-1])
+        return f"contact_{detail}" if detail in ("role", "email", "phone") else "contact_name"
+    return {"emails": "email", "phones": "phone"}.get(part, part)
+
+
 def _cell_value(model: type[BaseModel], name: str, text: str) -> Any:
     """A cell's text as the field wants it: a list split on ``;``, a whole number, or text.
 
@@ -405,7 +491,7 @@ def _cell_value(model: type[BaseModel], name: str, text: str) -> Any:
     if info is None:
         return text  # not a field of this type: validation names the column
     if _is_list(info.annotation):
-        return [item.strip() for item in text.split(LIST_SEPARATOR) if item.strip()]
+        return _list_cell(text)
     if info.annotation is int and _INTEGER.fullmatch(text):
         return int(text)  # integer fields are strict: a cell's text would not do
     return text
@@ -442,6 +528,8 @@ def _describe(detail: ErrorDetails, type_name: str | None) -> str:
     value = detail.get("input")
     if kind == "missing":
         return f"is required for {type_name}" if type_name else "is required"
+    if kind in ("email_format", "phone_format"):
+        return detail["msg"]  # already names the value and shows the way
     if kind == "extra_forbidden":
         return f"does not apply to {type_name}; leave it blank" if type_name else "is not a field"
     if kind == "enum":
@@ -449,7 +537,12 @@ def _describe(detail: ErrorDetails, type_name: str | None) -> str:
     if kind.startswith("date_"):
         return f"{value!r} is not a date; write a date like 2026-03-15"
     if kind.startswith("decimal_"):
-        return f"{value!r} is not a number; write amounts like 1250.00"
+        message = f"{value!r} is not a number; write amounts like 1250.00"
+        if isinstance(value, str) and _NOT_A_DIGIT.search(value):
+            message += ", the currency code (such as USD) in the currency column"
+        elif isinstance(value, str) and "," in value:
+            message += ", without a thousands separator"
+        return message
     if kind == "uuid_parsing":
         return f"{value!r} is not an id"
     if kind in ("int_type", "int_parsing"):
@@ -593,17 +686,22 @@ class _Partners:
     _ids_by_name: dict[str, set[UUID]] | None = None
     _missing: set[UUID] = field(default_factory=set)
     _registered_on: dict[str, int] = field(default_factory=dict)
+    _names: dict[UUID, str] = field(default_factory=dict)
+    _by_key: dict[str, str] | None = None  # a name on record by its search key, for suggestions
 
     @property
     def ids_by_name(self) -> dict[str, set[UUID]]:
-        """Partner ids by the :func:`name_key` of their current name (NFD + case folding: one
-        name however it was typed), read from the log on first use (only names need it)."""
+        """Partner ids by the :func:`search_key` of their current name (case, accents and
+        Unicode normal form ignored: "Jose Ramirez" is "José Ramírez"), read from the log on
+        first use (only names need it)."""
         if self._ids_by_name is None:
             names = partner_names(self.ledger)
             names.update({partner_id: p.name for partner_id, p in self.touched.items()})
             self._ids_by_name = defaultdict(set)
+            self._names = {}
             for partner_id, name in names.items():
-                self._ids_by_name[name_key(name)].add(partner_id)
+                self._ids_by_name[search_key(name)].add(partner_id)
+                self._names[partner_id] = name
         return self._ids_by_name
 
     def get(self, partner_id: UUID) -> Partner:
@@ -627,7 +725,8 @@ class _Partners:
         return True
 
     def resolve(self, reference: str) -> Partner:
-        """The partner a cell names: by id, or by a name that exactly one partner has."""
+        """The partner a cell names: by id, or by a name that exactly one partner has (case,
+        accents and Unicode normal form ignored); an unknown name gets the closest ones."""
         try:
             partner_id = UUID(reference)
         except ValueError:
@@ -637,9 +736,11 @@ class _Partners:
                 return self.get(partner_id)
             except PartnerNotFound as missing:
                 raise _UnresolvedPartner(missing.detail) from None
-        ids = self.ids_by_name.get(name_key(reference), set())
+        ids = self.ids_by_name.get(search_key(reference), set())
         if not ids:
-            raise _UnresolvedPartner(f"no partner named {reference!r} is on record")
+            raise _UnresolvedPartner(
+                f"no partner named {reference!r} is on record{self._did_you_mean(reference)}"
+            )
         if len(ids) > 1:
             listed = ", ".join(sorted(str(i) for i in ids))
             raise _UnresolvedPartner(
@@ -648,26 +749,56 @@ class _Partners:
         (partner_id,) = ids
         return self.get(partner_id)
 
+    def _did_you_mean(self, reference: str) -> str:
+        """``; did you mean 'José Ramírez'?`` from the names on record closest to
+        ``reference``, or nothing when none is close. Compared by :func:`search_key` with
+        rapidfuzz's ``token_sort_ratio`` (normalized Indel similarity, 0-100, of the words in
+        sorted order, punctuation ignored), so "Siobhan O'Brien" finds "O'Brien, Siobhán"."""
+        if self._by_key is None:  # built once, and again only after a name changed
+            self._by_key = {}
+            for name in sorted(self._names.values()):
+                self._by_key.setdefault(search_key(name), name)
+        by_key = self._by_key
+        found = process.extract(
+            search_key(reference),
+            list(by_key),
+            scorer=fuzz.token_sort_ratio,
+            processor=default_process,
+            limit=SUGGESTIONS,
+            score_cutoff=SUGGESTION_SCORE,
+        )
+        if not found:
+            return ""
+        names = " or ".join(repr(by_key[key]) for key, _score, _index in found)
+        return f"; did you mean {names}?"
+
     def duplicate_of(self, name: str) -> str | None:
-        """Why a new partner may not take ``name``, or None when no partner has it yet."""
-        ids = self.ids_by_name.get(name_key(name))
+        """Why a new partner may not take ``name`` (the same name as another, matched as
+        :meth:`resolve` matches), or None when no partner has it yet."""
+        key = search_key(name)
+        ids = self.ids_by_name.get(key)
         if not ids:
             return None
-        row = self._registered_on.get(name_key(name))
+        row = self._registered_on.get(key)
         if row is not None:
             return f"row {row} already registers a partner named {name!r}"
-        return f"a partner named {name!r} is already on record (id {min(str(i) for i in ids)})"
+        first = min(ids, key=str)
+        return f"a partner named {self._names[first]!r} is already on record (id {first})"
 
     def add(self, partner: Partner, row: int) -> None:
         self.touched[partner.id] = partner
-        self._registered_on.setdefault(name_key(partner.name), row)
+        self._registered_on.setdefault(search_key(partner.name), row)
         if self._ids_by_name is not None:
-            self._ids_by_name[name_key(partner.name)].add(partner.id)
+            self._ids_by_name[search_key(partner.name)].add(partner.id)
+            self._names[partner.id] = partner.name
+            self._by_key = None
 
     def renamed(self, partner: Partner, old_name: str) -> None:
         if self._ids_by_name is not None and partner.name != old_name:
-            self._ids_by_name[name_key(old_name)].discard(partner.id)
-            self._ids_by_name[name_key(partner.name)].add(partner.id)
+            self._ids_by_name[search_key(old_name)].discard(partner.id)
+            self._ids_by_name[search_key(partner.name)].add(partner.id)
+            self._names[partner.id] = partner.name
+            self._by_key = None
 
     def with_new_events(self) -> list[Partner]:
         return [p for p in self.touched.values() if p.pending_events]
@@ -680,10 +811,23 @@ _DUPLICATE_HINT = "give another name, or pass --allow-duplicate-names"
 
 @dataclass
 class Plan:
-    """What an import would record (aggregates holding new events), or why it cannot."""
+    """What an import would record (aggregates holding new events), or why it cannot.
+
+    ``rows`` holds each new row's fingerprint with the event it records, saved in the same
+    transaction as the events; ``already_recorded`` counts the rows an earlier import of the
+    same content recorded, which this one leaves out; ``partners`` the partners it records
+    something for, as (id, name).
+    """
 
     aggregates: list[Partner] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
+    rows: list[ImportedRow] = field(default_factory=list)
+    already_recorded: int = 0
+    partners: list[tuple[UUID, str]] = field(default_factory=list)
+
+    @property
+    def new_rows(self) -> int:
+        return len(self.rows)
 
     def history_before_registration(self) -> list[tuple[str, int, datetime]]:
         """The partners this plan records history for that happened before their
@@ -709,6 +853,78 @@ def _no_progress(_n: int) -> None:
     return None
 
 
+def row_fingerprint(file_kind: str, partner: str, data: EventData, occurred_at: str) -> str:
+    """The SHA-256 (hex) of what a row says: the file kind, the partner it names (by
+    :func:`search_key` of the cell: "Jose Ramirez" and "JOSÉ RAMÍREZ" are one), the payload as
+    validated (so spacing or a date's spelling do not matter) and when it happened ("" when
+    the cell was blank and the import's own time stood in)."""
+    document = {
+        "file": file_kind,
+        "partner": search_key(partner),
+        "type": data.TYPE,
+        "data": data.model_dump(mode="json"),
+        "occurred_at": occurred_at,
+    }
+    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+_Command = TypeVar("_Command", "PartnerRow", "EventRow")
+
+
+class _Fingerprints:
+    """Each row's fingerprint, numbered among identical rows of the same file (two equal
+    rows are two entries), and which of them an earlier import recorded."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = defaultdict(int)
+        self.of_row: dict[int, str] = {}
+
+    def add(self, row: int, content: str) -> None:
+        self._seen[content] += 1
+        occurrence = self._seen[content]
+        self.of_row[row] = content if occurrence == 1 else f"{content}:{occurrence}"
+
+    def unrecorded(
+        self,
+        ledger: Partnerships,
+        commands: Sequence[_Command],
+        plan: Plan,
+        advance: Callable[[int], None],
+    ) -> Iterator[tuple[_Command, str]]:
+        """Each command with its row's fingerprint, in file order, but those an earlier import
+        recorded, which ``plan.already_recorded`` counts instead."""
+        recorded: set[str] = ledger.recorder.imported_fingerprints(  # type: ignore[attr-defined]
+            list(self.of_row.values())
+        )
+        for command in commands:
+            advance(1)
+            fingerprint = self.of_row[command.number]
+            if fingerprint in recorded:
+                plan.already_recorded += 1
+                continue
+            yield command, fingerprint
+
+
+def _checked_header(
+    plan: Plan, table: Table, allowed: Sequence[str], required: Sequence[str], kind: str
+) -> Table | None:
+    """The table with only the columns ``allowed`` (an unknown column is a problem, and its
+    cells are left out so the rows are still checked), or None when a required one is
+    missing (every row would only repeat it)."""
+    header = check_columns(table.columns, allowed, required, kind)
+    plan.problems = [*header, *table.problems]
+    if any(name in required and name not in table.columns for name in required):
+        return None
+    unknown = set(table.columns) - set(allowed)
+    if not unknown:
+        return table
+    rows = tuple(
+        Row(row.number, {k: v for k, v in row.cells.items() if k not in unknown})
+        for row in table.rows
+    )
+    return Table(columns=table.columns, rows=rows, problems=table.problems)
+
+
 def plan_partners(
     ledger: Partnerships,
     table: Table,
@@ -722,26 +938,36 @@ def plan_partners(
 ) -> Plan:
     """Register a partner per row, with its cadence; every row checked, nothing saved.
     Dates are read in ``zone`` (the ledger's time zone), day-first or month-first ones in
-    ``date_order`` only (see :class:`FileDates`)."""
+    ``date_order`` only (see :class:`FileDates`). Rows an earlier import recorded (same
+    fingerprint) are counted, not registered again."""
     dates = FileDates(zone, date_order)
     plan = Plan()
-    header = check_columns(table.columns, _PARTNER_ALLOWED, _PARTNER_REQUIRED, "a partners")
-    plan.problems = [*header, *table.problems]
-    if header:
-        return plan  # with the columns wrong, every row would only repeat it
-    partners = _Partners(ledger)
-    column_of = {"every_days": "checkin_every_days"}
-    for row in table.rows:
-        advance(1)
+    checked = _checked_header(plan, table, _PARTNER_ALLOWED, _PARTNER_REQUIRED, "a partners")
+    if checked is None:
+        return plan
+    commands: list[PartnerRow] = []
+    fingerprints = _Fingerprints()
+    for row in checked.rows:
         try:
             command = partner_row(row, now, dates)
         except InvalidRow as invalid:
             plan.problems.extend(invalid.problems)
             continue
+        commands.append(command)
+        when = "" if "occurred_at" not in row.cells else format_instant(command.occurred_at)
+        content = row_fingerprint("partners", command.registration.name, command.registration, when)
+        if command.cadence is not None:
+            content += row_fingerprint("partners", "", command.cadence, "")
+        fingerprints.add(row.number, content)
+    partners = _Partners(ledger)
+    column_of = {"every_days": "checkin_every_days"}
+    for command, fingerprint in fingerprints.unrecorded(ledger, commands, plan, advance):
         name = command.registration.name
         duplicate = None if allow_duplicate_names else partners.duplicate_of(name)
         if duplicate is not None:
-            plan.problems.append(RowProblem(row.number, "name", f"{duplicate}; {_DUPLICATE_HINT}"))
+            plan.problems.append(
+                RowProblem(command.number, "name", f"{duplicate}; {_DUPLICATE_HINT}")
+            )
             continue
         stamp = Stamp(command.occurred_at, recorded_by)
         try:
@@ -749,10 +975,14 @@ def plan_partners(
             if command.cadence is not None:
                 partner.execute(command.cadence, stamp)
         except LedgerError as refused:
-            plan.problems.extend(_refusal(refused, row.number, _PARTNER_ALLOWED, column_of, None))
+            plan.problems.extend(
+                _refusal(refused, command.number, _PARTNER_ALLOWED, column_of, None)
+            )
             continue
-        partners.add(partner, row.number)
+        partners.add(partner, command.number)
+        plan.rows.append(ImportedRow(fingerprint, str(partner.id), 1))
     plan.aggregates = partners.with_new_events()
+    plan.partners = [(partner.id, partner.name) for partner in plan.aggregates]
     plan.problems = _in_sheet_order(plan.problems, table.columns)
     return plan
 
@@ -769,28 +999,111 @@ def plan_events(
     zone: tzinfo = UTC,
 ) -> Plan:
     """Apply each row in file order to its partner, in memory; every row checked, nothing saved.
-    Dates are read as :func:`plan_partners` says."""
+    Dates are read as :func:`plan_partners` says.
+
+    Every problem of the file is found in one pass: unknown columns, bad cells and unknown
+    partner names (with the closest names on record). Rows an earlier import recorded (same
+    fingerprint) are counted, not applied again.
+    """
     dates = FileDates(zone, date_order)
     plan = Plan()
-    header = check_columns(table.columns, EVENT_COLUMNS, _EVENT_REQUIRED, "an events")
-    plan.problems = [*header, *table.problems]
-    if header:
+    checked = _checked_header(plan, table, EVENT_COLUMNS, _EVENT_REQUIRED, "an events")
+    if checked is None:
         return plan
     partners = _Partners(ledger)
-    coalitions: dict[UUID, bool] = {}
-    for row in table.rows:
-        advance(1)
+    # Names the file itself registers: a later row naming one is not "unknown" even when
+    # its registration row has a problem of its own.
+    registered_here = {
+        search_key(row.cells.get("partner", ""))
+        for row in checked.rows
+        if row.cells.get("type") == PartnerRegistered.TYPE
+    }
+    commands: list[EventRow] = []
+    fingerprints = _Fingerprints()
+    refused_ids: dict[tuple[str, str], int] = {}
+    for row in checked.rows:
         try:
             command = event_row(row, now, dates)
         except InvalidRow as invalid:
             plan.problems.extend(invalid.problems)
+            plan.problems.extend(_unknown_partner(row, partners, registered_here))
+            _note_refused_ids(row, refused_ids)
             continue
-        plan.problems.extend(
-            _apply_event(command, partners, coalitions, recorded_by, allow_duplicate_names)
+        commands.append(command)
+        content = row_fingerprint(
+            "events", command.partner, command.data, format_instant(command.occurred_at)
         )
+        fingerprints.add(row.number, content)
+    coalitions: dict[UUID, bool] = {}
+    for command, fingerprint in fingerprints.unrecorded(ledger, commands, plan, advance):
+        follow_on = _refers_to_refused(command, refused_ids)
+        if follow_on is not None:
+            plan.problems.append(follow_on)
+            continue
+        problems, partner = _apply_event(
+            command, partners, coalitions, recorded_by, allow_duplicate_names, registered_here
+        )
+        plan.problems.extend(problems)
+        if partner is not None and not problems:  # one row, one event: the partner's last
+            plan.rows.append(ImportedRow(fingerprint, str(partner.id), partner.version))
     plan.aggregates = partners.with_new_events()
+    plan.partners = [(partner.id, partner.name) for partner in plan.aggregates]
     plan.problems = _in_sheet_order(plan.problems, table.columns)
     return plan
+
+
+# The id a row creates (commitment_made's commitment_id...), and the fields that refer to one.
+_CREATED_ID = {
+    "commitment_made": "commitment_id",
+    "trust_breach_recorded": "breach_id",
+    "feedback_received": "feedback_id",
+}
+_REFERRING = {"commitment_id": "commitment_id", "for_commitment_id": "commitment_id"}
+_REFERRING |= {"breach_id": "breach_id", "feedback_id": "feedback_id"}
+
+
+def _note_refused_ids(row: Row, refused_ids: dict[tuple[str, str], int]) -> None:
+    """Remember the id a refused row would have created, by partner (see
+    :func:`_refers_to_refused`)."""
+    id_field = _CREATED_ID.get(row.cells.get("type", ""))
+    created = row.cells.get(id_field or "")
+    if id_field and created:
+        key = (search_key(row.cells.get("partner", "")), f"{id_field}:{created}")
+        refused_ids.setdefault(key, row.number)
+
+
+def _refers_to_refused(
+    command: EventRow, refused_ids: dict[tuple[str, str], int]
+) -> RowProblem | None:
+    """A row referring to an id whose creating row was refused: one problem that says so,
+    rather than "no such commitment", which a fix of that other row makes untrue."""
+    if command.data.TYPE in _CREATED_ID or not refused_ids:
+        return None
+    for column, id_field in _REFERRING.items():
+        referred = getattr(command.data, column, None)
+        row = refused_ids.get((search_key(command.partner), f"{id_field}:{referred}"))
+        if referred is not None and row is not None:
+            return RowProblem(
+                command.number,
+                column,
+                f"refers to {referred}, made in row {row}, which has a problem of its own; "
+                "fixing that row fixes this one",
+            )
+    return None
+
+
+def _unknown_partner(row: Row, partners: _Partners, registered_here: set[str]) -> list[RowProblem]:
+    """A row with other problems is still told when its partner is unknown (same pass)."""
+    reference = row.cells.get("partner")
+    if reference is None or row.cells.get("type") == PartnerRegistered.TYPE:
+        return []
+    try:
+        partners.resolve(reference)
+    except _UnresolvedPartner as unresolved:
+        if search_key(reference) in registered_here:
+            return []
+        return [RowProblem(row.number, "partner", str(unresolved))]
+    return []
 
 
 def _in_sheet_order(problems: list[RowProblem], columns: Sequence[str]) -> list[RowProblem]:
@@ -805,8 +1118,10 @@ def _apply_event(
     coalitions: dict[UUID, bool],
     recorded_by: str,
     allow_duplicate_names: bool,
-) -> list[RowProblem]:
-    """Run one row's command on its partner in memory; the problems, or [] once it applied."""
+    registered_here: set[str],
+) -> tuple[list[RowProblem], Partner | None]:
+    """Run one row's command on its partner in memory: the problems ([] once it applied)
+    and the partner it applied to."""
     check = _RowCheck(command.number)
     data = command.data
     # References beyond the partner's own stream, checked against the ledger (the application
@@ -826,14 +1141,18 @@ def _apply_event(
         try:
             partner = partners.resolve(command.partner)
         except _UnresolvedPartner as unresolved:
-            check.add("partner", str(unresolved))
+            if search_key(command.partner) not in registered_here:
+                check.add("partner", str(unresolved))
+            elif not check.problems:
+                return [], None  # its registration row was refused: that is the problem
     if check.problems:
-        return check.problems
+        return check.problems, None
     stamp = Stamp(command.occurred_at, recorded_by)
     try:
         if partner is None:
             assert isinstance(data, PartnerRegistered)
-            partners.add(Partner.register(data, stamp), command.number)
+            partner = Partner.register(data, stamp)
+            partners.add(partner, command.number)
         else:
             old_name = partner.name
             partner.execute(_keep_other_preferences(data, partner), stamp)
@@ -841,21 +1160,27 @@ def _apply_event(
     except LedgerError as refused:
         column_of = {"name": "partner"} if partner is None else {}
         fallback = _REFERENCE_COLUMN.get(data.TYPE, "type")
-        return _refusal(refused, command.number, EVENT_COLUMNS, column_of, fallback)
-    return []
+        return _refusal(refused, command.number, EVENT_COLUMNS, column_of, fallback), None
+    return [], partner
 
 
 def _keep_other_preferences(data: EventData, partner: Partner) -> EventData:
-    """A profile_updated row's preferences, with the cells left blank kept as they were.
+    """A profile_updated row's preferences and contacts, with the cells left blank kept as
+    they were.
 
     A blank cell means "does not apply" in an events file, so a row that only fills
-    ``language`` must not clear the partner's channels, accessibility and gratitude.
+    ``language`` must not clear the partner's channels, accessibility and gratitude, and one
+    that only gives a ``phone`` must not clear its emails.
     """
-    if not isinstance(data, ProfileUpdated) or data.preferences is None:
+    if not isinstance(data, ProfileUpdated):
         return data
-    given = {name: getattr(data.preferences, name) for name in data.preferences.model_fields_set}
-    merged = partner.preferences.model_copy(update=given)
-    return data.model_copy(update={"preferences": merged})
+    update: dict[str, Any] = {}
+    for name, current in (("preferences", partner.preferences), ("contacts", partner.contacts)):
+        given_model = getattr(data, name)
+        if given_model is not None:
+            given = {field: getattr(given_model, field) for field in given_model.model_fields_set}
+            update[name] = current.model_copy(update=given)
+    return data.model_copy(update=update) if update else data
 
 
 def _coalition_exists(ledger: Partnerships, coalition_id: UUID, known: dict[UUID, bool]) -> bool:
@@ -928,8 +1253,10 @@ def import_partners_command(
         typer.Argument(
             metavar="FILE.csv",
             help="Columns: name, kind, roles, communities, region, channels, language, "
-            "accessibility, gratitude, checkin_every_days (and optionally occurred_at). "
-            "List cells are separated by ';'.",
+            "accessibility, gratitude, checkin_every_days, email, phone, address, "
+            "contact_name, contact_role (and optionally occurred_at, the day the "
+            "relationship began). List cells are separated by ';'. "
+            "`pledger import template partners` prints an example.",
             show_default=False,
         ),
     ],
@@ -938,9 +1265,12 @@ def import_partners_command(
     db: DbOption = None,
 ) -> None:
     """Register one partner per row, with its agreed check-in cadence when given."""
-    recorded, _ = _import(file, db, plan_partners, allow_duplicate_names, date_order)
+    plan, recorded, _ = _import(file, db, plan_partners, allow_duplicate_names, date_order)
     partners = len({r.stream_id for r in recorded})
-    typer.echo(f"Recorded {partners} partners ({len(recorded)} events) from {file.name}.")
+    typer.echo(
+        f"{_rerun_note(plan)}Recorded {partners} partners ({len(recorded)} events) "
+        f"from {file.name}."
+    )
 
 
 @import_app.command("events")
@@ -950,7 +1280,8 @@ def import_events_command(
         typer.Argument(
             metavar="FILE.csv",
             help="Columns: partner (id or unique name), type, occurred_at, then one per field "
-            "name, blank where it does not apply. List cells are separated by ';'.",
+            "name, blank where it does not apply. List cells are separated by ';'. "
+            "`pledger import template events` prints an example.",
             show_default=False,
         ),
     ],
@@ -959,13 +1290,16 @@ def import_events_command(
     db: DbOption = None,
 ) -> None:
     """Append one event per row to its partner's history, in file order."""
-    recorded, earlier = _import(file, db, plan_events, allow_duplicate_names, date_order)
+    plan, recorded, earlier = _import(file, db, plan_events, allow_duplicate_names, date_order)
     partners = len({r.stream_id for r in recorded})
     new = sum(r.type == PartnerRegistered.TYPE for r in recorded)
     registered = f" ({new} of them new)" if new else ""
     typer.echo(
-        f"Recorded {len(recorded)} events for {partners} partners{registered} from {file.name}."
+        f"{_rerun_note(plan)}Recorded {len(recorded)} events for {partners} partners"
+        f"{registered} from {file.name}."
     )
+    from api.wiring import cli_settings  # here: api.wiring needs this module (see _import)
+
     _say_history_before_registration(earlier, cli_settings(db).zone)
 
 
@@ -989,21 +1323,138 @@ def _say_history_before_registration(
         typer.echo(f"  and {more} more partner{'s' * (more != 1)}")
 
 
+# Two example rows of each file, the events rows about the partners rows' first partner: a
+# new user can import both as they are, then replace them with their own.
+TEMPLATE_ROWS: dict[str, tuple[dict[str, str], ...]] = {
+    "partners": (
+        {
+            "name": "Eastside Tenants Union",
+            "kind": "organization",
+            "roles": "advisory_member; speaker",
+            "communities": "tenants; youth",
+            "region": "Eastside",
+            "channels": "email; in_person",
+            "language": "es",
+            "accessibility": "evening meetings; interpreter",
+            "gratitude": "public_acknowledgment",
+            "checkin_every_days": "30",
+            "email": "office@eastsidetenants.example.org",
+            "phone": "(559) 555-0142",
+            "address": "412 E Main St, Visalia, CA 93291",
+            "contact_name": "Rosa Delgado; Sam Ortiz",
+            "contact_role": "Organizer; Treasurer",
+            "occurred_at": "2025-09-15",
+        },
+        {
+            "name": "José Ramírez",
+            "kind": "individual",
+            "roles": "grant_reviewer",
+            "communities": "farmworkers",
+            "region": "South County",
+            "channels": "text; phone",
+            "language": "es",
+            "checkin_every_days": "60",
+            "phone": "+1 559 555 0188",
+            "occurred_at": "2026-01-05",
+        },
+    ),
+    "events": (
+        {
+            "partner": "Eastside Tenants Union",
+            "type": "meeting_held",
+            "occurred_at": "2026-01-20 18:00",
+            "kind": "listening_session",
+            "location": "theirs",
+            "summary": "Listening session on repairs; 22 residents",
+            "attendees": "Rosa Delgado; Sam Ortiz",
+        },
+        {
+            "partner": "Eastside Tenants Union",
+            "type": "commitment_made",
+            "occurred_at": "2026-01-20 18:30",
+            "commitment_id": "C-2026-001",
+            "owed_by": "us",
+            "description": "Pay a stipend for hosting the listening session",
+            "due_on": "2026-02-15",
+            "resource": "financial",
+            "amount": "500.00",
+            "currency": "USD",
+        },
+    ),
+}
+
+
+def template_csv(kind: str) -> str:
+    """A ``kind`` file's header (``partners`` or ``events``) and two example rows, as CSV
+    text (RFC 4180, with CRLF line ends as spreadsheets write them). Raises KeyError for
+    another kind."""
+    columns = (*PARTNER_COLUMNS, "occurred_at") if kind == "partners" else EVENT_COLUMNS
+    rows = TEMPLATE_ROWS[kind]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+class TemplateKind(StrEnum):
+    PARTNERS = "partners"
+    EVENTS = "events"
+
+
+@import_app.command("template")
+def import_template_command(
+    kind: Annotated[TemplateKind, typer.Argument(help="Which file: partners or events.")],
+) -> None:
+    """Print a file's header and two example rows (they import as they are; the events rows
+    are about the partners rows' first partner). Save it and open it in a spreadsheet."""
+    typer.echo(template_csv(kind.value), nl=False)
+
+
+def rerun_summary(plan: Plan) -> str:
+    """``47 rows already recorded, 3 new`` (issue 12), or "" when no row was recorded before."""
+    if not plan.already_recorded:
+        return ""
+    already = plan.already_recorded
+    return f"{already} row{'s' * (already != 1)} already recorded, {plan.new_rows} new"
+
+
+def _rerun_note(plan: Plan) -> str:
+    summary = rerun_summary(plan)
+    return f"{summary}. " if summary else ""
+
+
+def save_plan(ledger: Partnerships, plan: Plan) -> list[Recorded]:
+    """Record a clean plan's events and each row's fingerprint in one transaction (the
+    library's save, with the fingerprints for the recorder); [] when every row was recorded
+    before. Raises IntegrityError when another writer changed one of the partners (or
+    recorded one of the rows) meanwhile, Busy when PostgreSQL's log stayed locked."""
+    if plan.problems:
+        msg = "a plan with problems is never saved"
+        raise ValueError(msg)
+    if not plan.aggregates:
+        return []
+    return ledger.save_batch(plan.aggregates, import_rows=plan.rows)
+
+
 def _import(
     file: Path,
     db: str | None,
     planner: Callable[..., Plan],
     allow_duplicate_names: bool,
     date_order: DateOrder | None,
-) -> tuple[list[Recorded], list[tuple[str, int, datetime]]]:
+) -> tuple[Plan, list[Recorded], list[tuple[str, int, datetime]]]:
     """Read, check every row, save all in one transaction; or exit 1 having saved nothing.
-    Returns what was recorded, and the history it holds from before a partner's registration
-    (:meth:`Plan.history_before_registration`)."""
+    Returns the plan, what was recorded, and the history it holds from before a partner's
+    registration (:meth:`Plan.history_before_registration`)."""
     try:
         table = read_table(file)
     except ImportFileError as unreadable:
         typer.echo(f"error: {unreadable}", err=True)
         raise typer.Exit(1) from None
+    # Here, not at the top: api.wiring needs api.service, which imports this module.
+    from api.wiring import cli_settings, cli_user, open_ledger
+
     now = datetime.now(UTC)  # one "now" for every row without occurred_at
     settings = cli_settings(db)
     ledger = open_ledger(settings)
@@ -1025,7 +1476,7 @@ def _import(
         earlier = plan.history_before_registration()  # saving empties the pending events
         with _progress("Recording events", len(table.rows), events) as advance:
             try:
-                recorded = ledger.save_batch(plan.aggregates)
+                recorded = save_plan(ledger, plan)
             except IntegrityError:
                 typer.echo(
                     "error: another writer changed these partners while the file was being "
@@ -1037,7 +1488,7 @@ def _import(
                 typer.echo(f"error: {busy.detail}", err=True)
                 raise typer.Exit(1) from None
             advance(len(recorded))
-            return recorded, earlier
+            return plan, recorded, earlier
     finally:
         ledger.close()
 

@@ -10,6 +10,9 @@ Two small tables live in the event log's own database, outside the log:
     api_sessions   web sign-in sessions (the cookie names one; signing out ends it here)
     api_token_terms a token's partner (for a partner token), expiry, revocation, last use
                    and calendar feed (its secret's SHA-256), beside ``api_tokens``
+    import_rows    one row per imported CSV row: its fingerprint (content and partner) and
+                   the event it recorded, inserted in the same transaction as that event, so a
+                   file run again (even after a crash past its commit) records nothing twice
 
 They extend eventsourcing's SQLite and PostgreSQL application recorders through the
 library's APPLICATION_RECORDER_TOPIC setting; the log's own tables are untouched.
@@ -39,6 +42,7 @@ from projections.pgschema import SchemaOnce
 __all__ = [
     "POSTGRES_TOPIC",
     "SQLITE_TOPIC",
+    "ImportedRow",
     "LedgerPostgresRecorder",
     "LedgerSQLiteRecorder",
     "RequestMark",
@@ -85,7 +89,13 @@ _TABLES = [
         token_hash TEXT NOT NULL,
         created_at TEXT NOT NULL,
         ended_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS {p}import_rows (
+        fingerprint TEXT PRIMARY KEY,
+        stream_id TEXT NOT NULL,
+        version INTEGER NOT NULL)""",
 ]
+# How many fingerprints one look-up asks about (well under SQLite's 32,766 parameters).
+FINGERPRINTS_PER_QUERY = 500
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,15 @@ class RequestMark:
     route: str
     stream_id: str | None = None
     version: int | None = None
+
+
+@dataclass(frozen=True)
+class ImportedRow:
+    """Saved with an import's events: a row's fingerprint and the first event it recorded."""
+
+    fingerprint: str
+    stream_id: str
+    version: int
 
 
 @dataclass(frozen=True)
@@ -161,6 +180,31 @@ class _ApiTables:
                 for mark in marks
             ],
         )
+
+    def _note_rows(self, c: Any, rows: Sequence[ImportedRow] | None) -> None:
+        if rows:
+            c.executemany(
+                self._q(
+                    "INSERT INTO {p}import_rows (fingerprint, stream_id, version) VALUES (?, ?, ?)"
+                ),
+                [(row.fingerprint, row.stream_id, row.version) for row in rows],
+            )
+
+    def imported_fingerprints(self, fingerprints: Sequence[str]) -> set[str]:
+        """Which of ``fingerprints`` an earlier import recorded (see ``import_rows``)."""
+        found: set[str] = set()
+        for start in range(0, len(fingerprints), FINGERPRINTS_PER_QUERY):
+            chunk = fingerprints[start : start + FINGERPRINTS_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(
+                    self._q(
+                        f"SELECT fingerprint FROM {{p}}import_rows WHERE fingerprint IN ({marks})"
+                    ),
+                    tuple(chunk),
+                )
+                found.update(str(row["fingerprint"]) for row in c.fetchall())
+        return found
 
     def _one(self, statement: str, params: Sequence[Any]) -> Any:
         with self.datastore.transaction(commit=False) as c:
@@ -316,6 +360,7 @@ class LedgerSQLiteRecorder(_ApiTables, SQLiteApplicationRecorder):
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         self._mark(c, stored_events, kwargs.get("requests"))
+        self._note_rows(c, kwargs.get("import_rows"))
         return super()._insert_events(c, stored_events, **kwargs)
 
 
@@ -352,7 +397,9 @@ class LedgerPostgresRecorder(_ApiTables, SchemaOnce, PostgresApplicationRecorder
         """
         for attempt in range(1, CONNECTION_ATTEMPTS + 1):
             try:
-                return self._insert_in_one_transaction(stored_events, kwargs.get("requests"))
+                return self._insert_in_one_transaction(
+                    stored_events, kwargs.get("requests"), kwargs.get("import_rows")
+                )
             except OperationalError as error:
                 if isinstance(error.__cause__, LockNotAvailable):
                     timeout = self.datastore.lock_timeout
@@ -370,10 +417,14 @@ class LedgerPostgresRecorder(_ApiTables, SchemaOnce, PostgresApplicationRecorder
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _insert_in_one_transaction(
-        self, stored_events: Sequence[StoredEvent], marks: Sequence[RequestMark] | None
+        self,
+        stored_events: Sequence[StoredEvent],
+        marks: Sequence[RequestMark] | None,
+        import_rows: Sequence[ImportedRow] | None = None,
     ) -> list[int]:
         with self.datastore.transaction(commit=True) as curs:
             self._mark(curs, stored_events, marks)
+            self._note_rows(curs, import_rows)
             if len(stored_events) > COPY_ABOVE:
                 return self._copy_stored_events(curs, stored_events)
             self._insert_stored_events(curs, stored_events)  # takes the table lock, then inserts

@@ -61,7 +61,10 @@ _PARTNER_EVENT_TYPES = [
 ]
 
 EXAMPLES: dict[str, dict[str, Any]] = {
-    "profile_updated": {"region": "North Valley", "communities": ["tenants", "youth"]},
+    "profile_updated": {
+        "region": "North Valley",
+        "contacts": {"emails": ["info@example.org"], "phones": ["(559) 555-0123"]},
+    },
     "contact_made": {
         "channel": "phone",
         "direction": "inbound",
@@ -205,6 +208,19 @@ class PartnerCreate(PartnerRegistered, _CommonCreate):
                         "accessibility": ["evening meetings"],
                         "gratitude": ["public_acknowledgment"],
                     },
+                    "contacts": {
+                        "emails": ["office@eastsidetenants.example.org"],
+                        "phones": ["+1 559 555 0142"],
+                        "address": "412 E Main St, Visalia, CA 93291",
+                        "people": [
+                            {
+                                "name": "Rosa Delgado",
+                                "role": "Organizer",
+                                "email": "rosa@eastsidetenants.example.org",
+                                "phone": "(559) 555-0143",
+                            }
+                        ],
+                    },
                 }
             ]
         },
@@ -271,6 +287,9 @@ class PartnerPublic(_Reference):
     region: str | None
     referred_by: str | None
     preferences: dict[str, Any]
+    contacts: dict[str, Any] = Field(
+        description="emails, phones, postal address and contact people (personal data)"
+    )
     stage: str
     cadence_days: int
     registered_at: str | None

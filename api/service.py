@@ -1,4 +1,4 @@
-"""The write use cases, shared by every entrypoint (JSON routes, HTML forms).
+"""The write use cases, shared by every entrypoint (JSON routes, HTML forms, file imports).
 
 An entrypoint parses what it was sent into a payload model and an :class:`Ask`, calls one
 method of :class:`LedgerService`, and maps what it gets back (a :class:`Recorded`) or what is
@@ -12,19 +12,22 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, tzinfo
+from typing import Any, Literal
 from uuid import UUID
 
 import orjson
+from eventsourcing.persistence import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
+from api.importing import Plan, Table, plan_events, plan_partners, save_plan
 from api.recorders import RequestMark
 from api.writer import GroupWriter, WriteJob
 from domain.application import Partnerships, Recorded, SaveOptions
 from domain.chained import Stamp
 from domain.coalition import Coalition
-from domain.errors import Problem, ValidationFailed
+from domain.dates import DateOrder
+from domain.errors import Conflict, Problem, ValidationFailed
 from domain.partner import Partner
 from domain.values import CoalitionFormed, EventData, MemberJoined, MemberLeft, PartnerRegistered
 from projections.runner import ViewKeeper
@@ -72,10 +75,13 @@ class LedgerService:
     ``ValidationFailed`` (422), ``NotFound`` (404), ``Conflict``/``VersionConflict`` (409).
     """
 
-    def __init__(self, ledger: Partnerships, keeper: ViewKeeper, writer: GroupWriter) -> None:
+    def __init__(
+        self, ledger: Partnerships, keeper: ViewKeeper, writer: GroupWriter, zone: tzinfo = UTC
+    ) -> None:
         self.ledger = ledger
         self.keeper = keeper
         self.writer = writer
+        self.zone = zone  # the ledger's time zone (PLEDGER_TIMEZONE): an import's dates
 
     async def register_partner(self, data: PartnerRegistered, ask: Ask) -> Recorded:
         stamp = ask.stamp()
@@ -100,6 +106,47 @@ class LedgerService:
             expected_version=ask.expected_version,
         )
         return await self._write(job, ask, f"append_event:{partner_id}")
+
+    async def import_table(
+        self,
+        kind: Literal["partners", "events"],
+        table: Table,
+        *,
+        recorded_by: str,
+        date_order: DateOrder | None = None,
+        allow_duplicate_names: bool = False,
+    ) -> tuple[Plan, list[Recorded]]:
+        """Check every row of a partners or events file (SPEC §6) and, only when none has a
+        problem, record them all in one transaction with their fingerprints (rows an earlier
+        import recorded are left out). Returns the plan (its ``problems``, when any, and
+        nothing recorded) and what was recorded, once the views show it. Raises Conflict
+        (409) when another writer changed one of the partners meanwhile, Busy (503)."""
+        planner = plan_partners if kind == "partners" else plan_events
+
+        def check_and_record() -> tuple[Plan, list[Recorded]]:
+            plan = planner(
+                self.ledger,
+                table,
+                recorded_by=recorded_by,
+                now=datetime.now(UTC),
+                allow_duplicate_names=allow_duplicate_names,
+                date_order=date_order,
+                zone=self.zone,
+            )
+            if plan.problems:
+                return plan, []
+            try:
+                recorded = save_plan(self.ledger, plan)
+            except IntegrityError:
+                raise Conflict(
+                    "Someone recorded something for these partners while the file was being "
+                    "checked, so nothing was recorded. Upload the file again."
+                ) from None
+            if recorded:
+                self.keeper.wait_for(recorded[-1].position)
+            return plan, recorded
+
+        return await run_in_threadpool(check_and_record)
 
     async def form_coalition(self, data: CoalitionFormed, ask: Ask) -> Recorded:
         stamp = ask.stamp()

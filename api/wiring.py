@@ -200,7 +200,7 @@ def open_services(settings: Settings) -> Services:
         LedgerQueries(view, keeper.log),
         TokenBook(ledger.recorder),
         writer,
-        LedgerService(ledger, keeper, writer),
+        LedgerService(ledger, keeper, writer, settings.zone),
     )
 
 

@@ -36,6 +36,7 @@ from domain.values import (
     CommitmentMade,
     CommitmentRenegotiated,
     ContactMade,
+    Contacts,
     EntryRetracted,
     EventData,
     FeedbackReceived,
@@ -127,6 +128,7 @@ class Partner(ChainedAggregate):
             partner.name, partner.kind, partner.region = d.name, d.kind, d.region
             partner.roles, partner.communities = d.roles, d.communities
             partner.referred_by, partner.preferences = d.referred_by, d.preferences
+            partner.contacts = d.contacts or Contacts()
             partner.registered_at = self.occurred_at
 
     class ProfileUpdated(Event):
@@ -255,6 +257,7 @@ class Partner(ChainedAggregate):
         self.region: str | None = None
         self.referred_by: UUID | None = None
         self.preferences = Preferences()
+        self.contacts = Contacts()
         self.registered_at: datetime | None = None
         self.stage = Stage.PROSPECT
         self.cadence_days = DEFAULT_CADENCE_DAYS

@@ -24,14 +24,17 @@ from types import MappingProxyType
 from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     ValidationInfo,
     WithJsonSchema,
+    model_serializer,
 )
 from pydantic_core import PydanticCustomError
 
@@ -54,6 +57,8 @@ __all__ = [
     "CommitmentMade",
     "CommitmentRenegotiated",
     "ContactMade",
+    "ContactPerson",
+    "Contacts",
     "Direction",
     "EntityId",
     "EntryRetracted",
@@ -183,6 +188,10 @@ class AgreementKind(StrEnum):
 # would take other scripts' digits; and fullmatch, never "$", which allows a final newline.
 AMOUNT_PATTERN = r"[0-9]+(\.[0-9]+)?"
 DATE_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+# A telephone number as people write one: digits with the usual marks (+, spaces, dots, dashes,
+# slashes, parentheses), then an optional extension ("x 12", "ext. 12"), 3 to 20 digits in all.
+PHONE_PATTERN = r"\+?[0-9 ().\-/]+((x|ext\.?) ?[0-9]+)?"
+_PHONE = re.compile(PHONE_PATTERN, re.IGNORECASE)
 _AMOUNT = re.compile(AMOUNT_PATTERN)
 
 
@@ -312,7 +321,41 @@ def _date_text(value: Any, info: ValidationInfo) -> Any:
         raise PydanticCustomError("date_format", str(refused)) from None
 
 
+def _email_text(value: Any, info: ValidationInfo) -> Any:
+    """An email address's shape (RFC 5322 §3.4.1 as the ``email-validator`` library reads it,
+    internationalized domains included); no DNS look-up, and the text is kept as written."""
+    value = _plain_text(value, info)
+    if not isinstance(value, str) or not _at_the_door(info):
+        return value
+    value = value.strip()
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as error:
+        reason = str(error).rstrip(".")
+        msg = f"{value!r} is not an email address ({reason}); write one like name@example.org"
+        raise PydanticCustomError("email_format", msg) from None
+    return value
+
+
+def _phone_text(value: Any, info: ValidationInfo) -> Any:
+    """A phone number's shape: digits and the marks people write between them."""
+    value = _plain_text(value, info)
+    if not isinstance(value, str) or not _at_the_door(info):
+        return value
+    value = value.strip()
+    digits = sum(char in "0123456789" for char in value)
+    if _PHONE.fullmatch(value) is None or not 3 <= digits <= 20:
+        msg = (
+            f"{value!r} is not a phone number; write digits, optionally with + ( ) - . and "
+            "an extension, such as +1 559 555 0123 or (559) 555-0123 x 12"
+        )
+        raise PydanticCustomError("phone_format", msg)
+    return value
+
+
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS), BeforeValidator(_plain_text)]
+Email = Annotated[str, StringConstraints(max_length=320), BeforeValidator(_email_text)]
+Phone = Annotated[str, StringConstraints(max_length=100), BeforeValidator(_phone_text)]
 RequiredText = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, strip_whitespace=True),
@@ -358,9 +401,44 @@ class Preferences(BaseModel):
     gratitude: TextList = ()
 
 
-class PartnerRegistered(EventData):
+class ContactPerson(BaseModel):
+    """Someone to reach at an organization: a name, and optionally a role, email and phone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Name
+    role: Text | None = None
+    email: Email | None = None
+    phone: Phone | None = None
+
+
+class Contacts(BaseModel):
+    """How to reach a partner (personal data, SPEC §2): emails, phones, a postal address and,
+    for an organization, named contact people."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    emails: Annotated[tuple[Email, ...], Field(max_length=MAX_LIST_ITEMS)] = ()
+    phones: Annotated[tuple[Phone, ...], Field(max_length=MAX_LIST_ITEMS)] = ()
+    address: Text | None = None
+    people: Annotated[tuple[ContactPerson, ...], Field(max_length=MAX_LIST_ITEMS)] = ()
+
+
+class _WithContacts(EventData):
+    """A profile event that may carry ``contacts``. Left out when not given, so that an event
+    recorded before contacts existed dumps (and so hashes, SPEC §5) exactly as it did."""
+
+    @model_serializer(mode="wrap")
+    def _leave_out_absent_contacts(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        if getattr(self, "contacts", None) is None:
+            dumped.pop("contacts", None)
+        return dumped
+
+
+class PartnerRegistered(_WithContacts):
     TYPE = "partner_registered"
-    PERSONAL_FIELDS = ("name",)
+    PERSONAL_FIELDS = ("name", "contacts")
 
     name: Name
     kind: PartnerKind
@@ -369,11 +447,12 @@ class PartnerRegistered(EventData):
     region: Text | None = None
     referred_by: UUID | None = None
     preferences: Preferences = Preferences()
+    contacts: Contacts | None = None
 
 
-class ProfileUpdated(EventData):
+class ProfileUpdated(_WithContacts):
     TYPE = "profile_updated"
-    PERSONAL_FIELDS = ("name",)
+    PERSONAL_FIELDS = ("name", "contacts")
 
     name: Name | None = None
     kind: PartnerKind | None = None
@@ -382,6 +461,7 @@ class ProfileUpdated(EventData):
     region: Text | None = None
     referred_by: UUID | None = None
     preferences: Preferences | None = None
+    contacts: Contacts | None = None
 
 
 class ContactMade(EventData):

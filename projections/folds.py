@@ -32,6 +32,7 @@ __all__ = [
     "figures_of",
     "fold_partner",
     "health_of",
+    "no_contacts",
     "round_half_up",
 ]
 
@@ -186,7 +187,23 @@ class PartnerSnapshot:
         return str(self.profile.get("name", ""))
 
 
-_PROFILE_FIELDS = ("name", "kind", "roles", "communities", "region", "referred_by", "preferences")
+_PROFILE_FIELDS = (
+    "name",
+    "kind",
+    "roles",
+    "communities",
+    "region",
+    "referred_by",
+    "preferences",
+    "contacts",
+)
+
+
+def no_contacts() -> dict[str, Any]:
+    """The contacts of a partner registered before contacts existed, or without any."""
+    return {"emails": [], "phones": [], "address": None, "people": []}
+
+
 _WORLD_ORDER = operator.attrgetter("occurred_at", "version")  # (occurred_at, version), in C
 
 
@@ -234,6 +251,7 @@ def evolve_partner(snap: PartnerSnapshot, entry: Entry) -> None:
         snap.began_at = entry.occurred_at
     if kind == "partner_registered":
         snap.profile = {name: data.get(name) for name in _PROFILE_FIELDS}
+        snap.profile["contacts"] = data.get("contacts") or no_contacts()
         snap.registered_at = entry.occurred_at
     elif kind == "profile_updated":
         snap.profile.update({k: v for k, v in data.items() if v is not None})

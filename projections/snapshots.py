@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from projections.folds import Breach, CommitmentView, PartnerSnapshot
+from projections.folds import Breach, CommitmentView, PartnerSnapshot, no_contacts
 
 __all__ = ["snapshot_from_json", "snapshot_to_json"]
 
@@ -80,7 +80,9 @@ def snapshot_from_json(partner_id: str, raw: bytes | str, zone: tzinfo = UTC) ->
         partner_id,
         version=doc["v"],
         position=doc["p"],
-        profile=doc["profile"],
+        # A snapshot stored before contacts existed: the partner has none (last, where a
+        # fold puts them, so that an answer is the same bytes either way).
+        profile={**doc["profile"], "contacts": doc["profile"].get("contacts") or no_contacts()},
         stage=doc["stage"],
         cadence_days=doc["cadence"],
         registered_at=_p(doc["reg"]),

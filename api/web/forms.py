@@ -29,11 +29,14 @@ __all__ = [
     "FieldSpec",
     "body_from_form",
     "event_models",
+    "field_of_problem",
     "field_specs",
     "readable",
 ]
 
-Control = Literal["text", "textarea", "lines", "select", "checkboxes", "date", "number", "money"]
+Control = Literal[
+    "text", "textarea", "lines", "records", "select", "checkboxes", "date", "number", "money"
+]
 
 # What each event type is called on buttons and in the timeline.
 EVENT_LABELS: dict[str, str] = {
@@ -127,6 +130,9 @@ def _control(name: str, core: Any) -> tuple[Control, tuple[tuple[str, str], ...]
         item, _ = _unwrap(typing.get_args(core)[0])
         if isinstance(item, type) and issubclass(item, Enum):
             return "checkboxes", tuple((m.value, readable(m.value)) for m in item), True
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            # One item a line, its fields in order separated by ";" (contact people).
+            return "records", tuple((name, readable(name)) for name in item.model_fields), True
         return "lines", (), True
     if isinstance(core, type):
         if issubclass(core, Enum):
@@ -184,6 +190,9 @@ def field_specs(
             label = _CHOSEN_LABELS.get(name, readable(name.removesuffix("_id")))
         required = info.is_required() and not optional and not all_optional
         hint = _HINTS.get(name) or _HINTS.get(control, "")
+        if control == "records":
+            parts = "; ".join(label.lower() for _value, label in options)
+            hint = f"One per line: {parts} (leave a part out with nothing between the ;)."
         if name in CREATING_TYPES.values() and CREATING_TYPES.get(event_type or "") != name:
             hint = ""
         if all_optional and not prefix:
@@ -223,6 +232,17 @@ def body_from_form(specs: Sequence[FieldSpec], form: Mapping[str, Any]) -> dict[
             continue
         elif spec.control == "lines":
             value = [line.strip() for line in str(raw).splitlines() if line.strip()]
+        elif spec.control == "records":
+            names = [name for name, _label in spec.options]
+            value = [
+                {
+                    name: part.strip()
+                    for name, part in zip(names, line.split(";"), strict=False)
+                    if part.strip()
+                }
+                for line in str(raw).splitlines()
+                if line.strip()
+            ]
         elif spec.whole_number:
             text = str(raw).strip()
             value = int(text) if text.lstrip("-").isdigit() else text
@@ -230,6 +250,18 @@ def body_from_form(specs: Sequence[FieldSpec], form: Mapping[str, Any]) -> dict[
             value = str(raw)
         _place(body, spec.name.split("."), value)
     return body
+
+
+def field_of_problem(field: str, specs: Sequence[FieldSpec]) -> tuple[str, str]:
+    """The form field a problem's dotted location belongs to, and where in it:
+    ``contacts.emails.1`` -> (``contacts.emails``, ``line 2``), ``contacts.people.0.email`` ->
+    (``contacts.people``, ``line 1, email``); a location that is a field itself -> (it, "")."""
+    for spec in specs:
+        if field.startswith(spec.name + "."):
+            first, *rest = field[len(spec.name) + 1 :].split(".")
+            where = f"line {int(first) + 1}" if first.isdigit() else first
+            return spec.name, ", ".join([where, *rest])
+    return field, ""
 
 
 def _place(body: dict[str, Any], path: list[str], value: Any) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import csv
 import io
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from babel import Locale, UnknownLocaleError
@@ -26,13 +27,22 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
 from api.auth import Forbidden, Principal, Unauthorized, parse_lifetime
 from api.formats import FOR_PEOPLE, REPORT_FORMATS, REPORT_MEDIA_TYPES, agenda_ics, render_report
 from api.heavy import heavy_work
+from api.importing import (
+    ImportFileError,
+    RowProblem,
+    Table,
+    decode_table,
+    rerun_summary,
+    template_csv,
+)
 from api.inbound import CheckedRoute
 from api.params import parse_as_of, parse_day, parse_uuid
+from api.partners_file import partners_csv_lines
 from api.problems import field_problems
 from api.service import Ask
 from api.web.forms import (
@@ -41,12 +51,13 @@ from api.web.forms import (
     FieldSpec,
     body_from_form,
     event_models,
+    field_of_problem,
     field_specs,
     readable,
 )
 from api.wiring import Services
 from domain.application import Recorded
-from domain.dates import day_of, read_moment
+from domain.dates import DateOrder, day_of, read_moment
 from domain.errors import (
     CoalitionNotFound,
     Conflict,
@@ -58,7 +69,15 @@ from domain.errors import (
     VersionConflict,
 )
 from domain.hashing import format_instant, parse_instant
-from domain.values import CoalitionFormed, MemberJoined, MemberLeft, PartnerRegistered, Stage
+from domain.values import (
+    CoalitionFormed,
+    MemberJoined,
+    MemberLeft,
+    PartnerRegistered,
+    ProfileUpdated,
+    Stage,
+    show_controls,
+)
 from projections.evidence import canonical
 from projections.queries import At
 
@@ -189,6 +208,40 @@ def _page(
 def _csrf(request: Request) -> str:
     make = request.scope.get("csrftoken")
     return str(make()) if callable(make) else ""
+
+
+CSRF_REFUSAL_TITLE = "This form could not be accepted"
+CSRF_REFUSAL = (
+    "The form did not carry this page's security token (it may have come from another "
+    "site, or the page was open too long). Nothing was recorded. Go back, reload the "
+    "page and try again."
+)
+# File uploads whose CSRF token the page itself checks (see is_checked_upload).
+UPLOAD_PATHS = frozenset({"/import"})
+
+
+def is_checked_upload(scope: Mapping[str, Any]) -> bool:
+    """A multipart POST to an upload page: its handler checks the CSRF token once the form
+    is parsed (:func:`_upload_csrf_refusal`), by the rule asgi-csrf applies to other forms."""
+    if scope.get("method") != "POST" or scope.get("path") not in UPLOAD_PATHS:
+        return False
+    headers = dict(scope.get("headers") or [])
+    return bytes(headers.get(b"content-type", b"")).startswith(b"multipart/form-data")
+
+
+def _upload_csrf_refusal(request: Request, form: FormData) -> HTMLResponse | None:
+    """The double-submit check (OWASP CSRF cheat sheet): the form's token must equal the one
+    in this browser's signed CSRF cookie (a visitor without a valid cookie is given a fresh
+    token, which no form can carry). A 403 page, or None when the form is genuine."""
+    sent = str(form.get("csrftoken") or "")
+    if sent and secrets.compare_digest(sent, _csrf(request)):
+        return None
+    return templates.TemplateResponse(
+        request,
+        "refused.html",
+        {"title": CSRF_REFUSAL_TITLE, "detail": CSRF_REFUSAL, "who": None},
+        status_code=403,
+    )
 
 
 def _see_other(url: str) -> RedirectResponse:
@@ -654,7 +707,36 @@ def record_page(
     parse_uuid(partner_id, PartnerNotFound)
     form = _event_form(services, partner_id, event_type)
     preset = {k: v for k, v in request.query_params.items() if k in {s.name for s in form.specs}}
+    if event_type == "profile_updated":
+        # Contacts are edited, not retyped: the form starts from the ones on record.
+        contacts = services.queries.partner(partner_id, _at(services))["contacts"]
+        preset = {**_contact_values(contacts), **preset}
     return _record_form(request, who, form, preset, None, {})
+
+
+def _contact_values(contacts: Mapping[str, Any]) -> dict[str, str]:
+    """A partner's contacts as the profile form's fields show them."""
+    people = [
+        "; ".join(str(person.get(part) or "") for part in ("name", "role", "email", "phone"))
+        for person in contacts.get("people") or ()
+    ]
+    return {
+        "contacts.emails": "\n".join(contacts.get("emails") or ()),
+        "contacts.phones": "\n".join(contacts.get("phones") or ()),
+        "contacts.address": contacts.get("address") or "",
+        "contacts.people": "\n".join(line.rstrip("; ") for line in people),
+    }
+
+
+def _without_unchanged_contacts(services: Services, partner_id: str, data: Any) -> Any:
+    """A profile update from the form without its contacts when they are the ones on record
+    (the form shows them filled in), so that changing the region records no contacts."""
+    if not isinstance(data, ProfileUpdated) or data.contacts is None:
+        return data
+    current = services.queries.partner(partner_id, _at(services))["contacts"]
+    if data.contacts.model_dump(mode="json") == current:
+        return data.model_copy(update={"contacts": None})
+    return data
 
 
 @router.post("/partners/{partner_id}/record/{event_type}")
@@ -667,7 +749,9 @@ async def record_submit(
         request,
         who,
         form,
-        lambda data, ask: services.service.record_event(pid, data, ask),
+        lambda data, ask: services.service.record_event(
+            pid, _without_unchanged_contacts(services, partner_id, data), ask
+        ),
         lambda recorded: f"/partners/{partner_id}#entry-{recorded.version}",
     )
 
@@ -749,7 +833,10 @@ async def _submit(
         recorded = await call(data, ask)
     except ValidationFailed as error:
         for problem in error.problems:
-            errors.setdefault(problem.field, []).append(problem.message)
+            name, where = field_of_problem(problem.field, form.specs)
+            errors.setdefault(name, []).append(
+                f"{where}: {problem.message}" if where else problem.message
+            )
         message = "The entry was not recorded. Please correct what is marked below."
     except VersionConflict:
         status = 409
@@ -1200,6 +1287,106 @@ async def token_feed(
 
 
 # ---- the API's own documentation, served from here ----------------------------------------
+
+
+# ---- moving in from a spreadsheet ----------------------------------------------------------
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # a 100,000-row events file is ~20 MB
+
+
+@router.get("/import")
+def import_page(request: Request, who: StewardDep) -> Response:
+    """Upload a partners or events file: every problem, or what was recorded."""
+    return _page(request, "import.html", who)
+
+
+@router.post("/import")
+async def import_upload(request: Request, services: ServicesDep, who: StewardDep) -> Response:
+    """Check an uploaded file; record it only when every row is clean (SPEC §6)."""
+    async with request.form() as form:
+        return await _import_form(request, services, who, form)
+
+
+async def _import_form(
+    request: Request, services: Services, who: Principal, form: FormData
+) -> Response:
+    refused = _upload_csrf_refusal(request, form)
+    if refused is not None:
+        return refused
+    kind: Literal["partners", "events"] = "events" if form.get("kind") == "events" else "partners"
+    order_text = str(form.get("date_order") or "")
+    date_order = DateOrder(order_text) if order_text in tuple(DateOrder) else None
+    upload = form.get("file")
+    shown: dict[str, Any] = {"kind": kind, "date_order": date_order}
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return _page(request, "import.html", who, 422, problem="Choose a file to upload.", **shown)
+    filename = Path(upload.filename).name
+    raw = await upload.read(MAX_UPLOAD_BYTES + 1)
+    try:
+        if len(raw) > MAX_UPLOAD_BYTES:
+            msg = f"{filename}: is larger than 50 MB; split it, or use pledger import"
+            raise ImportFileError(msg)
+        table = decode_table(raw, source=filename)
+    except ImportFileError as unreadable:
+        return _page(request, "import.html", who, 422, problem=str(unreadable), **shown)
+    plan, recorded = await services.service.import_table(
+        kind, table, recorded_by=who.name, date_order=date_order
+    )
+    if plan.problems:
+        return _page(
+            request,
+            "import.html",
+            who,
+            422,
+            problems=[_problem_row(table, p) for p in plan.problems],
+            filename=filename,
+            **shown,
+        )
+    partners = len({r.stream_id for r in recorded})
+    done = f"Recorded {len(recorded)} events for {partners} partners."
+    again = rerun_summary(plan)
+    summary = {
+        "filename": filename,
+        "text": f"{again}. {done}" if again else done,
+        "partners": sorted(plan.partners, key=lambda p: p[1]),
+    }
+    return _page(request, "import.html", who, summary=summary, **shown)
+
+
+def _problem_row(table: Table, problem: RowProblem) -> dict[str, Any]:
+    """A problem as the page's table shows it, with the cell's value when it has one."""
+    cells = next((row.cells for row in table.rows if row.number == problem.row), {})
+    value = problem.column if problem.row == 1 else cells.get(problem.column or "", "")
+    return {
+        "row": problem.row,
+        "column": show_controls(problem.column or ""),
+        "value": show_controls(value or ""),
+        "message": show_controls(problem.message),
+    }
+
+
+@router.get("/import/template/{kind}.csv")
+def import_template(kind: str, who: StewardDep) -> Response:
+    """A partners or events file's header and two example rows (``pledger import template``)."""
+    if kind not in ("partners", "events"):
+        raise NotFound(f"There is no {kind!r} file; there are partners and events files.")
+    return _csv_download("\ufeff" + template_csv(kind), f"{kind}-example.csv")
+
+
+@router.get("/export/partners.csv")
+def partners_file(services: ServicesDep, who: ReaderDep) -> Response:
+    """Every partner in the partners file's shape (``pledger export partners``)."""
+    return _csv_download(
+        "\ufeff" + "".join(partners_csv_lines(services.ledger)), "partners-import.csv"
+    )
+
+
+def _csv_download(text: str, filename: str) -> Response:
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @router.get("/docs")

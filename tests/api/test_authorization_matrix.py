@@ -150,6 +150,10 @@ PAGE_RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/tokens"): stewards,
     ("POST", "/tokens/{token_id}/revoke"): stewards,
     ("POST", "/tokens/{token_id}/feed"): stewards,
+    ("GET", "/import"): stewards,
+    ("POST", "/import"): stewards,
+    ("GET", "/import/template/{kind}.csv"): stewards,
+    ("GET", "/export/partners.csv"): readers,  # holds contacts: personal data, as the pages do
     ("GET", "/docs"): anyone,
     ("GET", "/redoc"): anyone,
 }
@@ -198,6 +202,7 @@ def _fill(template: str, world: World, target: Target) -> str:
         .replace("{secret}", world.ids["feed"])
         .replace("{token_id}", world.ids["token"])
         .replace("{position}", "1")
+        .replace("{kind}", "partners")
     )
 
 

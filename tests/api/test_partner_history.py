@@ -162,6 +162,10 @@ def test_appending_each_event_type_returns_201_with_version_position_and_hash(
     assert HEX64.fullmatch(recorded["hash"])
     expected_data = dict.fromkeys(DATA_MODELS[event_type].model_fields) | _defaults(event_type)
     expected_data |= fields | NORMALIZED.get(event_type, {})
+    if "contacts" not in fields:
+        # Contacts are in an event's data only when given: events recorded before they
+        # existed keep their hash (issue 12).
+        expected_data.pop("contacts", None)
     assert recorded["data"] == expected_data
     for made in ("commitment_id", "breach_id", "feedback_id"):
         if expected_data.get(made):

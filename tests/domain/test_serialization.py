@@ -42,6 +42,8 @@ from domain.values import (
     CommitmentMade,
     CommitmentRenegotiated,
     ContactMade,
+    ContactPerson,
+    Contacts,
     Direction,
     EntryRetracted,
     EventData,
@@ -119,6 +121,25 @@ registration_fields: dict[str, st.SearchStrategy[Any]] = {
     "region": optional(texts),
     "referred_by": optional(st.uuids()),
     "preferences": preferences,
+    # Absent from events recorded before contacts existed (None: left out of the data).
+    "contacts": optional(
+        as_stored(
+            Contacts,
+            emails=text_lists,
+            phones=text_lists,
+            address=optional(texts),
+            people=st.lists(
+                as_stored(
+                    ContactPerson,
+                    name=names,
+                    role=optional(texts),
+                    email=optional(texts),
+                    phone=optional(texts),
+                ),
+                max_size=2,
+            ).map(tuple),
+        )
+    ),
 }
 
 PAYLOADS: dict[str, st.SearchStrategy[EventData]] = {
