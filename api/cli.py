@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Annotated
@@ -525,6 +527,15 @@ def serve_command(
             help="Log every HTTP request (events record who wrote them either way).",
         ),
     ] = False,
+    projection: Annotated[
+        bool | None,
+        typer.Option(
+            "--projection/--no-projection",
+            help="Keep the views current in these server processes (the default), or leave "
+            "them to one `pledger project` process (PostgreSQL; default from "
+            "$PLEDGER_PROJECTION).",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Run the HTTP API (uvicorn) on the SQLite file or on $PLEDGER_DATABASE_URL."""
@@ -533,6 +544,15 @@ def serve_command(
     from api.app import create_app
 
     settings = _settings(db)
+    if projection is not None:
+        settings = replace(settings, projection="serve" if projection else "process")
+    if not settings.serve_keeps_views and settings.store != "postgres":
+        typer.echo(
+            "error: --no-projection (PLEDGER_PROJECTION=process) needs PostgreSQL "
+            "(PLEDGER_DATABASE_URL); on SQLite each server process keeps the views itself",
+            err=True,
+        )
+        raise typer.Exit(2)
     busy = _port_in_use(host or settings.host, port or settings.port)
     if busy is not None:
         typer.echo(f"error: {busy}", err=True)
@@ -557,6 +577,7 @@ def serve_command(
         # Each worker process builds its own app from the environment (a writer and views
         # thread of its own); the write lock and the tracking records keep them apart.
         os.environ["PLEDGER_DB"] = str(settings.db_path)
+        os.environ["PLEDGER_PROJECTION"] = settings.projection
     uvicorn.run(
         create_app(settings) if workers == 1 else "api.app:create_app",
         factory=workers > 1,
@@ -566,6 +587,49 @@ def serve_command(
         log_level="info",
         access_log=access_log,
     )
+
+
+@app.command("project")
+def project_command(db: DbOption = None) -> None:
+    """Keep the views current in this process alone (PostgreSQL, SPEC §7): run one beside
+    `pledger serve --no-projection` workers. Stops on SIGTERM or Ctrl-C; exits 1 if the views
+    stop on an error (a process manager then starts it again)."""
+    from projections.follow import ProjectionClaim
+
+    settings = _settings(db)
+    if settings.store != "postgres":
+        typer.echo(
+            "error: pledger project needs PostgreSQL (PLEDGER_DATABASE_URL); on SQLite each "
+            "server process keeps the views itself",
+            err=True,
+        )
+        raise typer.Exit(2)
+    claim = ProjectionClaim(settings.views_env())
+    if not claim.acquire():
+        typer.echo(
+            f"error: another pledger project already keeps the views of {settings.describe()}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    services = open_services(settings)
+    keeper = services.keeper
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: keeper.interrupt())
+    try:
+        keeper.start()
+        typer.echo(
+            f"Keeping the views of the {settings.describe()} current from position "
+            f"{services.view.processed_position()}",
+            err=True,
+        )
+        keeper.run_forever()
+    except Exception as error:
+        typer.echo(f"error: the views stopped: {type(error).__name__}: {error}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        services.close()
+        claim.release()
+    typer.echo("Stopped.", err=True)
 
 
 def _port_in_use(host: str, port: int) -> str | None:

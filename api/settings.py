@@ -10,6 +10,9 @@
 | PLEDGER_LOCK_TIMEOUT | 5            | PostgreSQL: seconds a write waits for the log's lock |
 |                      |              | (held by another save, e.g. an import) before it is  |
 |                      |              | refused with 503 and Retry-After                     |
+| PLEDGER_PROJECTION   | serve        | who keeps the views current: `serve` (each server    |
+|                      |              | process), or `process` (one `pledger project`        |
+|                      |              | process; PostgreSQL only, see README)                |
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Settings:
     port: int = 8000
     locale: str = "en_US"
     lock_timeout: int = 5
+    projection: str = "serve"
 
     @classmethod
     def from_env(
@@ -49,11 +53,19 @@ class Settings:
             port=int(env.get("PLEDGER_PORT", "8000")),
             locale=_locale(env.get("PLEDGER_LOCALE") or "en_US"),
             lock_timeout=int(env.get("PLEDGER_LOCK_TIMEOUT", "5")),
+            projection=_projection(env.get("PLEDGER_PROJECTION") or "serve"),
         )
 
     @property
     def store(self) -> str:
         return "postgres" if self.database_url else "sqlite"
+
+    @property
+    def serve_keeps_views(self) -> bool:
+        """Whether each server process keeps the views current itself (the default), rather
+        than leaving them to one ``pledger project`` process (``PLEDGER_PROJECTION=process``,
+        or ``pledger serve --no-projection``; PostgreSQL only)."""
+        return self.projection == "serve"
 
     @property
     def views_path(self) -> Path:
@@ -98,6 +110,17 @@ class Settings:
             # creates the schema under the schema lock (see projections.pgschema).
             "PLEDGER_APPLICATION_RECORDER_TOPIC": "api.recorders:LedgerPostgresRecorder",
         }
+
+
+PROJECTION_CHOICES = ("serve", "process")
+
+
+def _projection(name: str) -> str:
+    """PLEDGER_PROJECTION's value, checked; raises ValueError naming the choices."""
+    if name not in PROJECTION_CHOICES:
+        msg = f"PLEDGER_PROJECTION={name!r} must be serve or process"
+        raise ValueError(msg)
+    return name
 
 
 def _locale(name: str) -> str:

@@ -132,6 +132,10 @@ class GroupWriter:
         # The last error that kept the views from showing a committed write (for /healthz).
         self.views_failure: Exception | None = None
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pledger-writer", daemon=True)
         self._thread.start()
@@ -189,8 +193,9 @@ class GroupWriter:
         try:
             await asyncio.wait_for(asyncio.wrap_future(seen), VIEWS_TIMEOUT)
         except TimeoutError:
-            # The views' thread is stuck or slow: catch up here (as wait_for does).
-            await run_in_threadpool(self.keeper.wait_for, position)
+            # The views' thread (or the projection process) is stuck, slow or gone: catch up
+            # here now, having waited long enough already.
+            await run_in_threadpool(self.keeper.wait_for, position, 0.0)
 
     # ---- the writer thread --------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from functools import singledispatchmethod
 from typing import Any
 
@@ -28,6 +29,7 @@ from eventsourcing.utils import Environment
 from domain.application import Partnerships
 from domain.chained import ChainedAggregate
 from projections.folds import Entry
+from projections.follow import PositionListener
 from projections.locking import WriteLock
 from projections.log import LogReader
 from projections.rebuild import LogFold
@@ -109,6 +111,8 @@ class ViewKeeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._runner: ProjectionRunner[Partnerships, LedgerView] | None = None
+        # Set by follow(): the views are kept by a projection process (pledger project).
+        self._listener: PositionListener | None = None
         self.error: BaseException | None = None
         # Writers announce new events; readers wait for the position they need.
         self._written = threading.Event()
@@ -122,8 +126,34 @@ class ViewKeeper:
         library's projection runner stopped without being asked to."""
         if self.error is not None:
             return False
+        if self._listener is not None:
+            return self._listener.error is None
         runner = self._runner
         return runner is None or not runner.is_interrupted.is_set() or self._stop.is_set()
+
+    @property
+    def kept_by(self) -> str:
+        """Who keeps the views current for this process: ``"this process"`` (its runner or
+        catch-up thread), ``"projection process"`` (after :meth:`follow`), or ``"nobody"``
+        (a command that catches up when it reads)."""
+        if self._listener is not None:
+            return "projection process"
+        if self._thread is not None or self._runner is not None:
+            return "this process"
+        return "nobody"
+
+    def lag(self, log_position: int) -> tuple[int, float]:
+        """How far the views are behind the log at ``log_position``: in events, and in
+        seconds since the first event they have not taken was recorded (0 when caught up)."""
+        views_position = self.view.processed_position()
+        behind = max(0, log_position - views_position)
+        if not behind:
+            return 0, 0.0
+        waiting = self.log.page(views_position, 1)
+        if not waiting or not waiting[0].recorded_at:
+            return behind, 0.0
+        recorded = datetime.fromisoformat(waiting[0].recorded_at)
+        return behind, max(0.0, (datetime.now(UTC) - recorded).total_seconds())
 
     @property
     def uses_runner(self) -> bool:
@@ -193,7 +223,7 @@ class ViewKeeper:
         its projection runner) has brought the views to ``position`` (for callers that must
         not block a thread while they wait), or None when neither runs here: then call
         :meth:`wait_for`."""
-        if self._thread is None and self._runner is None:
+        if self._thread is None and self._runner is None and self._listener is None:
             return None
         seen: Future[None] = Future()
         with self._progress:
@@ -208,7 +238,7 @@ class ViewKeeper:
         """Return once the views reflect ``position`` (read-your-writes)."""
         if self._seen >= position:
             return
-        if self._thread is not None:
+        if self._thread is not None or self._listener is not None:
             self.notify()
             deadline = time.monotonic() + timeout
             with self._progress:
@@ -260,6 +290,28 @@ class ViewKeeper:
         self._thread = threading.Thread(target=self._poll, name="pledger-views", daemon=True)
         self._thread.start()
 
+    def follow(self) -> None:
+        """Leave keeping the views to a projection process (``pledger project``, PostgreSQL)
+        and learn each position it reaches from the database's notifications
+        (``projections.follow``): a write then waits for its position without polling, and
+        catches up itself only when the projection process has not shown it in time."""
+        self._listener = PositionListener(
+            self.view_env, self._announce, self.view.processed_position
+        )
+        self._listener.start()
+
+    def run_forever(self) -> None:
+        """After :meth:`start` on PostgreSQL (a projection process): block until
+        :meth:`interrupt` is called, or until the library's runner fails, raising its error."""
+        assert self._runner is not None, "start() runs the library's projection runner first"
+        self._runner.run_forever()
+
+    def interrupt(self) -> None:
+        """Make :meth:`run_forever` return (safe in a signal handler: it only sets events)."""
+        self._stop.set()
+        if self._runner is not None:
+            self._runner.stop()
+
     def _poll(self) -> None:
         while not self._stop.is_set():
             self._written.wait(POLL_SECONDS)
@@ -278,6 +330,8 @@ class ViewKeeper:
         self._written.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._listener is not None:
+            self._listener.stop()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             try:
