@@ -331,15 +331,15 @@ class Writing:
             finally:
                 probe.close()
             return False
-        with psycopg.connect(self.settings.database_url, autocommit=True) as probe:
+        with psycopg.connect(self.settings.database_url, autocommit=True) as pg:
             if self.target == "views":
-                row = probe.execute(
+                row = pg.execute(
                     "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
                     "AND granted AND classid = %s AND objid = %s AND objsubid = 1)",
                     (VIEWS_LOCK_KEY >> 32, VIEWS_LOCK_KEY & 0xFFFFFFFF),
                 ).fetchone()
             else:
-                row = probe.execute(
+                row = pg.execute(
                     "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = "
                     "l.relation WHERE c.relname = %s AND l.mode = 'ExclusiveLock' AND l.granted)",
                     (LOG_TABLE_POSTGRES,),
