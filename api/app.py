@@ -120,7 +120,11 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
             "log_position": log_position,
             "views_position": views_position,
             "parts": _parts(services, resolved),
-            "lag": {"events": lag_events, "seconds": round(lag_seconds, 3)},
+            "lag": {
+                "events": lag_events,
+                "seconds": round(lag_seconds, 3),
+                "late_writes": services.writer.views_late,
+            },
         }
         if body["parts"].get("projection_process") == "not running":
             body["status"] = "degraded"  # the views move only when a write catches them up

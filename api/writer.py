@@ -131,6 +131,9 @@ class GroupWriter:
         self._thread: threading.Thread | None = None
         # The last error that kept the views from showing a committed write (for /healthz).
         self.views_failure: Exception | None = None
+        # Writes whose views did not show them within VIEWS_TIMEOUT, so that this process
+        # caught the views up itself (for /healthz: the views' keeper is slow or gone).
+        self.views_late = 0
 
     @property
     def running(self) -> bool:
@@ -193,6 +196,7 @@ class GroupWriter:
         try:
             await asyncio.wait_for(asyncio.wrap_future(seen), VIEWS_TIMEOUT)
         except TimeoutError:
+            self.views_late += 1
             # The views' thread (or the projection process) is stuck, slow or gone: catch up
             # here now, having waited long enough already.
             await run_in_threadpool(self.keeper.wait_for, position, 0.0)
