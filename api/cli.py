@@ -6,6 +6,7 @@ import errno
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import tempfile
 import time
@@ -163,6 +164,107 @@ def rebuild_command(db: DbOption = None) -> None:
     typer.echo(
         f"rebuilt views from {processed} events in {seconds:.2f} s "
         f"({processed / max(seconds, 1e-9):,.0f} events/s); digest {digest}"
+    )
+
+
+@app.command("copy")
+def copy_command(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", help="The new, empty ledger: postgresql://user@host/db, or a SQLite FILE.db."
+        ),
+    ],
+    db: DbOption = None,
+) -> None:
+    """Copy this ledger into an empty one (SQLite to PostgreSQL or back): every event at its
+    position, with its stream, version, content and hash, and the tokens; then rebuild the
+    copy's views and verify both sides (the same position and digest, or exit 1)."""
+    from api.moving import TargetNotEmpty, copy_ledger
+
+    source = _settings(db)
+    try:
+        target = (
+            Settings(db_path=source.db_path, database_url=to, locale=source.locale)
+            if "://" in to
+            else Settings(db_path=Path(to).expanduser().resolve(), locale=source.locale)
+        )
+        target.event_store_env()  # a URL that is not PostgreSQL's is refused here
+    except ValueError as error:
+        typer.echo(f"error: --to: {error}", err=True)
+        raise typer.Exit(2) from None
+    if target.describe() == source.describe():
+        typer.echo("error: --to names the ledger being copied", err=True)
+        raise typer.Exit(2)
+    origin = open_services(source)
+    try:
+        copy = open_services(target)
+    except Exception as error:
+        typer.echo(f"error: cannot open {to}: {error}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        with progress_bar("Copying events", origin.ledger.last_position()) as advance:
+            copied = copy_ledger(origin.ledger, copy.ledger, advance=advance)
+        with progress_bar("Rebuilding the copy's views", copied) as advance:
+            copy.keeper.rebuild(advance=advance)
+        reports = []
+        for side, services in (("source", origin), ("copy", copy)):
+            with progress_bar(f"Verifying the {side}", copied) as advance:
+                report = services.verify(advance=advance)
+            where = services.settings.describe()
+            typer.echo(f"{side + ':':8}{report.position}  {report.digest}  ({where})")
+            reports.append(report)
+    except TargetNotEmpty as error:
+        typer.echo(f"error: {error}; {target.describe()} is left as it was", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        copy.close()
+        origin.close()
+    same = [(r.ok, r.position, r.digest) for r in reports]
+    if same[0] != same[1] or not same[0][0]:
+        typer.echo("FAILED: the copy does not verify to the same position and digest", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"OK: copied {copied} events and the tokens to {target.describe()}.")
+
+
+@app.command("backup")
+def backup_command(
+    file: Annotated[Path, typer.Argument(help="The backup file to write (must not exist).")],
+    db: DbOption = None,
+) -> None:
+    """Write a consistent copy of the SQLite ledger (its log and tokens) to FILE, also while
+    servers write to it (SQLite's online backup API). `pledger verify --db FILE` checks it;
+    its views are rebuilt when it is first served. On PostgreSQL, use pg_dump (see README)."""
+    from api.moving import backup_sqlite
+
+    settings = _settings(db)
+    if settings.store != "sqlite":
+        typer.echo(
+            "error: on PostgreSQL back up with pg_dump: "
+            'pg_dump --format=custom --file=FILE "$PLEDGER_DATABASE_URL" '
+            "(restore with pg_restore --dbname=NEW_DATABASE_URL FILE), "
+            "or copy to a SQLite file with pledger copy --to FILE.db",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if not settings.db_path.exists():
+        typer.echo(f"error: there is no ledger at {settings.db_path}", err=True)
+        raise typer.Exit(1)
+    target = file.expanduser().resolve()
+    pages: dict[str, int] = {"done": 0}
+    try:
+        with progress_bar("Backing up", None) as advance:
+
+            def copied(done: int, _total: int) -> None:
+                advance(done - pages["done"])
+                pages["done"] = done
+
+            backup_sqlite(settings.db_path, target, advance=copied)
+    except (FileExistsError, OSError, sqlite3.Error) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"backed up {settings.db_path} to {target}; check it with pledger verify --db {target}"
     )
 
 
