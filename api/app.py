@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,7 +23,7 @@ from projections.follow import projection_process_running
 from projections.runner import ViewKeeper
 from projections.vouching import log_behind_views
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "log_to_stderr"]
 
 DESCRIPTION = """
 An event-sourced, tamper-evident ledger of an organization's relationships with its partners:
@@ -48,6 +49,17 @@ def _views_error(keeper: ViewKeeper, writer: GroupWriter, views_position: int) -
     return {"position": position, "error": show_controls(text)}
 
 
+def log_to_stderr() -> None:
+    """Show the ``pledger.*`` loggers' messages (INFO and up) on stderr, as uvicorn shows its
+    own: a start-up rebuild's progress, the views' failures."""
+    pledger_logger = logging.getLogger("pledger")
+    if not pledger_logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        pledger_logger.addHandler(handler)
+        pledger_logger.setLevel(logging.INFO)
+
+
 def _parts(services: Any, settings: Settings) -> dict[str, str]:
     """What /healthz says of each part of this process and the processes it relies on."""
     keeper: ViewKeeper = services.keeper
@@ -69,6 +81,7 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log_to_stderr()
         services = open_services(resolved)
         if keep_views_current and not resolved.serve_keeps_views:
             services.keeper.follow()  # a `pledger project` process keeps them (PostgreSQL)
@@ -126,7 +139,12 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
                 "late_writes": services.writer.views_late,
             },
         }
-        if body["parts"].get("projection_process") == "not running":
+        rebuilding = services.keeper.rebuilding
+        if rebuilding is not None:
+            # A new server on a large log: the views are being rebuilt (projections.runner).
+            body["status"] = "starting"
+            body["views_rebuild"] = {"events_done": rebuilding[0], "events": rebuilding[1]}
+        elif body["parts"].get("projection_process") == "not running":
             body["status"] = "degraded"  # the views move only when a write catches them up
         if not services.keeper.healthy:
             body["views_error"] = _views_error(services.keeper, services.writer, views_position)

@@ -696,8 +696,10 @@ def project_command(db: DbOption = None) -> None:
     """Keep the views current in this process alone (PostgreSQL, SPEC §7): run one beside
     `pledger serve --no-projection` workers. Stops on SIGTERM or Ctrl-C; exits 1 if the views
     stop on an error (a process manager then starts it again)."""
+    from api.app import log_to_stderr
     from projections.follow import ProjectionClaim
 
+    log_to_stderr()
     settings = _settings(db)
     if settings.store != "postgres":
         typer.echo(
