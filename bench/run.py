@@ -110,15 +110,20 @@ def build_ledger(settings: Settings, partners: int, per_partner: int) -> dict[st
 # ---- floors -------------------------------------------------------------------------------
 
 
-def floor_commit_per_row(directory: Path, row_size: int, rows: int = 2000) -> float:
-    """Raw sqlite3: one INSERT and one COMMIT per row, WAL as the ledger uses, same disk."""
-    path = directory / "floor.db"
+def _floor_log(path: Path) -> sqlite3.Connection:
+    """A new SQLite file with a table shaped as the library's log, WAL as the ledger uses."""
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(
         "CREATE TABLE stored_events (originator_id TEXT, originator_version INTEGER, "
         "topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))"
     )
+    return db
+
+
+def floor_commit_per_row(directory: Path, row_size: int, rows: int = 2000) -> float:
+    """Raw sqlite3: one INSERT and one COMMIT per row, WAL as the ledger uses, same disk."""
+    db = _floor_log(directory / "floor.db")
     state = b"x" * row_size
     started = time.perf_counter()
     for i in range(rows):
@@ -137,12 +142,7 @@ def floor_executemany(directory: Path, row_size: int, rows: int) -> float:
     """Raw sqlite3: ``rows`` rows of ``row_size`` bytes by one executemany in one transaction,
     WAL, same disk: what an import of that many events could reach at best (rows a second)."""
     path = directory / "floor_import.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute(
-        "CREATE TABLE stored_events (originator_id TEXT, originator_version INTEGER, "
-        "topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))"
-    )
+    db = _floor_log(path)
     state = b"x" * row_size
     started = time.perf_counter()
     db.execute("BEGIN")
