@@ -87,6 +87,9 @@ class ViewsBehindHeader:
 
 MAX_BATCH = 64
 CACHE_SIZE = 2000
+# The cache is bounded by what it holds, not only by how many aggregates: an aggregate keeps
+# every event it has had (a retraction refolds them), ~1.2 kB each (issue 17 item 6).
+CACHE_EVENTS = 50_000
 VIEWS_TIMEOUT = 2.0  # seconds a write waits for the views to show it before catching up itself
 
 
@@ -128,6 +131,8 @@ class GroupWriter:
         self.keeper = keeper
         self._queue: queue.Queue[WriteJob | None] = queue.Queue()
         self._cache: OrderedDict[UUID, ChainedAggregate] = OrderedDict()
+        self._held: dict[UUID, int] = {}  # events each cached aggregate holds (its version)
+        self.events_held = 0
         self._thread: threading.Thread | None = None
         # The last error that kept the views from showing a committed write (for /healthz).
         self.views_failure: Exception | None = None
@@ -258,12 +263,12 @@ class GroupWriter:
             recordings = self.ledger.save(*touched.values(), requests=marks)
         except IntegrityError:
             for stream_id in touched:
-                self._cache.pop(stream_id, None)
+                self._forget(stream_id)
             self._one_by_one([job for job, _ in staged])
             return
         except Exception as error:
             for stream_id in touched:
-                self._cache.pop(stream_id, None)
+                self._forget(stream_id)
             for job, _ in staged:
                 job.future.set_exception(error)
             return
@@ -313,10 +318,20 @@ class GroupWriter:
         return aggregate
 
     def _remember(self, aggregate: ChainedAggregate) -> None:
+        """Keep ``aggregate`` (most recently used last); evict the least recently used while
+        the cache holds more than CACHE_SIZE aggregates or CACHE_EVENTS events."""
+        self._forget(aggregate.id)
         self._cache[aggregate.id] = aggregate
-        self._cache.move_to_end(aggregate.id)
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
+        self._held[aggregate.id] = aggregate.version
+        self.events_held += aggregate.version
+        while len(self._cache) > 1 and (
+            len(self._cache) > CACHE_SIZE or self.events_held > CACHE_EVENTS
+        ):
+            self._forget(next(iter(self._cache)))
+
+    def _forget(self, stream_id: UUID) -> None:
+        if self._cache.pop(stream_id, None) is not None:
+            self.events_held -= self._held.pop(stream_id)
 
     def _one_by_one(self, jobs: list[WriteJob]) -> None:
         for job in jobs:
