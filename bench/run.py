@@ -443,9 +443,11 @@ def p95_ms(
     return percentile(timings[5:], 0.95) * 1000  # the first few warm caches
 
 
-def home_after_write(server: Server, partners: list[str], cookie: str, rounds: int = 10) -> float:
-    """The median home page, in ms, right after a write: what needs attention is kept per
-    position and day, so this is the page computed afresh over every partner."""
+def read_after_write(
+    server: Server, partners: list[str], path: str, cookie: str = "", rounds: int = 10
+) -> float:
+    """The median GET of ``path`` (a page with ``cookie``), in ms, right after a write: answers
+    kept per position and day are then computed afresh over every partner."""
     body = orjson.dumps({"type": "contact_made", "channel": "email", "direction": "outbound"})
     conn = server.connection()
     timings = []
@@ -462,10 +464,10 @@ def home_after_write(server: Server, partners: list[str], cookie: str, rounds: i
             msg = f"a write before the home page answered {answer.status}"
             raise RuntimeError(msg)
         started = time.perf_counter()
-        status, _ = server.get("/", conn, cookie)
+        status, _ = server.get(path, conn, cookie)
         timings.append(time.perf_counter() - started)
         if status != 200:
-            msg = f"the home page answered {status}"
+            msg = f"GET {path} answered {status}"
             raise RuntimeError(msg)
     conn.close()
     return statistics.median(timings) * 1000
@@ -664,7 +666,26 @@ def main() -> None:
         figures["p95_ms"]["ui_partner"] = round(
             p95_ms(server, lambda i: f"/partners/{sample[i]}", 60, cookie), 1
         )
-        figures["ui_home_after_write_ms"] = round(home_after_write(server, sample, cookie), 1)
+        figures["ui_home_after_write_ms"] = round(read_after_write(server, sample, "/", cookie), 1)
+        # Searching and sorting every partner (issue 17 item 6): steady, and after a write.
+        search = "/v1/partners?q=Youth&limit=50&sort="
+        for sort in ("health", "last_touch"):
+            figures["p95_ms"][f"partners_q_{sort}"] = round(
+                p95_ms(server, lambda _, s=sort: search + s, 30), 1
+            )
+            figures[f"partners_q_{sort}_after_write_ms"] = round(
+                read_after_write(server, sample, search + sort), 1
+            )
+        figures["p95_ms"]["partners_as_of"] = round(
+            p95_ms(server, lambda _: f"/v1/partners?sort=health&as_of={built['as_of_past']}", 10),
+            1,
+        )
+        started = time.perf_counter()
+        status, _ = server.get("/v1/audit/verify")
+        figures["audit_verify_ms"] = round((time.perf_counter() - started) * 1000)
+        if status != 200:
+            msg = f"/v1/audit/verify answered {status}"
+            raise RuntimeError(msg)
     finally:
         server.stop()
 
@@ -707,6 +728,9 @@ def main() -> None:
         "ui_home": 50,
         "ui_partners": 50,
         "ui_partner": 50,
+        "partners_q_health": 30,
+        "partners_q_last_touch": 30,
+        "partners_as_of": 30,
     }
     print()
     print(f"{'figure':<28}{'value':>14}  target")
