@@ -61,13 +61,20 @@ class LedgerProjection(Projection[LedgerView]):
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:  # noqa: ARG002
         self.view.insert_tracking(tracking)
 
+    # The last position this projection saw the views reach: the events of a page it has
+    # taken are then passed over without asking the database again, one query an event.
+    reached = 0
+
     @process_event.register
     def _(self, domain_event: ChainedAggregate.Event, tracking: Tracking) -> None:
         position = tracking.notification_id
+        if position <= self.reached:
+            return  # in a page taken earlier (the views never go back but by a rebuild)
         view = self.view
         for attempt in range(RACE_ATTEMPTS):
             done = view.processed_position()
             if done >= position:
+                self.reached = done
                 self.announce(done)
                 return  # taken (by this call, an earlier page, or another processor)
             try:
