@@ -32,6 +32,7 @@ import psycopg
 import pytest
 
 from api.settings import Settings
+from api.wiring import open_ledger
 from projections.runner import open_view
 from projections.store import LOG_TABLE_POSTGRES, VIEW_TABLES, VIEWS_LOCK_KEY
 from tests.e2e.test_serve import (
@@ -49,7 +50,7 @@ pytestmark = pytest.mark.slow
 
 KILLS = 3
 CLIENTS = 3
-IMPORT_ROWS = 6000
+IMPORT_ROWS = 3000
 CATCH_UP_SECONDS = 20.0
 BODY = {"type": "contact_made", "channel": "phone", "direction": "inbound"}
 
@@ -153,6 +154,15 @@ def logged_events(settings: Settings) -> list[dict[str, Any]]:
     exported = pledger(settings, "export", "events")
     assert exported.returncode == 0, exported.stderr
     return [orjson.loads(line) for line in exported.stdout.splitlines()]
+
+
+def event_count(settings: Settings) -> int:
+    """How many events the log holds (read in this process: cheaper than a command)."""
+    ledger = open_ledger(settings)
+    try:
+        return len(ledger.recorder.select_notifications(None, 10**9))
+    finally:
+        ledger.close()
 
 
 def view_tables(settings: Settings) -> dict[str, Any]:
@@ -318,6 +328,11 @@ class Writing:
     def __init__(self, settings: Settings, target: str) -> None:
         self.settings = settings
         self.target = target
+        self._pg: psycopg.Connection[Any] | None = None  # one connection, for quick looks
+
+    def close(self) -> None:
+        if self._pg is not None:
+            self._pg.close()
 
     def __call__(self) -> bool:
         if self.settings.database_url is None:
@@ -331,44 +346,43 @@ class Writing:
             finally:
                 probe.close()
             return False
-        with psycopg.connect(self.settings.database_url, autocommit=True) as pg:
-            if self.target == "views":
-                row = pg.execute(
-                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
-                    "AND granted AND classid = %s AND objid = %s AND objsubid = 1)",
-                    (VIEWS_LOCK_KEY >> 32, VIEWS_LOCK_KEY & 0xFFFFFFFF),
-                ).fetchone()
-            else:
-                row = pg.execute(
-                    "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = "
-                    "l.relation WHERE c.relname = %s AND l.mode = 'ExclusiveLock' AND l.granted)",
-                    (LOG_TABLE_POSTGRES,),
-                ).fetchone()
-            return bool(row and row[0])
+        if self._pg is None:
+            self._pg = psycopg.connect(self.settings.database_url, autocommit=True)
+        if self.target == "views":
+            row = self._pg.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                "AND granted AND classid = %s AND objid = %s AND objsubid = 1)",
+                (VIEWS_LOCK_KEY >> 32, VIEWS_LOCK_KEY & 0xFFFFFFFF),
+            ).fetchone()
+        else:
+            row = self._pg.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = "
+                "l.relation WHERE c.relname = %s AND l.mode = 'ExclusiveLock' AND l.granted)",
+                (LOG_TABLE_POSTGRES,),
+            ).fetchone()
+        return bool(row and row[0])
 
 
-def _kill_in_the_middle(settings: Settings, writing: Writing, *args: str) -> None:
+def _kill_in_the_middle(settings: Settings, writing: Writing, *args: str) -> bool:
     """Start `pledger ARGS` and SIGKILL it at a random moment inside its writing transaction
-    (seen twice in a row, then up to 50 ms more); tried again if it finished first."""
-    for _ in range(4):
-        process = subprocess.Popen(
-            [_pledger_executable(), *args, *_store_args(settings)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=_environment(settings),
-            cwd=settings.db_path.parent,
-        )
-        seen = 0
-        while process.poll() is None and seen < 2:
-            seen = seen + 1 if writing() else 0
-            time.sleep(0.005)
-        time.sleep(random.uniform(0, 0.05))
-        inside = process.poll() is None and writing()
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        if inside:
-            return
-    pytest.fail(f"`pledger {' '.join(args)}` was never caught inside its transaction")
+    (seen twice in a row, then up to 10 ms more); whether it was still inside when killed
+    (False: it had finished, or left the transaction, first)."""
+    process = subprocess.Popen(
+        [_pledger_executable(), *args, *_store_args(settings)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_environment(settings),
+        cwd=settings.db_path.parent,
+    )
+    seen = 0
+    while process.poll() is None and seen < 2:
+        seen = seen + 1 if writing() else 0
+        time.sleep(0.005)
+    time.sleep(random.uniform(0, 0.01))
+    inside = process.poll() is None and writing()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return inside
 
 
 def _done(settings: Settings, *args: str) -> None:
@@ -389,25 +403,34 @@ def test_a_killed_rebuild_or_import_leaves_nothing_partial(settings: Settings) -
 
     _done(settings, "rebuild")
     assert view_tables(settings) == before
-    _kill_in_the_middle(settings, Writing(settings, "views"), "rebuild")
+    rebuilding = Writing(settings, "views")
+    try:
+        caught = any(_kill_in_the_middle(settings, rebuilding, "rebuild") for _ in range(4))
+    finally:
+        rebuilding.close()
+    assert caught, "`pledger rebuild` was never caught inside its transaction"
     assert view_tables(settings) == before, "a killed rebuild left its views as they were"
     assert pledger(settings, "rebuild").returncode == 0
     assert view_tables(settings) == before
 
     # SIGKILL may land after the commit, before the process ends: then all of the file is in
-    # the log (never a part), and the next file is tried.
-    for attempt in range(3):
-        logged = len(logged_events(settings))
-        second = _events_file(folder / f"second{attempt}.csv", partners, IMPORT_ROWS, "second")
-        _kill_in_the_middle(settings, Writing(settings, "log"), "import", "events", str(second))
-        after_kill = len(logged_events(settings))
-        assert after_kill in (logged, logged + IMPORT_ROWS), "a killed import recorded a part"
-        verify_ok(settings)
-        if after_kill == logged:
-            break
-    else:
-        pytest.fail("the import was never killed before its commit")
+    # the log (never a part), and a new file is tried.
+    importing = Writing(settings, "log")
+    try:
+        for attempt in range(4):
+            logged = event_count(settings)
+            second = _events_file(folder / f"second{attempt}.csv", partners, IMPORT_ROWS, "s")
+            inside = _kill_in_the_middle(settings, importing, "import", "events", str(second))
+            after_kill = event_count(settings)
+            assert after_kill in (logged, logged + IMPORT_ROWS), "a killed import recorded a part"
+            if inside and after_kill == logged:
+                break
+        else:
+            pytest.fail("`pledger import events` was never killed inside its transaction")
+    finally:
+        importing.close()
+    verify_ok(settings)  # the log a killed import left
     again = pledger(settings, "import", "events", str(second))
     assert again.returncode == 0, again.stderr
-    assert len(logged_events(settings)) == logged + IMPORT_ROWS
+    assert event_count(settings) == logged + IMPORT_ROWS
     verify_ok(settings)
