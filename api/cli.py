@@ -53,7 +53,12 @@ DbOption = Annotated[
 
 
 def _settings(db: str | None) -> Settings:
-    return Settings.from_env(db=db)
+    """The settings from the environment (and --db); a bad PLEDGER_* value exits 2, named."""
+    try:
+        return Settings.from_env(db=db)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 @export_app.command("events")

@@ -110,3 +110,15 @@ def test_no_projection_is_refused_on_sqlite(sqlite_settings: Settings) -> None:
     projected = pledger(sqlite_settings, "project")
     assert projected.returncode == 2
     assert "needs PostgreSQL" in projected.stderr
+
+
+def test_a_bad_projection_setting_is_named(sqlite_settings: Settings) -> None:
+    done = subprocess.run(
+        [_pledger_executable(), "verify", "--db", str(sqlite_settings.db_path)],
+        capture_output=True,
+        encoding="utf-8",
+        env=_environment(sqlite_settings, {"PLEDGER_PROJECTION": "elsewhere"}),
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "PLEDGER_PROJECTION='elsewhere' must be serve or process" in done.stderr
