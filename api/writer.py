@@ -17,6 +17,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -90,6 +91,9 @@ CACHE_SIZE = 2000
 # The cache is bounded by what it holds, not only by how many aggregates: an aggregate keeps
 # every event it has had (a retraction refolds them), ~1.2 kB each (issue 17 item 6).
 CACHE_EVENTS = 50_000
+# After a shared save conflicted (another process wrote to a cached stream), the writer looks
+# for other processes' events on its cached streams before each batch, for this long.
+SHARED_SECONDS = 30.0
 VIEWS_TIMEOUT = 2.0  # seconds a write waits for the views to show it before catching up itself
 
 
@@ -139,6 +143,9 @@ class GroupWriter:
         # Writes whose views did not show them within VIEWS_TIMEOUT, so that this process
         # caught the views up itself (for /healthz: the views' keeper is slow or gone).
         self.views_late = 0
+        # Shared saves that conflicted; until _shared_until, cached streams are checked first.
+        self.conflicts = 0
+        self._shared_until = 0.0
 
     @property
     def running(self) -> bool:
@@ -226,6 +233,8 @@ class GroupWriter:
             self._write(batch)
 
     def _write(self, batch: list[WriteJob]) -> None:
+        if time.monotonic() < self._shared_until:
+            self._catch_up_cached([job.stream_id for job in batch if job.stream_id is not None])
         staged: list[tuple[WriteJob, ChainedAggregate]] = []
         touched: dict[UUID, ChainedAggregate] = {}
         for job in batch:
@@ -262,6 +271,8 @@ class GroupWriter:
         try:
             recordings = self.ledger.save(*touched.values(), requests=marks)
         except IntegrityError:
+            self.conflicts += 1
+            self._shared_until = time.monotonic() + SHARED_SECONDS
             for stream_id in touched:
                 self._forget(stream_id)
             self._one_by_one([job for job, _ in staged])
@@ -328,6 +339,28 @@ class GroupWriter:
             len(self._cache) > CACHE_SIZE or self.events_held > CACHE_EVENTS
         ):
             self._forget(next(iter(self._cache)))
+
+    def _catch_up_cached(self, stream_ids: list[UUID]) -> None:
+        """Bring the cached aggregates of ``stream_ids`` up to the log (another process wrote
+        to them) by applying only the events recorded since their version, rather than letting
+        the shared save conflict and every one of them be loaded again from its first event.
+        One indexed query tells which are behind; one that cannot be brought up is dropped."""
+        cached = [sid for sid in dict.fromkeys(stream_ids) if sid in self._cache]
+        if not cached:
+            return
+        versions = self.keeper.log.last_versions([str(sid) for sid in cached])
+        for sid in cached:
+            aggregate = self._cache[sid]
+            if versions.get(str(sid), 0) <= aggregate.version:
+                continue
+            try:
+                for stored in self.ledger.recorder.select_events(sid, gt=aggregate.version):
+                    event = self.ledger.mapper.to_domain_event(stored)
+                    cast(ChainedAggregate.Event, event).mutate(aggregate)
+            except Exception:  # a damaged event, or a race: load it afresh when needed
+                self._forget(sid)
+            else:
+                self._remember(aggregate)
 
     def _forget(self, stream_id: UUID) -> None:
         if self._cache.pop(stream_id, None) is not None:
