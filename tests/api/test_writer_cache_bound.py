@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 
 from api import writer
@@ -43,9 +45,7 @@ def test_after_a_conflict_the_writer_brings_cached_partners_up_to_other_writers(
     """Two servers on one ledger writing to one partner: the first stale cache conflicts once;
     from then on each writer applies the other's new events to its cached partner before it
     writes (one query a batch), instead of conflicting and loading the partner from scratch."""
-    other = _running(settings)
-    second = next(other)
-    try:
+    with contextmanager(_running)(settings) as second:
         first_writer = api.app.state.services.writer
         second_writer = second.app.state.services.writer
         partner = api.register("Shared")
@@ -64,5 +64,3 @@ def test_after_a_conflict_the_writer_brings_cached_partners_up_to_other_writers(
         assert [e["version"] for e in timeline] == list(range(1, len(timeline) + 1))
         assert len(timeline) == 12
         assert api.read("/v1/audit/verify")["ok"]
-    finally:
-        other.close()
