@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,10 +20,11 @@ from api.web.pages import NeedsSignIn, html_error
 from api.wiring import open_services
 from api.writer import GroupWriter, ViewsBehindHeader
 from domain.values import show_controls
+from projections.follow import projection_process_running
 from projections.runner import ViewKeeper
 from projections.vouching import log_behind_views
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "log_to_stderr"]
 
 DESCRIPTION = """
 An event-sourced, tamper-evident ledger of an organization's relationships with its partners:
@@ -48,14 +50,43 @@ def _views_error(keeper: ViewKeeper, writer: GroupWriter, views_position: int) -
     return {"position": position, "error": show_controls(text)}
 
 
+def log_to_stderr() -> None:
+    """Show the ``pledger.*`` loggers' messages (INFO and up) on stderr, as uvicorn shows its
+    own: a start-up rebuild's progress, the views' failures."""
+    pledger_logger = logging.getLogger("pledger")
+    if not pledger_logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        pledger_logger.addHandler(handler)
+        pledger_logger.setLevel(logging.INFO)
+
+
+def _parts(services: Any, settings: Settings) -> dict[str, str]:
+    """What /healthz says of each part of this process and the processes it relies on."""
+    keeper: ViewKeeper = services.keeper
+    parts = {
+        "writer": "running" if services.writer.running else "stopped",
+        "views": "ok" if keeper.healthy else "stopped",
+        "views_kept_by": keeper.kept_by,
+    }
+    if not settings.serve_keeps_views:
+        with services.view.datastore.transaction(commit=False) as cursor:
+            running = projection_process_running(cursor)
+        parts["projection_process"] = "running" if running else "not running"
+    return parts
+
+
 def create_app(settings: Settings | None = None, *, keep_views_current: bool = True) -> FastAPI:
     """Build the app; the ledger opens when it starts and closes when it stops."""
     resolved = settings or Settings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log_to_stderr()
         services = open_services(resolved)
-        if keep_views_current:
+        if keep_views_current and not resolved.serve_keeps_views:
+            services.keeper.follow()  # a `pledger project` process keeps them (PostgreSQL)
+        elif keep_views_current:
             services.keeper.start()
             services.start_daily_checkpoints()
         else:
@@ -92,16 +123,33 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> Response:
-        """Liveness: the store answers and the views are caught up (no token needed)."""
+        """Liveness: the store answers and the views are caught up (no token needed); each
+        part (``parts``: the writer, the views and who keeps them, on PostgreSQL whether a
+        projection process runs) and the views' lag behind the log in events and seconds."""
         services: Any = app.state.services
         views_position = services.view.processed_position()
+        log_position = services.ledger.last_position()
+        lag_events, lag_seconds = services.keeper.lag(log_position)
         body: dict[str, Any] = {
             "status": "ok" if services.keeper.healthy else "degraded",
             "store": resolved.store,
-            "log_position": services.ledger.last_position(),
+            "log_position": log_position,
             "views_position": views_position,
             "heavy": app.state.heavy.state(),
+            "parts": _parts(services, resolved),
+            "lag": {
+                "events": lag_events,
+                "seconds": round(lag_seconds, 3),
+                "late_writes": services.writer.views_late,
+            },
         }
+        rebuilding = services.keeper.rebuilding
+        if rebuilding is not None:
+            # A new server on a large log: the views are being rebuilt (projections.runner).
+            body["status"] = "starting"
+            body["views_rebuild"] = {"events_done": rebuilding[0], "events": rebuilding[1]}
+        elif body["parts"].get("projection_process") == "not running":
+            body["status"] = "degraded"  # the views move only when a write catches them up
         if not services.keeper.healthy:
             body["views_error"] = _views_error(services.keeper, services.writer, views_position)
         tampering = log_behind_views(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
+import sqlite3
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import IO, Annotated
@@ -289,6 +292,107 @@ def rebuild_command(db: DbOption = None) -> None:
     typer.echo(
         f"rebuilt views from {processed} events in {seconds:.2f} s "
         f"({processed / max(seconds, 1e-9):,.0f} events/s); digest {digest}"
+    )
+
+
+@app.command("copy")
+def copy_command(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", help="The new, empty ledger: postgresql://user@host/db, or a SQLite FILE.db."
+        ),
+    ],
+    db: DbOption = None,
+) -> None:
+    """Copy this ledger into an empty one (SQLite to PostgreSQL or back): every event at its
+    position, with its stream, version, content and hash, and the tokens; then rebuild the
+    copy's views and verify both sides (the same position and digest, or exit 1)."""
+    from api.moving import TargetNotEmpty, copy_ledger
+
+    source = _settings(db)
+    try:
+        target = (
+            Settings(db_path=source.db_path, database_url=to, locale=source.locale)
+            if "://" in to
+            else Settings(db_path=Path(to).expanduser().resolve(), locale=source.locale)
+        )
+        target.event_store_env()  # a URL that is not PostgreSQL's is refused here
+    except ValueError as error:
+        typer.echo(f"error: --to: {error}", err=True)
+        raise typer.Exit(2) from None
+    if target.describe() == source.describe():
+        typer.echo("error: --to names the ledger being copied", err=True)
+        raise typer.Exit(2)
+    origin = open_services(source)
+    try:
+        copy = open_services(target)
+    except Exception as error:
+        typer.echo(f"error: cannot open {to}: {error}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        with progress_bar("Copying events", origin.ledger.last_position()) as advance:
+            copied = copy_ledger(origin.ledger, copy.ledger, advance=advance)
+        with progress_bar("Rebuilding the copy's views", copied) as advance:
+            copy.keeper.rebuild(advance=advance)
+        reports = []
+        for side, services in (("source", origin), ("copy", copy)):
+            with progress_bar(f"Verifying the {side}", copied) as advance:
+                report = services.verify(advance=advance)
+            where = services.settings.describe()
+            typer.echo(f"{side + ':':8}{report.position}  {report.digest}  ({where})")
+            reports.append(report)
+    except TargetNotEmpty as error:
+        typer.echo(f"error: {error}; {target.describe()} is left as it was", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        copy.close()
+        origin.close()
+    same = [(r.ok, r.position, r.digest) for r in reports]
+    if same[0] != same[1] or not same[0][0]:
+        typer.echo("FAILED: the copy does not verify to the same position and digest", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"OK: copied {copied} events and the tokens to {target.describe()}.")
+
+
+@app.command("backup")
+def backup_command(
+    file: Annotated[Path, typer.Argument(help="The backup file to write (must not exist).")],
+    db: DbOption = None,
+) -> None:
+    """Write a consistent copy of the SQLite ledger (its log and tokens) to FILE, also while
+    servers write to it (SQLite's online backup API). `pledger verify --db FILE` checks it;
+    its views are rebuilt when it is first served. On PostgreSQL, use pg_dump (see README)."""
+    from api.moving import backup_sqlite
+
+    settings = _settings(db)
+    if settings.store != "sqlite":
+        typer.echo(
+            "error: on PostgreSQL back up with pg_dump: "
+            'pg_dump --format=custom --file=FILE "$PLEDGER_DATABASE_URL" '
+            "(restore with pg_restore --dbname=NEW_DATABASE_URL FILE), "
+            "or copy to a SQLite file with pledger copy --to FILE.db",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if not settings.db_path.exists():
+        typer.echo(f"error: there is no ledger at {settings.db_path}", err=True)
+        raise typer.Exit(1)
+    target = file.expanduser().resolve()
+    pages: dict[str, int] = {"done": 0}
+    try:
+        with progress_bar("Backing up", None) as advance:
+
+            def copied(done: int, _total: int) -> None:
+                advance(done - pages["done"])
+                pages["done"] = done
+
+            backup_sqlite(settings.db_path, target, advance=copied)
+    except (FileExistsError, OSError, sqlite3.Error) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"backed up {settings.db_path} to {target}; check it with pledger verify --db {target}"
     )
 
 
@@ -696,6 +800,15 @@ def serve_command(
             help="Log every HTTP request (events record who wrote them either way).",
         ),
     ] = False,
+    projection: Annotated[
+        bool | None,
+        typer.Option(
+            "--projection/--no-projection",
+            help="Keep the views current in these server processes (the default), or leave "
+            "them to one `pledger project` process (PostgreSQL; default from "
+            "$PLEDGER_PROJECTION).",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Run the HTTP API (uvicorn) on the SQLite file or on $PLEDGER_DATABASE_URL."""
@@ -704,6 +817,15 @@ def serve_command(
     from api.app import create_app
 
     settings = _settings(db)
+    if projection is not None:
+        settings = replace(settings, projection="serve" if projection else "process")
+    if not settings.serve_keeps_views and settings.store != "postgres":
+        typer.echo(
+            "error: --no-projection (PLEDGER_PROJECTION=process) needs PostgreSQL "
+            "(PLEDGER_DATABASE_URL); on SQLite each server process keeps the views itself",
+            err=True,
+        )
+        raise typer.Exit(2)
     busy = _port_in_use(host or settings.host, port or settings.port)
     if busy is not None:
         typer.echo(f"error: {busy}", err=True)
@@ -728,6 +850,7 @@ def serve_command(
         # Each worker process builds its own app from the environment (a writer and views
         # thread of its own); the write lock and the tracking records keep them apart.
         os.environ["PLEDGER_DB"] = str(settings.db_path)
+        os.environ["PLEDGER_PROJECTION"] = settings.projection
     uvicorn.run(
         create_app(settings) if workers == 1 else "api.app:create_app",
         factory=workers > 1,
@@ -737,6 +860,51 @@ def serve_command(
         log_level="info",
         access_log=access_log,
     )
+
+
+@app.command("project")
+def project_command(db: DbOption = None) -> None:
+    """Keep the views current in this process alone (PostgreSQL, SPEC §7): run one beside
+    `pledger serve --no-projection` workers. Stops on SIGTERM or Ctrl-C; exits 1 if the views
+    stop on an error (a process manager then starts it again)."""
+    from api.app import log_to_stderr
+    from projections.follow import ProjectionClaim
+
+    log_to_stderr()
+    settings = _settings(db)
+    if settings.store != "postgres":
+        typer.echo(
+            "error: pledger project needs PostgreSQL (PLEDGER_DATABASE_URL); on SQLite each "
+            "server process keeps the views itself",
+            err=True,
+        )
+        raise typer.Exit(2)
+    claim = ProjectionClaim(settings.views_env())
+    if not claim.acquire():
+        typer.echo(
+            f"error: another pledger project already keeps the views of {settings.describe()}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    services = open_services(settings)
+    keeper = services.keeper
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: keeper.interrupt())
+    try:
+        keeper.start()
+        typer.echo(
+            f"Keeping the views of the {settings.describe()} current from position "
+            f"{services.view.processed_position()}",
+            err=True,
+        )
+        keeper.run_forever()
+    except Exception as error:
+        typer.echo(f"error: the views stopped: {type(error).__name__}: {error}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        services.close()
+        claim.release()
+    typer.echo("Stopped.", err=True)
 
 
 def _port_in_use(host: str, port: int) -> str | None:

@@ -40,6 +40,7 @@ from domain.errors import Busy
 from projections.pgschema import SchemaOnce
 
 __all__ = [
+    "API_TABLES",
     "POSTGRES_TOPIC",
     "SQLITE_TOPIC",
     "ImportedRow",
@@ -56,6 +57,14 @@ CONNECTION_ATTEMPTS = 5  # a PostgreSQL save whose connection failed is tried ag
 CONNECTION_RETRY_SECONDS = 0.2
 POSTGRES_TOPIC = "api.recorders:LedgerPostgresRecorder"
 
+API_TABLES = (
+    "api_requests",
+    "api_tokens",
+    "api_state",
+    "api_token_terms",
+    "api_sessions",
+    "import_rows",
+)
 _TABLES = [
     """CREATE TABLE IF NOT EXISTS {p}api_requests (
         key_hash TEXT PRIMARY KEY,
@@ -205,6 +214,43 @@ class _ApiTables:
                 )
                 found.update(str(row["fingerprint"]) for row in c.fetchall())
         return found
+
+    def api_tables(self) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
+        """Every row of the tables beside the log (:data:`API_TABLES`), with their column
+        names: what ``pledger copy`` moves with the events."""
+        tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for table in API_TABLES:
+                c.execute(self._q(f"SELECT * FROM {{p}}{table}"))
+                described = getattr(c, "sqlite_cursor", c).description  # the library wraps it
+                columns = [column[0] for column in described]
+                rows = [
+                    tuple(row.values()) if isinstance(row, dict) else tuple(row)
+                    for row in c.fetchall()
+                ]
+                tables[table] = (columns, rows)
+        return tables
+
+    def insert_api_tables(
+        self, c: Any, tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]]
+    ) -> None:
+        """Insert rows :meth:`api_tables` read (of another ledger), in the transaction ``c``."""
+        for table, (columns, rows) in tables.items():
+            if rows:
+                marks = ", ".join("?" * len(columns))
+                c.executemany(
+                    self._q(f"INSERT INTO {{p}}{table} ({', '.join(columns)}) VALUES ({marks})"),
+                    rows,
+                )
+
+    def count_api_rows(self, c: Any) -> int:
+        """How many rows the tables beside the log hold (0 in a new ledger)."""
+        total = 0
+        for table in API_TABLES:
+            c.execute(self._q(f"SELECT COUNT(*) AS n FROM {{p}}{table}"))
+            row = c.fetchone()
+            total += int(row["n"] if isinstance(row, dict) else row[0])
+        return total
 
     def _one(self, statement: str, params: Sequence[Any]) -> Any:
         with self.datastore.transaction(commit=False) as c:

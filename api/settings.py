@@ -22,6 +22,9 @@ on PostgreSQL, where there is no file beside the database, in the user's data fo
 (``$XDG_DATA_HOME`` or ``~/.local/share``) under ``pledger/<database>@<host>_<port>.ed25519``.
 Every process that signs for one ledger (servers, the CLI) must use the same file: on
 PostgreSQL with several machines, set PLEDGER_SIGNING_KEY_FILE on each.
+| PLEDGER_PROJECTION   | serve        | who keeps the views current: `serve` (each server    |
+|                      |              | process), or `process` (one `pledger project`        |
+|                      |              | process; PostgreSQL only, see README)                |
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class Settings:
     def __post_init__(self) -> None:
         ledger_zone(self.time_zone)  # a name the time zone database lacks stops here
 
+    projection: str = "serve"
+
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, db: str | None = None
@@ -71,6 +76,7 @@ class Settings:
             lock_timeout=int(env.get("PLEDGER_LOCK_TIMEOUT", "5")),
             signing_key_file=_path(env.get("PLEDGER_SIGNING_KEY_FILE")),
             time_zone=env.get("PLEDGER_TIMEZONE") or DEFAULT_ZONE,
+            projection=_projection(env.get("PLEDGER_PROJECTION") or "serve"),
         )
 
     @property
@@ -81,6 +87,13 @@ class Settings:
     @property
     def store(self) -> str:
         return "postgres" if self.database_url else "sqlite"
+
+    @property
+    def serve_keeps_views(self) -> bool:
+        """Whether each server process keeps the views current itself (the default), rather
+        than leaving them to one ``pledger project`` process (``PLEDGER_PROJECTION=process``,
+        or ``pledger serve --no-projection``; PostgreSQL only)."""
+        return self.projection == "serve"
 
     @property
     def views_path(self) -> Path:
@@ -144,6 +157,17 @@ class Settings:
 
 def _path(text: str | None) -> Path | None:
     return Path(text).expanduser().resolve() if text else None
+
+
+PROJECTION_CHOICES = ("serve", "process")
+
+
+def _projection(name: str) -> str:
+    """PLEDGER_PROJECTION's value, checked; raises ValueError naming the choices."""
+    if name not in PROJECTION_CHOICES:
+        msg = f"PLEDGER_PROJECTION={name!r} must be serve or process"
+        raise ValueError(msg)
+    return name
 
 
 def _locale(name: str) -> str:

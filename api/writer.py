@@ -17,6 +17,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -87,6 +88,12 @@ class ViewsBehindHeader:
 
 MAX_BATCH = 64
 CACHE_SIZE = 2000
+# The cache is bounded by what it holds, not only by how many aggregates: an aggregate keeps
+# every event it has had (a retraction refolds them), ~1.2 kB each (issue 17 item 6).
+CACHE_EVENTS = 50_000
+# After a shared save conflicted (another process wrote to a cached stream), the writer looks
+# for other processes' events on its cached streams before each batch, for this long.
+SHARED_SECONDS = 30.0
 VIEWS_TIMEOUT = 2.0  # seconds a write waits for the views to show it before catching up itself
 
 
@@ -128,9 +135,21 @@ class GroupWriter:
         self.keeper = keeper
         self._queue: queue.Queue[WriteJob | None] = queue.Queue()
         self._cache: OrderedDict[UUID, ChainedAggregate] = OrderedDict()
+        self._held: dict[UUID, int] = {}  # events each cached aggregate holds (its version)
+        self.events_held = 0
         self._thread: threading.Thread | None = None
         # The last error that kept the views from showing a committed write (for /healthz).
         self.views_failure: Exception | None = None
+        # Writes whose views did not show them within VIEWS_TIMEOUT, so that this process
+        # caught the views up itself (for /healthz: the views' keeper is slow or gone).
+        self.views_late = 0
+        # Shared saves that conflicted; until _shared_until, cached streams are checked first.
+        self.conflicts = 0
+        self._shared_until = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pledger-writer", daemon=True)
@@ -189,8 +208,10 @@ class GroupWriter:
         try:
             await asyncio.wait_for(asyncio.wrap_future(seen), VIEWS_TIMEOUT)
         except TimeoutError:
-            # The views' thread is stuck or slow: catch up here (as wait_for does).
-            await run_in_threadpool(self.keeper.wait_for, position)
+            self.views_late += 1
+            # The views' thread (or the projection process) is stuck, slow or gone: catch up
+            # here now, having waited long enough already.
+            await run_in_threadpool(self.keeper.wait_for, position, 0.0)
 
     # ---- the writer thread --------------------------------------------------------------
 
@@ -212,6 +233,8 @@ class GroupWriter:
             self._write(batch)
 
     def _write(self, batch: list[WriteJob]) -> None:
+        if time.monotonic() < self._shared_until:
+            self._catch_up_cached([job.stream_id for job in batch if job.stream_id is not None])
         staged: list[tuple[WriteJob, ChainedAggregate]] = []
         touched: dict[UUID, ChainedAggregate] = {}
         for job in batch:
@@ -248,13 +271,15 @@ class GroupWriter:
         try:
             recordings = self.ledger.save(*touched.values(), requests=marks)
         except IntegrityError:
+            self.conflicts += 1
+            self._shared_until = time.monotonic() + SHARED_SECONDS
             for stream_id in touched:
-                self._cache.pop(stream_id, None)
+                self._forget(stream_id)
             self._one_by_one([job for job, _ in staged])
             return
         except Exception as error:
             for stream_id in touched:
-                self._cache.pop(stream_id, None)
+                self._forget(stream_id)
             for job, _ in staged:
                 job.future.set_exception(error)
             return
@@ -304,10 +329,42 @@ class GroupWriter:
         return aggregate
 
     def _remember(self, aggregate: ChainedAggregate) -> None:
+        """Keep ``aggregate`` (most recently used last); evict the least recently used while
+        the cache holds more than CACHE_SIZE aggregates or CACHE_EVENTS events."""
+        self._forget(aggregate.id)
         self._cache[aggregate.id] = aggregate
-        self._cache.move_to_end(aggregate.id)
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
+        self._held[aggregate.id] = aggregate.version
+        self.events_held += aggregate.version
+        while len(self._cache) > 1 and (
+            len(self._cache) > CACHE_SIZE or self.events_held > CACHE_EVENTS
+        ):
+            self._forget(next(iter(self._cache)))
+
+    def _catch_up_cached(self, stream_ids: list[UUID]) -> None:
+        """Bring the cached aggregates of ``stream_ids`` up to the log (another process wrote
+        to them) by applying only the events recorded since their version, rather than letting
+        the shared save conflict and every one of them be loaded again from its first event.
+        One indexed query tells which are behind; one that cannot be brought up is dropped."""
+        cached = [sid for sid in dict.fromkeys(stream_ids) if sid in self._cache]
+        if not cached:
+            return
+        versions = self.keeper.log.last_versions([str(sid) for sid in cached])
+        for sid in cached:
+            aggregate = self._cache[sid]
+            if versions.get(str(sid), 0) <= aggregate.version:
+                continue
+            try:
+                for stored in self.ledger.recorder.select_events(sid, gt=aggregate.version):
+                    event = self.ledger.mapper.to_domain_event(stored)
+                    cast(ChainedAggregate.Event, event).mutate(aggregate)
+            except Exception:  # a damaged event, or a race: load it afresh when needed
+                self._forget(sid)
+            else:
+                self._remember(aggregate)
+
+    def _forget(self, stream_id: UUID) -> None:
+        if self._cache.pop(stream_id, None) is not None:
+            self.events_held -= self._held.pop(stream_id)
 
     def _one_by_one(self, jobs: list[WriteJob]) -> None:
         for job in jobs:

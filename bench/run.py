@@ -4,6 +4,7 @@
     python bench/run.py --quick         # 1,000 partners x 100 events
     python bench/run.py --quick --json out.json
     python bench/run.py --store postgres   # against $PLEDGER_DATABASE_URL (a database it may fill)
+    python bench/run.py --store postgres --workers 2 --projection-process
 
 Prints a table of figures and ratios; see bench/README.md for what each one means.
 """
@@ -31,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -110,15 +111,20 @@ def build_ledger(settings: Settings, partners: int, per_partner: int) -> dict[st
 # ---- floors -------------------------------------------------------------------------------
 
 
-def floor_commit_per_row(directory: Path, row_size: int, rows: int = 2000) -> float:
-    """Raw sqlite3: one INSERT and one COMMIT per row, WAL as the ledger uses, same disk."""
-    path = directory / "floor.db"
+def _floor_log(path: Path) -> sqlite3.Connection:
+    """A new SQLite file with a table shaped as the library's log, WAL as the ledger uses."""
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(
         "CREATE TABLE stored_events (originator_id TEXT, originator_version INTEGER, "
         "topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))"
     )
+    return db
+
+
+def floor_commit_per_row(directory: Path, row_size: int, rows: int = 2000) -> float:
+    """Raw sqlite3: one INSERT and one COMMIT per row, WAL as the ledger uses, same disk."""
+    db = _floor_log(directory / "floor.db")
     state = b"x" * row_size
     started = time.perf_counter()
     for i in range(rows):
@@ -133,6 +139,25 @@ def floor_commit_per_row(directory: Path, row_size: int, rows: int = 2000) -> fl
     return rows / elapsed
 
 
+def floor_executemany(directory: Path, row_size: int, rows: int) -> float:
+    """Raw sqlite3: ``rows`` rows of ``row_size`` bytes by one executemany in one transaction,
+    WAL, same disk: what an import of that many events could reach at best (rows a second)."""
+    path = directory / "floor_import.db"
+    db = _floor_log(path)
+    state = b"x" * row_size
+    started = time.perf_counter()
+    db.execute("BEGIN")
+    db.executemany(
+        "INSERT INTO stored_events VALUES (?, ?, ?, ?)",
+        ((f"{i % 1000:032x}", i, "domain.partner:Partner.ContactMade", state) for i in range(rows)),
+    )
+    db.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    db.close()
+    path.unlink()
+    return rows / elapsed
+
+
 def floor_read_decode(db_path: Path) -> tuple[float, int]:
     """Raw SELECT of every stored event plus orjson.loads of each."""
     db = sqlite3.connect(db_path)
@@ -144,6 +169,17 @@ def floor_read_decode(db_path: Path) -> tuple[float, int]:
     elapsed = time.perf_counter() - started
     db.close()
     return count / elapsed, count
+
+
+def average_stored_size(settings: Settings) -> int:
+    """The average stored event's size in bytes, on either store."""
+    if not settings.database_url:
+        return average_row_size(settings.db_path)
+    import psycopg
+
+    with psycopg.connect(settings.database_url) as db:
+        row = db.execute("SELECT AVG(LENGTH(state)) FROM pledger_events").fetchone()
+    return int(row[0]) if row and row[0] else 0
 
 
 def average_row_size(db_path: Path) -> int:
@@ -167,8 +203,22 @@ PLEDGER = (
 SIGN_IN_LINK = re.compile(r"/signin\?token=(pl_[A-Za-z0-9_-]+)")
 
 
+class Target(Protocol):
+    """Where the append clients send their requests."""
+
+    port: int
+    token: str
+
+
 class Server:
-    def __init__(self, settings: Settings, directory: Path, workers: int = 1) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        directory: Path,
+        workers: int = 1,
+        *,
+        projection_process: bool = False,
+    ) -> None:
         self.port = free_port()
         env = dict(os.environ)
         args = [PLEDGER, "serve", "--port", str(self.port)]
@@ -177,6 +227,14 @@ class Server:
             env["PLEDGER_DATABASE_URL"] = settings.database_url
         else:
             args += ["--db", str(settings.db_path)]
+        self.projection: subprocess.Popen[bytes] | None = None
+        if projection_process:
+            # PostgreSQL: one `pledger project` keeps the views; the workers run no runner.
+            self.projection_log = (directory / "project.log").open("wb")
+            self.projection = subprocess.Popen(
+                [PLEDGER, "project"], env=env, stdout=self.projection_log, stderr=subprocess.STDOUT
+            )
+            args.append("--no-projection")
         self.log = (directory / "server.log").open("wb")
         self.process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=self.log)
         assert self.process.stdout is not None
@@ -233,6 +291,45 @@ class Server:
         self.process.terminate()
         self.process.wait(timeout=30)
         self.log.close()
+        if self.projection is not None:
+            self.projection.terminate()
+            self.projection.wait(timeout=30)
+            self.projection_log.close()
+
+
+class FloorServer:
+    """``bench/floor_app.py`` under uvicorn: the same framework, body model and clients as the
+    append figure, no ledger work (``floor_framework_eps``)."""
+
+    token = "floor"
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.log = (directory / "floor.log").open("wb")
+        command = [sys.executable, "-m", "uvicorn", "bench.floor_app:app"]
+        command += ["--port", str(self.port), "--log-level", "warning", "--no-access-log"]
+        self.process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        msg = "the floor app did not start"
+        raise RuntimeError(msg)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
 
 
 class RawHttp:
@@ -274,7 +371,7 @@ class RawHttp:
 CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
 
 
-def append_over_http(server: Server, partners: list[str], seconds: float) -> tuple[float, float]:
+def append_over_http(server: Target, partners: list[str], seconds: float) -> tuple[float, float]:
     """8 clients, each recording contacts on 100 partners of its own, for ``seconds``."""
     latencies: list[float] = []
     errors: list[str] = []
@@ -378,9 +475,11 @@ def p95_beside_heavy(
     return p95, answered[200], answered[503]
 
 
-def home_after_write(server: Server, partners: list[str], cookie: str, rounds: int = 10) -> float:
-    """The median home page, in ms, right after a write: what needs attention is kept per
-    position and day, so this is the page computed afresh over every partner."""
+def read_after_write(
+    server: Server, partners: list[str], path: str, cookie: str = "", rounds: int = 10
+) -> float:
+    """The median GET of ``path`` (a page with ``cookie``), in ms, right after a write: answers
+    kept per position and day are then computed afresh over every partner."""
     body = orjson.dumps({"type": "contact_made", "channel": "email", "direction": "outbound"})
     conn = server.connection()
     timings = []
@@ -397,10 +496,10 @@ def home_after_write(server: Server, partners: list[str], cookie: str, rounds: i
             msg = f"a write before the home page answered {answer.status}"
             raise RuntimeError(msg)
         started = time.perf_counter()
-        status, _ = server.get("/", conn, cookie)
+        status, _ = server.get(path, conn, cookie)
         timings.append(time.perf_counter() - started)
         if status != 200:
-            msg = f"the home page answered {status}"
+            msg = f"GET {path} answered {status}"
             raise RuntimeError(msg)
     conn.close()
     return statistics.median(timings) * 1000
@@ -563,7 +662,15 @@ def main() -> None:
     parser.add_argument(
         "--import-rows", type=int, default=100_000, help="rows of the timed events import"
     )
+    parser.add_argument("--workers", type=int, default=1, help="pledger serve --workers")
+    parser.add_argument(
+        "--projection-process",
+        action="store_true",
+        help="PostgreSQL: serve with --no-projection beside one `pledger project` process",
+    )
     args = parser.parse_args()
+    if args.projection_process and args.store != "postgres":
+        parser.error("--projection-process needs --store postgres")
     partners = args.partners or (1000 if args.quick else 10_000)
 
     directory = Path(tempfile.mkdtemp(prefix="pledger-bench-"))
@@ -582,6 +689,8 @@ def main() -> None:
         "store": args.store,
         "partners": partners,
         "events": built["events"],
+        "workers": args.workers,
+        "projection_process": args.projection_process,
     }
     print("Rebuilding every view from position 0")
     seconds, rebuild_eps, peak_mb = rebuild(settings)
@@ -599,7 +708,7 @@ def main() -> None:
         figures["tree_rebuild_share"] = round(share, 3)
 
     print("Serving over HTTP")
-    server = Server(settings, directory)
+    server = Server(settings, directory, args.workers, projection_process=args.projection_process)
     try:
         partner_ids = built["partners"]
         figures["append_http_eps"], p99 = append_over_http(
@@ -640,7 +749,26 @@ def main() -> None:
         figures["p95_ms"]["ui_partner"] = round(
             p95_ms(server, lambda i: f"/partners/{sample[i]}", 60, cookie), 1
         )
-        figures["ui_home_after_write_ms"] = round(home_after_write(server, sample, cookie), 1)
+        figures["ui_home_after_write_ms"] = round(read_after_write(server, sample, "/", cookie), 1)
+        # Searching and sorting every partner (issue 17 item 6): steady, and after a write.
+        search = "/v1/partners?q=Youth&limit=50&sort="
+        for sort in ("health", "last_touch"):
+            figures["p95_ms"][f"partners_q_{sort}"] = round(
+                p95_ms(server, lambda _, s=sort: search + s, 30), 1
+            )
+            figures[f"partners_q_{sort}_after_write_ms"] = round(
+                read_after_write(server, sample, search + sort), 1
+            )
+        figures["p95_ms"]["partners_as_of"] = round(
+            p95_ms(server, lambda _: f"/v1/partners?sort=health&as_of={built['as_of_past']}", 10),
+            1,
+        )
+        started = time.perf_counter()
+        status, _ = server.get("/v1/audit/verify")
+        figures["audit_verify_ms"] = round((time.perf_counter() - started) * 1000)
+        if status != 200:
+            msg = f"/v1/audit/verify answered {status}"
+            raise RuntimeError(msg)
         beside, reports, refused = p95_beside_heavy(
             server,
             lambda i: f"/v1/partners/{sample[i]}/health",
@@ -652,16 +780,31 @@ def main() -> None:
     finally:
         server.stop()
 
+    print("Serving the framework floor (bench/floor_app.py) to the same clients")
+    floor_server = FloorServer(directory)
+    try:
+        floor_eps, _ = append_over_http(floor_server, partner_ids[100:], args.append_seconds)
+    finally:
+        floor_server.stop()
+    figures["floor_framework_eps"] = round(floor_eps)
+    figures["append_framework_ratio"] = round(figures["append_http_eps"] / floor_eps, 3)
+
     if args.import_rows:
         print(f"Importing {args.import_rows:,} events from a CSV file")
         seconds = import_events(settings, directory, built["partners"], args.import_rows)
         figures["import_rows"] = args.import_rows
         figures["import_seconds"] = round(seconds, 1)
         figures["import_rows_per_s"] = round(args.import_rows / seconds)
+        figures["import_eps"] = figures["import_rows_per_s"]
+        floor = floor_executemany(directory, average_stored_size(settings), args.import_rows)
+        figures["floor_executemany_eps"] = round(floor)
+        figures["import_ratio"] = round(figures["import_eps"] / floor, 3)
 
     targets = {
         "append_http_ratio": (">=", 0.5),
         "append_http_p99_ms": ("<=", 50),
+        "append_framework_ratio": (">=", 0.5),
+        "import_ratio": (">=", 0.25),
         "rebuild_ratio": (">=", 0.33),
         "rebuild_seconds": ("<=", 30),
         "rebuild_peak_rss_mb": ("<=", 600),
@@ -677,6 +820,9 @@ def main() -> None:
         "ui_home": 50,
         "ui_partners": 50,
         "ui_partner": 50,
+        "partners_q_health": 30,
+        "partners_q_last_touch": 30,
+        "partners_as_of": 30,
     }
     print()
     print(f"{'figure':<36}{'value':>14}  target")

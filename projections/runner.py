@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from functools import singledispatchmethod
 from typing import Any
 
@@ -36,6 +37,7 @@ from domain.application import Partnerships
 from domain.chained import ChainedAggregate
 from domain.dates import zone_name
 from projections.folds import Entry
+from projections.follow import PositionListener
 from projections.locking import WriteLock
 from projections.log import LogReader
 from projections.rebuild import LogFold
@@ -49,6 +51,10 @@ POLL_SECONDS = 0.5
 RACE_ATTEMPTS = 5
 RETRY_FIRST_SECONDS = 0.5  # after a failure, the first retry; doubled after each failed one
 RETRY_MAX_SECONDS = 30.0
+# Empty views on a log of this many events or more are rebuilt at start (projections.rebuild),
+# not caught up page by page: several times faster.
+REBUILD_FROM = 5_000
+PROGRESS_STEPS = 10  # a start-up rebuild logs its progress this many times
 
 logger = logging.getLogger("pledger.views")
 
@@ -65,13 +71,20 @@ class LedgerProjection(Projection[LedgerView]):
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:  # noqa: ARG002
         self.view.insert_tracking(tracking)
 
+    # The last position this projection saw the views reach: the events of a page it has
+    # taken are then passed over without asking the database again, one query an event.
+    reached = 0
+
     @process_event.register
     def _(self, domain_event: ChainedAggregate.Event, tracking: Tracking) -> None:
         position = tracking.notification_id
+        if position <= self.reached:
+            return  # in a page taken earlier (the views never go back but by a rebuild)
         view = self.view
         for attempt in range(RACE_ATTEMPTS):
             done = view.processed_position()
             if done >= position:
+                self.reached = done
                 self.announce(done)
                 return  # taken (by this call, an earlier page, or another processor)
             try:
@@ -122,6 +135,8 @@ class ViewKeeper:
         self._thread: threading.Thread | None = None
         self._runner: ProjectionRunner[Partnerships, LedgerView] | None = None
         self._watcher: threading.Thread | None = None
+        # Set by follow(): the views are kept by a projection process (pledger project).
+        self._listener: PositionListener | None = None
         self.error: BaseException | None = None
         self._logged: str | None = None  # the failure last logged, until the views recover
         self.restarts = 0  # PostgreSQL: projection runners started again after a failure
@@ -130,6 +145,9 @@ class ViewKeeper:
         self._progress = threading.Condition()
         self._seen = 0
         self._waiters: list[tuple[int, Future[None]]] = []
+        # While start() rebuilds empty views in the background: [events folded, events].
+        self.rebuilding: list[int] | None = None
+        self._starter: threading.Thread | None = None
 
     @property
     def healthy(self) -> bool:
@@ -137,8 +155,34 @@ class ViewKeeper:
         library's projection runner stopped without being asked to."""
         if self.error is not None:
             return False
+        if self._listener is not None:
+            return self._listener.error is None
         runner = self._runner
         return runner is None or not runner.is_interrupted.is_set() or self._stop.is_set()
+
+    @property
+    def kept_by(self) -> str:
+        """Who keeps the views current for this process: ``"this process"`` (its runner or
+        catch-up thread), ``"projection process"`` (after :meth:`follow`), or ``"nobody"``
+        (a command that catches up when it reads)."""
+        if self._listener is not None:
+            return "projection process"
+        if self._thread is not None or self._runner is not None:
+            return "this process"
+        return "nobody"
+
+    def lag(self, log_position: int) -> tuple[int, float]:
+        """How far the views are behind the log at ``log_position``: in events, and in
+        seconds since the first event they have not taken was recorded (0 when caught up)."""
+        views_position = self.view.processed_position()
+        behind = max(0, log_position - views_position)
+        if not behind:
+            return 0, 0.0
+        waiting = self.log.page(views_position, 1)
+        if not waiting or not waiting[0].recorded_at:
+            return behind, 0.0
+        recorded = datetime.fromisoformat(waiting[0].recorded_at)
+        return behind, max(0.0, (datetime.now(UTC) - recorded).total_seconds())
 
     @property
     def uses_runner(self) -> bool:
@@ -223,7 +267,7 @@ class ViewKeeper:
         its projection runner) has brought the views to ``position`` (for callers that must
         not block a thread while they wait), or None when neither runs here: then call
         :meth:`wait_for`."""
-        if self._thread is None and self._runner is None:
+        if self._thread is None and self._runner is None and self._listener is None:
             return None
         seen: Future[None] = Future()
         with self._progress:
@@ -238,7 +282,7 @@ class ViewKeeper:
         """Return once the views reflect ``position`` (read-your-writes)."""
         if self._seen >= position:
             return
-        if self._thread is not None:
+        if self._thread is not None or self._listener is not None:
             self.notify()
             deadline = time.monotonic() + timeout
             with self._progress:
@@ -282,7 +326,55 @@ class ViewKeeper:
         return True
 
     def start(self) -> None:
-        """Keep the views current in the background until :meth:`stop`."""
+        """Keep the views current in the background until :meth:`stop`.
+
+        Empty views on a log of :data:`REBUILD_FROM` events or more (a new server on a copied
+        or restored ledger) are first rebuilt in a thread of their own, at rebuild speed, while
+        the server already answers: :attr:`rebuilding` and the log show the progress; writes
+        wait for the views' lock until it is done."""
+        log_position = self.ledger.recorder.max_notification_id() or 0
+        if self.view.processed_position() == 0 and log_position >= REBUILD_FROM:
+            self.rebuilding = [0, log_position]
+            self._starter = threading.Thread(
+                target=self._rebuild_then_keep, name="pledger-views-rebuild", daemon=True
+            )
+            self._starter.start()
+            return
+        self._keep()
+
+    def _rebuild_then_keep(self) -> None:
+        assert self.rebuilding is not None
+        total = self.rebuilding[1]
+        logger.info("the views are empty: rebuilding them from the %s events of the log", total)
+        step = max(1, total // PROGRESS_STEPS)
+
+        def advance(events: int) -> None:
+            assert self.rebuilding is not None
+            before = self.rebuilding[0]
+            self.rebuilding[0] += events
+            if self.rebuilding[0] // step > before // step:
+                logger.info("rebuilding the views: %s of %s events", self.rebuilding[0], total)
+
+        started = time.perf_counter()
+        try:
+            events = self.rebuild(advance=advance)
+        except Exception as error:
+            self.error = error
+            logger.exception("rebuilding the views failed")
+            return
+        finally:
+            self.rebuilding = None
+        seconds = time.perf_counter() - started
+        logger.info(
+            "rebuilt the views from %s events in %.1f s (%.0f events/s)",
+            events,
+            seconds,
+            events / max(seconds, 1e-9),
+        )
+        if not self._stop.is_set():
+            self._keep()
+
+    def _keep(self) -> None:
         self.catch_up()
         if self.uses_runner:
             self._runner = self._open_runner()
@@ -309,6 +401,33 @@ class ViewKeeper:
         assert isinstance(projection, LedgerProjection)
         projection.announce = self._announce
         return runner
+
+    def follow(self) -> None:
+        """Leave keeping the views to a projection process (``pledger project``, PostgreSQL)
+        and learn each position it reaches from the database's notifications
+        (``projections.follow``): a write then waits for its position without polling, and
+        catches up itself only when the projection process has not shown it in time."""
+        self._listener = PositionListener(
+            self.view_env, self._announce, self.view.processed_position
+        )
+        self._listener.start()
+
+    def run_forever(self) -> None:
+        """After :meth:`start` (a projection process, ``pledger project``): block until
+        :meth:`interrupt` is called. A runner that stops on an error is restarted by the
+        watcher (logged once, shown by /healthz), so the process keeps going; an error the
+        start-up rebuild could not get past is raised."""
+        starter = self._starter
+        while starter is not None and starter.is_alive() and not self._stop.is_set():
+            starter.join(timeout=1.0)  # a start-up rebuild; the timeout lets Ctrl-C through
+        if self._runner is None and self.error is not None and not self._stop.is_set():
+            raise self.error
+        while not self._stop.wait(1.0):  # the timeout lets a signal handler run
+            pass
+
+    def interrupt(self) -> None:
+        """Make :meth:`run_forever` return (safe in a signal handler: it only sets events)."""
+        self._stop.set()
 
     def _poll(self) -> None:
         failures = 0
@@ -386,8 +505,12 @@ class ViewKeeper:
     def stop(self) -> None:
         self._stop.set()
         self._written.set()
+        if self._starter is not None:
+            self._starter.join(timeout=5)
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._listener is not None:
+            self._listener.stop()
         if self._watcher is not None:
             self._watcher.join(timeout=10)
         # A runner that stopped on an error (a rewritten log, say) has had it logged and shown

@@ -43,6 +43,7 @@ from domain.dates import DEFAULT_ZONE, zone_name
 from domain.hashing import GENESIS, digest_step, format_instant
 from domain.merkle import MerkleAppender, NodeLookup, needed_nodes, tree_head
 from projections.folds import Entry, PartnerSnapshot, evolve_partner, fold_partner
+from projections.follow import VIEWS_CHANNEL
 from projections.log import LogReader, entry_of_event
 from projections.pgschema import SchemaOnce, table_exists
 from projections.rebuild import LogFold
@@ -340,6 +341,7 @@ class LedgerView(TrackingRecorder):
                 self._add_totals(c, totals)
                 self._write_chain(c, chain)
                 self._insert_tracking(c, Tracking(APPLICATION_NAME, chain.position))
+                self._announce(c, chain.position)
         return chain.events
 
     @contextmanager
@@ -516,6 +518,10 @@ class LedgerView(TrackingRecorder):
         """Move the tracked position from ``read`` (as this transaction read it) to
         ``position``; raise IntegrityError when another transaction moved it meanwhile."""
         self._insert_tracking(c, Tracking(APPLICATION_NAME, position))
+
+    def _announce(self, c: Any, position: int) -> None:
+        """Tell other processes, once this transaction commits, that the views reached
+        ``position`` (PostgreSQL: NOTIFY, see ``projections.follow``; SQLite has no channel)."""
 
     def _skips_after(self, done: int, first: int) -> bool:
         """Whether the log holds an event after ``done`` and before ``first``."""
@@ -837,6 +843,10 @@ class PostgresLedgerView(SchemaOnce, PostgresTrackingRecorder, LedgerView):
         if c.rowcount != 1:
             msg = f"the views' tracked position moved from {read} while this page was written"
             raise IntegrityError(msg)
+        self._announce(c, position)
+
+    def _announce(self, c: Any, position: int) -> None:
+        c.execute("SELECT pg_notify(%s, %s)", (VIEWS_CHANNEL, str(position)))
 
     def _select_tracking_statement(self) -> str:
         return (

@@ -1,0 +1,66 @@
+"""The group writer's cache of aggregates (issue 17 items 6 and 7).
+
+* It is bounded by the events they hold, not only by how many there are: a partner object keeps
+  every event it has had, so a count alone let a busy server's memory grow with the history of
+  the partners written to.
+* With several server processes, a cached partner another process wrote to is brought up to
+  the log before the next write, after the first conflict shows that others write.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+
+from api import writer
+from api.settings import Settings
+from tests.api.conftest import Api, _running
+
+WHEN = "2025-02-03T10:00:00Z"
+
+
+def test_the_writers_cache_holds_at_most_its_budget_of_events(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer, "CACHE_EVENTS", 30)
+    partners = [api.register(f"Cached {n}") for n in range(3)]
+    group_writer = api.app.state.services.writer
+    for partner in partners:
+        for _ in range(14):
+            api.append(partner, "contact_made", WHEN, channel="phone", direction="inbound")
+        assert group_writer.events_held <= 30
+    # The last two partners written to are kept (15 events each); the first was evicted.
+    assert group_writer.events_held == 30
+    # An evicted partner is loaded again from the log, and its next write follows its history.
+    api.append(partners[0], "contact_made", WHEN, channel="phone", direction="inbound")
+    timeline = api.read(f"/v1/partners/{partners[0]}/timeline", limit=100)["events"]
+    assert len(timeline) == 16
+    assert group_writer.events_held <= 30
+
+
+def test_after_a_conflict_the_writer_brings_cached_partners_up_to_other_writers(
+    api: Api, settings: Settings
+) -> None:
+    """Two servers on one ledger writing to one partner: the first stale cache conflicts once;
+    from then on each writer applies the other's new events to its cached partner before it
+    writes (one query a batch), instead of conflicting and loading the partner from scratch."""
+    with contextmanager(_running)(settings) as second:
+        first_writer = api.app.state.services.writer
+        second_writer = second.app.state.services.writer
+        partner = api.register("Shared")
+        api.append(partner, "contact_made", WHEN, channel="phone", direction="inbound")
+        second.append(partner, "contact_made", WHEN, channel="email", direction="inbound")
+        api.append(partner, "contact_made", WHEN, channel="phone", direction="inbound")
+        assert first_writer.conflicts == 1  # its cached partner was one event behind
+        api.append(partner, "contact_made", WHEN, channel="phone", direction="inbound")
+        second.append(partner, "contact_made", WHEN, channel="email", direction="inbound")
+        assert second_writer.conflicts == 1
+        for _ in range(3):
+            api.append(partner, "contact_made", WHEN, channel="phone", direction="inbound")
+            second.append(partner, "contact_made", WHEN, channel="email", direction="inbound")
+        assert (first_writer.conflicts, second_writer.conflicts) == (1, 1)
+        timeline = api.read(f"/v1/partners/{partner}/timeline", limit=100)["events"]
+        assert [e["version"] for e in timeline] == list(range(1, len(timeline) + 1))
+        assert len(timeline) == 12
+        assert api.read("/v1/audit/verify")["ok"]
