@@ -52,8 +52,9 @@ __all__ = [
 
 _PARTNER_EVENT_TYPES = [
     t
-    for t in DATA_MODELS
-    if t not in ("partner_registered", "coalition_formed", "member_joined", "member_left")
+    for t, model in DATA_MODELS.items()
+    if model.ORDINARY
+    and t not in ("partner_registered", "coalition_formed", "member_joined", "member_left")
 ]
 
 EXAMPLES: dict[str, dict[str, Any]] = {

@@ -25,6 +25,7 @@ from eventsourcing.utils import get_topic
 
 from domain.chained import ChainedAggregate
 from domain.hashing import format_instant
+from domain.personal import Disclosed
 from domain.serialization import EVENT_CLASSES, stream_type_of
 from projections.folds import Entry
 from projections.logtable import LogTable, decode_entry, stream_id_text
@@ -42,9 +43,20 @@ def _topics() -> dict[str, tuple[str, str]]:
     return found
 
 
-def entry_of(position: int, stream_id: str, version: int, topic: str, state: bytes) -> Entry:
-    """An entry from a stored event's raw columns."""
-    return decode_entry(_topics(), position, stream_id, version, topic, state)
+def entry_of(
+    position: int,
+    stream_id: str,
+    version: int,
+    topic: str,
+    state: bytes,
+    disclosed: Disclosed | None = None,
+    *,
+    shown: bool = True,
+) -> Entry:
+    """An entry from a stored event's raw columns (see ``logtable.decode_entry``)."""
+    return decode_entry(
+        _topics(), position, stream_id, version, topic, state, disclosed, shown=shown
+    )
 
 
 def entry_of_event(event: ChainedAggregate.Event, position: int) -> Entry:
@@ -72,6 +84,7 @@ def log_table(recorder: ApplicationRecorder) -> LogTable:
     (the connection settings of the recorder's own pool)."""
     datastore: Any = recorder.datastore  # type: ignore[attr-defined]
     table = recorder.events_table_name  # type: ignore[attr-defined]
+    vault = getattr(recorder, "vault", None)
     if isinstance(recorder, PostgresApplicationRecorder):
         settings = ("dbname", "host", "port", "user", "password")
         return LogTable(
@@ -79,12 +92,14 @@ def log_table(recorder: ApplicationRecorder) -> LogTable:
             name=f'"{datastore.schema}"."{table}"',
             topics=_topics(),
             connect_args={k: v for k, v in datastore.pool.kwargs.items() if k in settings},
+            vault=vault,
         )
     return LogTable(
         postgres=False,
         name=table,
         topics=_topics(),
         connect_args={"database": datastore.pool.db_name, "uri": True},
+        vault=vault,
     )
 
 
@@ -108,7 +123,14 @@ class LogReader:
             start=after, limit=limit, inclusive_of_start=False
         )
         return [
-            entry_of(n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+            entry_of(
+                n.id,
+                str(n.originator_id),
+                n.originator_version,
+                n.topic,
+                n.state,
+                getattr(n, "disclosed", None),
+            )
             for n in notifications
         ]
 
@@ -178,6 +200,7 @@ class LogReader:
                     self.table.streams_statement(len(chunk)), self.table.streams_params(chunk)
                 )
                 rows = c.fetchall()
+            disclosed = self._disclosed(rows)
             for row in rows:
                 sid = stream_id_text(row["originator_id"])
                 found.setdefault(sid, []).append(
@@ -187,8 +210,24 @@ class LogReader:
                         row["originator_version"],
                         row["topic"],
                         bytes(row["state"]),
+                        disclosed.get((sid, row["originator_version"])),
                     )
                 )
+        return found
+
+    def _disclosed(self, rows: Sequence[Any]) -> dict[Any, Disclosed]:
+        """The personal values held for the events of ``rows`` (domain.personal)."""
+        streams = sorted(
+            {
+                stream_id_text(row["originator_id"])
+                for row in rows
+                if b'"personal":' in bytes(row["state"])
+            }
+        )
+        read = getattr(self.recorder, "disclosed_of_streams", None)
+        if not streams or read is None:
+            return {}
+        found: dict[Any, Disclosed] = read(streams)
         return found
 
     def stream(self, stream_id: str) -> list[Entry]:

@@ -25,6 +25,7 @@ import orjson
 
 from domain.errors import DamagedEvent
 from domain.hashing import parse_instant
+from domain.personal import Disclosed, Vault, decrypt_rows, disclose
 from projections.folds import Entry
 
 __all__ = ["LogTable", "OpenLog", "Topics", "decode_entry", "stream_id_text"]
@@ -33,12 +34,25 @@ Topics = Mapping[str, tuple[str, str]]  # stored topic -> (event type, stream ty
 
 
 def decode_entry(
-    topics: Topics, position: int, stream_id: str, version: int, topic: str, state: bytes
+    topics: Topics,
+    position: int,
+    stream_id: str,
+    version: int,
+    topic: str,
+    state: bytes,
+    disclosed: Disclosed | None = None,
+    *,
+    shown: bool = True,
 ) -> Entry:
     """An entry from a stored event's columns (its state is the JSON ``domain.serialization``
-    writes, whose ``data`` is already in the API's shape)."""
+    writes, whose ``data`` is in the API's shape), with its personal values ``disclosed``
+    (domain.personal; placeholders where none are held). ``shown=False`` keeps the data as
+    stored and hashed (commitments and all), for checking hashes."""
     try:
         document = orjson.loads(state)
+        data = document["data"]
+        if shown:
+            data = disclose(data, disclosed, stream_id)
         type_name, stream_type = topics[topic]
         # Positional: a rebuild makes one Entry per event, and keywords cost a fifth more here.
         return Entry(
@@ -47,7 +61,7 @@ def decode_entry(
             version,
             type_name,
             parse_instant(document["occurred_at"]),
-            document["data"],
+            data,
             document["recorded_at"],
             document["recorded_by"],
             document["prev_hash"],
@@ -80,6 +94,7 @@ class LogTable:
     topics: Topics
     # Keywords of sqlite3.connect() or psycopg.connect(); the password stays out of reprs.
     connect_args: Mapping[str, Any] = field(repr=False)
+    vault: Vault | None = None  # where personal values are kept (domain.personal)
 
     @property
     def position(self) -> str:
@@ -202,14 +217,40 @@ class OpenLog:
             if not rows:
                 return
             page = []
+            disclosed = self.disclosed(rows)
             for position, originator_id, version, topic, state in rows:
                 stream_id = names.get(originator_id)
                 if stream_id is None:
                     stream_id = names[originator_id] = stream_id_text(originator_id)
-                page.append(decode_entry(table.topics, position, stream_id, version, topic, state))
+                page.append(
+                    decode_entry(
+                        table.topics,
+                        position,
+                        stream_id,
+                        version,
+                        topic,
+                        state,
+                        disclosed.get((stream_id, version)),
+                    )
+                )
             yield page
             last = rows[-1]
             after = (last[1], last[2])
+
+    def disclosed(self, rows: Sequence[Any]) -> dict[tuple[str, int], Disclosed]:
+        """The personal values held for the events of ``rows`` (position, stream id, version,
+        topic, state), read from the personal-data table in one statement."""
+        vault = self.table.vault
+        streams = sorted(
+            {stream_id_text(row[1]) for row in rows if b'"personal":' in bytes(row[4])}
+        )
+        if vault is None or not streams:
+            return {}
+        found: dict[tuple[str, int], Disclosed] = {}
+        for start in range(0, len(streams), 400):
+            chunk = streams[start : start + 400]
+            found.update(decrypt_rows(self._rows(vault.streams_statement(len(chunk)), chunk)))
+        return found
 
     def hash_pages(self, upto: int, limit: int) -> Iterator[list[tuple[int, str]]]:
         """The position and stored hash of every event up to position ``upto``, in position

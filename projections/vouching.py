@@ -186,7 +186,7 @@ class EventVouching:
         if known is not None and known[0] == fingerprint:
             return known[1], known[2], None
         try:
-            entry = entry_of(0, stream_id, version, topic, state)
+            entry = entry_of(0, stream_id, version, topic, state, shown=False)
             recomputed = event_hash(
                 stream_id=UUID(stream_id),
                 version=version,
