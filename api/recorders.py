@@ -450,7 +450,7 @@ class _ApiTables:
 
 
 class LedgerSQLiteRecorder(_ApiTables, SQLiteApplicationRecorder):
-    vault = Vault(postgres=False)
+    vault = Vault.of_store(postgres=False)
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -477,7 +477,7 @@ class LedgerPostgresRecorder(_ApiTables, SchemaOnce, PostgresApplicationRecorder
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
-        self.vault = Vault(postgres=True, prefix=self.prefix, schema=datastore.schema)
+        self.vault = Vault.of_store(postgres=True, schema=datastore.schema)
         self.sql_create_statements.extend(SQL(self._q(t)) for t in _TABLES)  # type: ignore[misc]
         self.sql_create_statements.extend(
             SQL(t)  # type: ignore[misc]

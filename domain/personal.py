@@ -212,6 +212,12 @@ class Vault:
     prefix: str = ""
     schema: str = ""
 
+    @classmethod
+    def of_store(cls, *, postgres: bool, schema: str = "") -> Vault:
+        """The ledger's vault: unprefixed on SQLite, ``pledger_`` tables on PostgreSQL (beside
+        the API's other tables in the log's database)."""
+        return cls(postgres=True, prefix="pledger_", schema=schema) if postgres else cls(False)
+
     def _name(self, table: str) -> str:
         if self.postgres and self.schema:
             return f'"{self.schema}".{self.prefix}{table}'

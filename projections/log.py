@@ -25,7 +25,7 @@ from eventsourcing.utils import get_topic
 
 from domain.chained import ChainedAggregate
 from domain.hashing import format_instant
-from domain.personal import Disclosed
+from domain.personal import Disclosed, Vault, decrypt_rows, event_pairs
 from domain.serialization import EVENT_CLASSES, stream_type_of
 from projections.folds import Entry
 from projections.logtable import LogTable, decode_entry, stream_id_text
@@ -84,8 +84,9 @@ def log_table(recorder: ApplicationRecorder) -> LogTable:
     (the connection settings of the recorder's own pool)."""
     datastore: Any = recorder.datastore  # type: ignore[attr-defined]
     table = recorder.events_table_name  # type: ignore[attr-defined]
-    vault = getattr(recorder, "vault", None)
-    if isinstance(recorder, PostgresApplicationRecorder):
+    postgres = isinstance(recorder, PostgresApplicationRecorder)
+    vault = Vault.of_store(postgres=postgres, schema=datastore.schema if postgres else "")
+    if postgres:
         settings = ("dbname", "host", "port", "user", "password")
         return LogTable(
             postgres=True,
@@ -122,6 +123,13 @@ class LogReader:
         notifications = self.recorder.select_notifications(
             start=after, limit=limit, inclusive_of_start=False
         )
+        disclosed = self._disclosed_events(
+            [
+                (stream_id_text(n.originator_id), n.originator_version)
+                for n in notifications
+                if b'"personal":' in n.state
+            ]
+        )
         return [
             entry_of(
                 n.id,
@@ -129,7 +137,7 @@ class LogReader:
                 n.originator_version,
                 n.topic,
                 n.state,
-                getattr(n, "disclosed", None),
+                disclosed.get((stream_id_text(n.originator_id), n.originator_version)),
             )
             for n in notifications
         ]
@@ -224,11 +232,32 @@ class LogReader:
                 if b'"personal":' in bytes(row["state"])
             }
         )
-        read = getattr(self.recorder, "disclosed_of_streams", None)
-        if not streams or read is None:
-            return {}
-        found: dict[Any, Disclosed] = read(streams)
+        vault = self.table.vault
+        found: dict[Any, Disclosed] = {}
+        for start in range(0, len(streams), 400):
+            chunk = streams[start : start + 400]
+            assert vault is not None
+            found.update(self._vault_rows(vault.streams_statement(len(chunk)), chunk))
         return found
+
+    def _disclosed_events(self, pairs: Sequence[tuple[str, int]]) -> dict[Any, Disclosed]:
+        """The personal values held for these (stream id, version) events."""
+        vault = self.table.vault
+        found: dict[Any, Disclosed] = {}
+        for start in range(0, len(pairs), 400):
+            chunk = pairs[start : start + 400]
+            assert vault is not None
+            statement = vault.events_statement(len(chunk))
+            found.update(self._vault_rows(statement, event_pairs(chunk)))
+        return found
+
+    def _vault_rows(self, statement: str, params: Sequence[Any]) -> dict[Any, Disclosed]:
+        datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.transaction(commit=False) as c:
+            c.execute(statement, tuple(params))
+            rows = c.fetchall()
+        columns = ("originator_id", "originator_version", "subject_id", "nonce", "sealed", "key")
+        return decrypt_rows(tuple(row[name] for name in columns) for row in rows)
 
     def stream(self, stream_id: str) -> list[Entry]:
         return self.streams([stream_id])[stream_id]
