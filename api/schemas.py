@@ -18,6 +18,7 @@ from domain.serialization import DATA_MODELS
 from domain.values import (
     INSTANT_PATTERN,
     CoalitionFormed,
+    ErasureReason,
     EventData,
     MemberJoined,
     PartnerRegistered,
@@ -214,6 +215,18 @@ class CoalitionCreate(CoalitionFormed, _CommonCreate):
 
 class MemberCreate(MemberJoined, _CommonWrite):
     """A partner joins the coalition."""
+
+
+class ErasureCreate(BaseModel):
+    """Erase a partner's personal data (GDPR Art. 17): why, as a category."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"examples": [{"reason": "request"}]},
+    )
+
+    reason: ErasureReason
 
 
 # ---- responses ----------------------------------------------------------------------------

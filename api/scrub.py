@@ -24,6 +24,7 @@ keys they hold are the way to shred them, which is why each subject has one.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from typing import Any
@@ -36,8 +37,10 @@ from projections.store import LedgerView
 
 __all__ = ["scrub_stores"]
 
+_log = logging.getLogger("pledger.erasure")
 CHECKPOINT_ATTEMPTS = 50
 CHECKPOINT_RETRY_SECONDS = 0.1
+CONCURRENT_WAIT_SECONDS = 10.0
 # The views' tables whose rows hold what an erasure replaces by placeholders.
 _VIEW_TABLES = ("partners", "commitments", "coalitions")
 
@@ -77,9 +80,33 @@ def _postgres_tables(ledger: Partnerships, view: LedgerView) -> list[str]:
 
 
 def _vacuum_postgres(connect_args: Any, tables: list[str]) -> None:
+    """``VACUUM (FULL)`` copies a deleted row that a transaction still running might see (a
+    "recently dead" row): a transaction id is cluster-wide, so one still running in any
+    database of the server keeps it. First wait, up to ``CONCURRENT_WAIT_SECONDS``, until
+    every transaction that began before the erasure has ended (those the connection may see:
+    pg_stat_activity shows other roles' transactions to a superuser or pg_read_all_stats);
+    past that, log which are still running and compact anyway."""
     import psycopg
 
     with psycopg.connect(**connect_args, autocommit=True) as connection:
+        (started,) = connection.execute("SELECT statement_timestamp()").fetchone() or (None,)
+        deadline = time.monotonic() + CONCURRENT_WAIT_SECONDS
+        running: list[Any] = []
+        while time.monotonic() < deadline:
+            running = connection.execute(
+                "SELECT pid, datname FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                "AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL) AND xact_start < %s",
+                (started,),
+            ).fetchall()
+            if not running:
+                break
+            time.sleep(CHECKPOINT_RETRY_SECONDS)
+        if running:
+            _log.warning(
+                "erasure: transactions begun before it are still running (%s); the rows "
+                "they might see are kept by VACUUM (FULL) until the next compaction",
+                ", ".join(f"pid {pid} in {db}" for pid, db in running),
+            )
         for name in tables:
             connection.execute(f"VACUUM (FULL) {name}")
 

@@ -366,7 +366,7 @@ def _personal_fields(
     model = data_model_of(resolve_topic(topic))
     fields = tuple(
         name
-        for name in model.PERSONAL_FIELDS
+        for name in sorted(model.PERSONAL_FIELDS)
         if data.get(name) not in (None, "", [], {}) and data.get(name) != placeholder(name, subject)
     )
     if not fields:

@@ -88,6 +88,8 @@ API_RULES: dict[tuple[str, str], Rule] = {
     ("get", "/v1/partners/{partner_id}/health"): figures,
     ("get", "/v1/partners/{partner_id}/health/history"): figures,
     ("get", "/v1/partners/{partner_id}/commitments"): commitments,
+    ("post", "/v1/partners/{partner_id}/erasure"): stewards,
+    ("get", "/v1/partners/{partner_id}/personal-data"): stewards,
     ("get", "/v1/accountability"): readers,
     ("get", "/v1/coalitions/{coalition_id}"): coalition_page,
     ("get", "/v1/coalitions/{coalition_id}/report"): coalition_page,
