@@ -262,7 +262,11 @@ class Vault:
         m = self.mark
         return (
             f"INSERT INTO {self.rows} (originator_id, originator_version, subject_id, nonce, "
-            f"sealed) VALUES ({m}, {m}, {m}, {m}, {m})"
+            f"sealed) VALUES ({m}, {m}, {m}, {m}, {m}) "
+            # A row left by an event deleted behind the ledger's back must not stop the
+            # version's next event (whose own insert refuses a version still on record).
+            "ON CONFLICT (originator_id, originator_version, subject_id) DO UPDATE "
+            "SET nonce = excluded.nonce, sealed = excluded.sealed"
         )
 
     def shred_statements(self) -> list[str]:
