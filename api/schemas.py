@@ -498,3 +498,5 @@ class VerifyPublic(BaseModel):
     position: int
     digest: str
     problems: list[dict[str, Any]]
+    # Format 1 events an erasure overwrote: their content can no longer be checked (issue 16)
+    unchecked: list[dict[str, Any]] = []

@@ -394,5 +394,5 @@ def recorded_from(recording: Any) -> Recorded:
         position=recording.notification.id,
         hash=event.hash,
         type=event.data.TYPE,
-        data=event.data.model_dump(mode="json"),
+        data=event.shown_data(),
     )

@@ -10,7 +10,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.hashing import GENESIS, event_hash
-from domain.personal import Seal, seal
+from domain.personal import Seal, disclose, seal
 from domain.values import EventData
 
 __all__ = ["ChainedAggregate", "Stamp"]
@@ -51,6 +51,14 @@ class ChainedAggregate(Aggregate):
         @property
         def type(self) -> str:
             return self.data.TYPE
+
+        def shown_data(self) -> dict[str, Any]:
+            """The data as the API and the views show it: the payload's fields, with personal
+            values (or their placeholders) after the others, as read back from the store, so
+            that an answer is the same bytes however the event was read."""
+            if self.seal is None:
+                return self.data.model_dump(mode="json")
+            return disclose(self.hashed_data(), self.seal.disclosed, str(self.originator_id))
 
         def hashed_data(self) -> dict[str, Any]:
             """The data as hashed and stored: as shown, or with the ``personal`` commitments."""

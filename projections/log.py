@@ -69,7 +69,7 @@ def entry_of_event(event: ChainedAggregate.Event, position: int) -> Entry:
         event.originator_version,
         event.type,
         event.occurred_at.astimezone(UTC),
-        event.data.model_dump(mode="json"),
+        event.shown_data(),
         format_instant(event.timestamp),
         event.recorded_by,
         event.prev_hash,

@@ -5,6 +5,8 @@ file or table of either store holds the erased name, email or summary afterwards
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,3 +292,45 @@ def test_retention_lists_first_then_erases_the_relationships_that_ended(
     assert api.read(f"/v1/partners/{world.other}")["name"] == "Eastside Tenants Union"
     again = runner.invoke(app, [*args, "--dry-run"], env=env)
     assert "no partner's relationship ended before 2025-03-01" in again.output
+
+
+# ---- the README's verifier, run as a stranger would -----------------------------------------
+
+
+def _readme_verifier() -> str:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    after = readme.split("A verifier hashes as before", 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def _run_verifier(tmp_path: Path, events: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    script, export = tmp_path / "verify.py", tmp_path / "ledger.jsonl"
+    script.write_text(_readme_verifier(), encoding="utf-8")
+    export.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    return subprocess.run(
+        [sys.executable, str(script), str(export)], capture_output=True, text=True, check=False
+    )
+
+
+def test_the_readme_verifier_passes_a_ledger_of_both_formats_erased_and_not(
+    api: Api, world: World, settings: Settings, tmp_path: Path
+) -> None:
+    api.append(world.other, "contact_made", "2025-01-11T10:00:00Z", channel="phone",
+               direction="outbound", summary="Kept, not erased")  # fmt: skip
+    _erase(api, world.person)
+    events = api.log()
+    formats = {("personal" in e["data"], bool(e.get("disclosed"))) for e in events}
+    assert {(True, True), (True, False), (False, False)} <= formats  # held, erased, format 1
+
+    checked = _run_verifier(tmp_path, events)
+
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.strip() == api.read("/v1/audit/verify")["digest"]
+
+    def change(state: dict[str, Any]) -> None:
+        state["data"]["amount"] = "2500.00"
+
+    edit_state(settings, world.commitment["position"], change)
+    forged = _run_verifier(tmp_path, api.log())
+    assert forged.returncode != 0
+    assert "AssertionError" in forged.stderr
