@@ -56,7 +56,16 @@ from domain.errors import (
     VersionConflict,
 )
 from domain.hashing import format_instant
-from domain.values import CoalitionFormed, MemberJoined, MemberLeft, PartnerRegistered, Stage
+from domain.personal import erased_name
+from domain.values import (
+    CoalitionFormed,
+    ErasureReason,
+    MemberJoined,
+    MemberLeft,
+    PartnerRegistered,
+    Stage,
+    name_key,
+)
 from projections.queries import At
 
 __all__ = ["NeedsSignIn", "router", "templates"]
@@ -538,6 +547,68 @@ def partner_share(
     )
     page.headers["Cache-Control"] = "no-store"
     return page
+
+
+# ---- erasure (issue 16) ----------------------------------------------------------------------
+
+_REASONS = [
+    (ErasureReason.REQUEST.value, "They asked for it (GDPR Art. 17)"),
+    (ErasureReason.CONSENT_WITHDRAWN.value, "They withdrew their consent"),
+    (ErasureReason.RETENTION.value, "Our retention period ran out"),
+    (ErasureReason.LEGAL_OBLIGATION.value, "A legal obligation"),
+    (ErasureReason.OTHER.value, "Another reason"),
+]
+
+
+def _erase_page(
+    request: Request,
+    who: Principal,
+    partner: Mapping[str, Any],
+    values: Mapping[str, str],
+    errors: Mapping[str, str],
+) -> HTMLResponse:
+    return _page(
+        request,
+        "erase.html",
+        who,
+        status=422 if errors else 200,
+        partner=partner,
+        values=values,
+        errors=errors,
+        reasons=_REASONS,
+        placeholder=erased_name(str(partner["id"])),
+    )
+
+
+@router.get("/partners/{partner_id}/erase")
+def erase_page(
+    request: Request, partner_id: str, services: ServicesDep, who: StewardDep
+) -> Response:
+    """Erase a partner's personal data, once its name is typed to confirm."""
+    pid = str(parse_uuid(partner_id, PartnerNotFound))
+    partner = services.queries.partner(pid, _at(services))
+    return _erase_page(request, who, partner, {"reason": "request", "confirmation": ""}, {})
+
+
+@router.post("/partners/{partner_id}/erase")
+async def erase_submit(
+    request: Request, partner_id: str, services: ServicesDep, who: StewardDep
+) -> Response:
+    pid = parse_uuid(partner_id, PartnerNotFound)
+    partner = await run_in_threadpool(services.queries.partner, str(pid), _at(services))
+    submitted = await request.form()
+    values = {k: str(submitted.get(k) or "") for k in ("reason", "confirmation")}
+    errors: dict[str, str] = {}
+    if values["reason"] not in {value for value, _ in _REASONS}:
+        errors["reason"] = "choose one of the reasons listed"
+    if name_key(values["confirmation"].strip()) != name_key(str(partner["name"])):
+        errors["confirmation"] = f"type the partner's name, {partner['name']}, exactly"
+    if errors:
+        return _erase_page(request, who, partner, values, errors)
+    await services.service.erase_personal_data(
+        pid, ErasureReason(values["reason"]), Ask(recorded_by=who.name)
+    )
+    return _see_other(f"/partners/{pid}")
 
 
 # ---- record forms -------------------------------------------------------------------------

@@ -334,3 +334,34 @@ def test_the_readme_verifier_passes_a_ledger_of_both_formats_erased_and_not(
     forged = _run_verifier(tmp_path, api.log())
     assert forged.returncode != 0
     assert "AssertionError" in forged.stderr
+
+
+# ---- the web page -----------------------------------------------------------------------------
+
+
+def test_the_page_erases_only_once_the_name_is_typed(api: Api, world: World) -> None:
+    from fastapi.testclient import TestClient
+
+    client = TestClient(api.app, follow_redirects=False)
+    token = api.steward["Authorization"].removeprefix("Bearer ")
+    client.get(f"/signin?token={token}")
+    form = client.get(f"/partners/{world.person}/erase")
+    assert form.status_code == 200
+    csrf = re.search(r'name="csrftoken" value="([^"]+)"', form.text)
+    assert csrf is not None
+    page = f"/partners/{world.person}/erase"
+
+    wrong = client.post(page, data={"csrftoken": csrf[1], "reason": "request",
+                                    "confirmation": "Ximena"})  # fmt: skip
+
+    assert wrong.status_code == 422
+    assert "type the partner&#39;s name" in wrong.text
+    assert api.read(f"/v1/partners/{world.person}")["name"] == NAME
+
+    done = client.post(page, data={"csrftoken": csrf[1], "reason": "request",
+                                   "confirmation": NAME.lower()})  # fmt: skip
+
+    assert done.status_code == 303
+    assert api.read(f"/v1/partners/{world.person}")["name"] == erased_name(world.person)
+    assert api.log()[-1]["data"]["reason"] == "request"
+    client.close()
