@@ -230,6 +230,11 @@ def verify_command(db: DbOption = None) -> None:
             f"{problem.problem}",
             err=True,
         )
+    for unchecked in report.unchecked:
+        typer.echo(
+            f"UNCHECKED position {unchecked.position}: stream {unchecked.stream_id} version "
+            f"{unchecked.version}: {unchecked.problem}"
+        )
     typer.echo(f"events checked: {report.events_checked}")
     typer.echo(f"position:       {report.position}")
     typer.echo(f"digest:         {report.digest}")

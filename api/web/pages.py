@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import orjson
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency
 from fastapi import APIRouter, Depends, Request
@@ -34,6 +35,7 @@ from api.inbound import CheckedRoute
 from api.params import parse_as_of, parse_day, parse_uuid
 from api.problems import field_problems
 from api.service import Ask
+from api.subjects import subject_access
 from api.web.forms import (
     CHOSEN_IDS,
     EVENT_LABELS,
@@ -588,6 +590,22 @@ def erase_page(
     pid = str(parse_uuid(partner_id, PartnerNotFound))
     partner = services.queries.partner(pid, _at(services))
     return _erase_page(request, who, partner, {"reason": "request", "confirmation": ""}, {})
+
+
+@router.get("/partners/{partner_id}/personal-data.json")
+def personal_data_download(partner_id: str, services: ServicesDep, who: StewardDep) -> Response:
+    """Everything held about this person, as a file to hand them (GDPR Art. 15)."""
+    pid = parse_uuid(partner_id, PartnerNotFound)
+    services.keeper.catch_up()
+    document = subject_access(services.keeper.log, services.ledger, pid)
+    return Response(
+        orjson.dumps(document, option=orjson.OPT_INDENT_2),
+        media_type="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="personal-data-{pid}.json"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @router.post("/partners/{partner_id}/erase")

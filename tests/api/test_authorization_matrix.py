@@ -114,6 +114,7 @@ PAGE_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/our-promises"): lambda role, _: role in ("partner P", "partner Q"),
     ("POST", "/partners/{partner_id}/share"): stewards,
     ("GET", "/partners/{partner_id}/erase"): stewards,
+    ("GET", "/partners/{partner_id}/personal-data.json"): stewards,
     ("POST", "/partners/{partner_id}/erase"): stewards,
     ("GET", "/partners/{partner_id}/record/{event_type}"): stewards,
     ("POST", "/partners/{partner_id}/record/{event_type}"): stewards,

@@ -345,6 +345,10 @@ def test_the_page_erases_only_once_the_name_is_typed(api: Api, world: World) -> 
     client = TestClient(api.app, follow_redirects=False)
     token = api.steward["Authorization"].removeprefix("Bearer ")
     client.get(f"/signin?token={token}")
+    download = client.get(f"/partners/{world.person}/personal-data.json")
+    assert download.status_code == 200
+    assert "attachment" in download.headers["content-disposition"]
+    assert download.json()["events"][0]["personal"]["name"] == NAME
     form = client.get(f"/partners/{world.person}/erase")
     assert form.status_code == 200
     csrf = re.search(r'name="csrftoken" value="([^"]+)"', form.text)
