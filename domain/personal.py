@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
@@ -310,7 +311,14 @@ def decrypt_rows(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, int], Disclos
     their column order). Rows of several subjects of one event are merged."""
     found: dict[tuple[str, int], dict[str, tuple[str, Any]]] = {}
     for stream_id, version, subject_id, nonce, sealed, key in rows:
-        values = decrypt(bytes(key), stream_id, version, subject_id, bytes(nonce), bytes(sealed))
+        try:
+            values = decrypt(
+                bytes(key), stream_id, version, subject_id, bytes(nonce), bytes(sealed)
+            )
+        except InvalidTag:
+            # An altered or moved row reads as not held; verify names the event (its
+            # commitments have no values and no erasure names it).
+            continue
         found.setdefault((stream_id, version), {}).update(values)
     return dict(found)
 

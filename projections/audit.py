@@ -111,6 +111,7 @@ def verify_log(
     last: dict[UUID | str, tuple[int, str]] = {}  # stream -> (version, stored hash)
     erased_content: dict[tuple[str, int], tuple[int, str, int]] = {}  # (stream, version) -> where
     erasures: dict[tuple[str, int], int] = {}  # (stream, version) erased -> erasure's position
+    withheld: dict[tuple[str, int], tuple[int, str, int]] = {}  # committed values not held
     for notification in ledger.notifications(upto=upto):
         while marks and marks[0] < notification.id:
             _compare_digest(report, marks.pop(0), seen)
@@ -140,6 +141,8 @@ def verify_log(
             if isinstance(event.data, PersonalDataErased):
                 for erased in event.data.fields:
                     erasures[(str(erased.stream_id), erased.version)] = notification.id
+            if event.seal is not None and set(event.seal.disclosed) != set(event.seal.commitments):
+                withheld[(str(stream), version)] = where
             if _content_erased(notification.state):
                 erased_content[(str(stream), version)] = where
             elif event.compute_hash() != event.hash:
@@ -167,6 +170,15 @@ def verify_log(
         report.events_checked += 1
         report.position = notification.id
         advance(1)
+    for key, where in sorted(withheld.items(), key=lambda item: item[1]):
+        if key not in erasures:
+            report.problems.append(
+                AuditProblem(
+                    *where,
+                    "personal values missing or unreadable, and no personal_data_erased "
+                    "event names it: the personal-data table was changed",
+                )
+            )
     for key, where in sorted(erased_content.items(), key=lambda item: item[1]):
         erasure = erasures.get(key)
         if erasure is None:

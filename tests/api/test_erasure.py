@@ -5,6 +5,7 @@ file or table of either store holds the erased name, email or summary afterwards
 from __future__ import annotations
 
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -369,3 +370,45 @@ def test_the_page_erases_only_once_the_name_is_typed(api: Api, world: World) -> 
     assert api.read(f"/v1/partners/{world.person}")["name"] == erased_name(world.person)
     assert api.log()[-1]["data"]["reason"] == "request"
     client.close()
+
+
+def test_an_altered_personal_row_reads_as_not_held_and_verify_names_it(
+    api: Api, world: World, settings: Settings
+) -> None:
+    contact = next(e for e in api.log() if e["type"] == "contact_made")
+    statement = (
+        "UPDATE {table} SET sealed = {flip} WHERE originator_id = {mark} "
+        "AND originator_version = {mark}"
+    )
+    if settings.database_url:
+        import psycopg
+
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            pg.execute(
+                statement.format(
+                    table="pledger_personal_data",
+                    flip="overlay(sealed placing '\\x00'::bytea from 1 for 1)",
+                    mark="%s",
+                ),
+                (contact["stream_id"], contact["version"]),
+            )
+    else:
+        lite = sqlite3.connect(settings.db_path)
+        with lite:
+            lite.execute(
+                statement.format(
+                    table="personal_data",
+                    flip="CAST(zeroblob(1) || substr(sealed, 2) AS BLOB)",
+                    mark="?",
+                ),
+                (contact["stream_id"], contact["version"]),
+            )
+        lite.close()
+
+    timeline = api.read(f"/v1/partners/{world.person}/timeline")
+    shown = next(e for e in timeline["events"] if e["version"] == contact["version"])
+    assert shown["data"]["summary"] == "[erased]"
+    verified = api.read("/v1/audit/verify")
+    assert [(p["position"], p["problem"][:40]) for p in verified["problems"]] == [
+        (contact["position"], "personal values missing or unreadable, a")
+    ]
