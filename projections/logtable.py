@@ -25,12 +25,23 @@ import orjson
 
 from domain.errors import DamagedEvent
 from domain.hashing import parse_instant
-from domain.personal import Disclosed, Vault, decrypt_rows, disclose
+from domain.personal import Disclosed, Vault, decrypt_rows, disclose, event_pairs
 from projections.folds import Entry
 
-__all__ = ["LogTable", "OpenLog", "Topics", "decode_entry", "stream_id_text"]
+__all__ = [
+    "FOLDED_PERSONAL",
+    "LogTable",
+    "OpenLog",
+    "Topics",
+    "decode_entry",
+    "stream_id_text",
+]
 
 Topics = Mapping[str, tuple[str, str]]  # stored topic -> (event type, stream type)
+# The event types whose personal values the views' folds read (names, communities and
+# preferences of a profile; a commitment's description). A rebuild decrypts only these: the
+# other entries it reads feed the folds alone, which never look at their summaries or notes.
+FOLDED_PERSONAL = frozenset({"partner_registered", "profile_updated", "commitment_made"})
 
 
 def decode_entry(
@@ -206,7 +217,8 @@ class OpenLog:
     ) -> Iterator[list[Entry]]:
         """The events recorded up to position ``upto`` of every stream whose id is in
         [lower, upper) (no upper bound: to the last), a page at a time, in (stream, version)
-        order. A stream's events may continue on the next page."""
+        order. A stream's events may continue on the next page. For the folds: only the
+        personal values they read are disclosed (``FOLDED_PERSONAL``)."""
         table = self.table
         statement = table.range_statement(bounded=upper is not None)
         names: dict[Any, str] = {}  # decoded once per stream, and one string for all its entries
@@ -238,18 +250,23 @@ class OpenLog:
             after = (last[1], last[2])
 
     def disclosed(self, rows: Sequence[Any]) -> dict[tuple[str, int], Disclosed]:
-        """The personal values held for the events of ``rows`` (position, stream id, version,
-        topic, state), read from the personal-data table in one statement."""
+        """The personal values the folds read (``FOLDED_PERSONAL``) of the events of ``rows``
+        (position, stream id, version, topic, state), from the personal-data table."""
         vault = self.table.vault
-        streams = sorted(
-            {stream_id_text(row[1]) for row in rows if b'"personal":' in bytes(row[4])}
-        )
-        if vault is None or not streams:
+        topics = self.table.topics
+        pairs = [
+            (stream_id_text(row[1]), row[2])
+            for row in rows
+            if topics.get(row[3], ("", ""))[0] in FOLDED_PERSONAL
+            and b'"personal":' in bytes(row[4])
+        ]
+        if vault is None or not pairs:
             return {}
         found: dict[tuple[str, int], Disclosed] = {}
-        for start in range(0, len(streams), 400):
-            chunk = streams[start : start + 400]
-            found.update(decrypt_rows(self._rows(vault.streams_statement(len(chunk)), chunk)))
+        for start in range(0, len(pairs), 400):
+            chunk = pairs[start : start + 400]
+            statement = vault.events_statement(len(chunk))
+            found.update(decrypt_rows(self._rows(statement, event_pairs(chunk))))
         return found
 
     def hash_pages(self, upto: int, limit: int) -> Iterator[list[tuple[int, str]]]:
