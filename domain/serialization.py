@@ -5,6 +5,12 @@ A stored event's state is plain JSON, readable without this code:
     {"occurred_at": "...Z", "recorded_at": "...Z", "recorded_by": "...", "prev_hash": "...",
      "hash": "...", "data": {...the type's own fields exactly as the API shows them...}}
 
+``data`` is the content as hashed: since issue 16 (format 2) each non-empty personal field is
+left out of it and committed to in its ``personal`` member (``domain.personal``); the values go
+to the recorder beside the event (:class:`PersonalStoredEvent`) and come back from it
+(:class:`DisclosedStoredEvent`, :class:`DisclosedNotification`), or read as placeholders once
+erased. A format 1 state overwritten by an erasure carries ``"content_erased": true``.
+
 Reading it back, the event class's annotation of ``data`` says which payload model restores
 the types (Decimal, date, UUID, enums, tuples); times come back as aware UTC datetimes.
 ``class_version`` and ``upcast_vN_vN+1`` static methods on an event class upgrade old states.
