@@ -468,7 +468,11 @@ class LedgerSQLiteRecorder(_ApiTables, SQLiteApplicationRecorder):
         self._mark(c, stored_events, kwargs.get("requests"))
         self._seal_personal(c, stored_events)
         positions = super()._insert_events(c, stored_events, **kwargs)
-        self._shred(c, kwargs.get("erasure"))
+        if kwargs.get("erasure") is not None:
+            # Overwrite the shredded rows' bytes with zeros as they are deleted (the scrub's
+            # VACUUM then rewrites the file); https://sqlite.org/pragma.html#pragma_secure_delete
+            c.execute("PRAGMA secure_delete = ON")
+            self._shred(c, kwargs.get("erasure"))
         return positions
 
 
