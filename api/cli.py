@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import IO, Annotated
+from uuid import UUID
 
 import orjson
 import typer
@@ -28,7 +29,7 @@ from api.partners_file import partners_csv_lines
 from api.progress import progress_bar
 from api.recorders import StoredToken
 from api.settings import Settings
-from api.wiring import Services, cli_settings, open_ledger, open_services
+from api.wiring import Services, cli_settings, cli_user, open_ledger, open_services
 from domain.dates import DEFAULT_ZONE, ledger_zone
 from domain.errors import CoalitionNotFound, LedgerError, PartnerNotFound
 from domain.values import show_controls
@@ -119,6 +120,119 @@ def export_partners_command(
         ledger.close()
 
 
+@export_app.command("person")
+def export_person_command(
+    partner: Annotated[str, typer.Argument(help="The partner's id.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Everything held about one person, readable (a subject access request, GDPR Art. 15)."""
+    from api.subjects import subject_access
+
+    services = open_services(_settings(db))
+    try:
+        document = subject_access(
+            services.keeper.log, services.ledger, parse_uuid(partner, PartnerNotFound)
+        )
+    except LedgerError as error:
+        raise _fail(error) from None
+    _write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n", output)
+
+
+@app.command("erase")
+def erase_command(
+    partner: Annotated[
+        str | None, typer.Argument(help="The partner's id (or --stage ended --before DATE).")
+    ] = None,
+    reason: Annotated[
+        str,
+        typer.Option(
+            "--reason",
+            help="Why, as a category: request, consent_withdrawn, retention, "
+            "legal_obligation or other (never free text: it could hold personal data).",
+        ),
+    ] = "",
+    stage: Annotated[
+        str | None, typer.Option("--stage", help="Retention: only 'ended' is accepted.")
+    ] = None,
+    before: Annotated[
+        str | None,
+        typer.Option("--before", help="Retention: relationships that ended before YYYY-MM-DD."),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="List whom retention would erase; erase none."),
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Shred a partner's personal data for good (GDPR Art. 17): every figure, hash and the
+    digest stay as they were; names and notes read as placeholders."""
+    import asyncio
+
+    from api.service import Ask
+    from api.subjects import ended_before
+    from domain.values import ErasureReason
+
+    try:
+        category = ErasureReason(reason or ("retention" if stage else ""))
+    except ValueError:
+        choices = ", ".join(r.value for r in ErasureReason)
+        typer.echo(f"error: --reason must be one of {choices}, not {reason!r}", err=True)
+        raise typer.Exit(2) from None
+    if (partner is None) == (stage is None):
+        typer.echo("error: name a PARTNER, or give --stage ended --before DATE", err=True)
+        raise typer.Exit(2)
+    services = open_services(_settings(db))
+    if partner is not None:
+        try:
+            chosen = [str(parse_uuid(partner, PartnerNotFound))]
+            services.ledger.get_partner(UUID(chosen[0]))
+        except LedgerError as error:
+            raise _fail(error) from None
+    else:
+        if stage != "ended" or before is None:
+            typer.echo("error: retention takes --stage ended and --before YYYY-MM-DD", err=True)
+            raise typer.Exit(2)
+        try:
+            day = parse_day(before, "--before")
+        except LedgerError as error:
+            raise _fail(error) from None
+        assert day is not None
+        chosen = ended_before(
+            services.keeper.log, _ended_partners(services), day, services.settings.zone
+        )
+        for partner_id in chosen:
+            name = services.queries.partner(partner_id, _reference(services, None, None))["name"]
+            typer.echo(f"{'would erase' if dry_run else 'erasing'} {partner_id}  {_terminal(name)}")
+        if not chosen:
+            typer.echo(f"no partner's relationship ended before {day} with personal data held")
+    if dry_run:
+        return
+    ask = Ask(recorded_by=cli_user())
+    for partner_id in chosen:
+        recorded = asyncio.run(
+            services.service.erase_personal_data(UUID(partner_id), category, ask)
+        )
+        typer.echo(
+            f"erased the personal data of {partner_id}: personal_data_erased at position "
+            f"{recorded.position} (version {recorded.version})"
+        )
+
+
+def _ended_partners(services: Services) -> list[str]:
+    at = _reference(services, None, None)
+    found: list[str] = []
+    cursor = None
+    while True:
+        page = services.queries.partners(at, stage="ended", cursor=cursor, limit=200)
+        found.extend(str(item["id"]) for item in page["partners"])
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return found
+
+
 @contextmanager
 def _whole_file_or_none(output: Path | None) -> Iterator[IO[bytes]]:
     """Standard output, or ``output`` written whole or not at all: the bytes go to a temporary
@@ -173,6 +287,11 @@ def verify_command(
             f"MISMATCH position {problem.position}{event if problem.stream_id else ''}: "
             f"{problem.problem}",
             err=True,
+        )
+    for unchecked in report.unchecked:
+        typer.echo(
+            f"UNCHECKED position {unchecked.position}: stream {unchecked.stream_id} version "
+            f"{unchecked.version}: {unchecked.problem}"
         )
     typer.echo(f"events checked: {report.events_checked}")
     typer.echo(f"position:       {report.position}")

@@ -133,7 +133,7 @@ _PARTNER_REQUIRED = ("name", "kind")
 PARTNER_EVENT_TYPES: dict[str, type[EventData]] = {
     type_name: DATA_MODELS[type_name]
     for type_name, event_class in EVENT_CLASSES.items()
-    if issubclass(event_class, Partner.Event)
+    if issubclass(event_class, Partner.Event) and DATA_MODELS[type_name].ORDINARY
 }
 _FIELD_COLUMNS = sorted(
     {name for model in PARTNER_EVENT_TYPES.values() for name in model.model_fields}

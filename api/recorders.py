@@ -13,6 +13,13 @@ Two small tables live in the event log's own database, outside the log:
     import_rows    one row per imported CSV row: its fingerprint (content and partner) and
                    the event it recorded, inserted in the same transaction as that event, so a
                    file run again (even after a crash past its commit) records nothing twice
+    personal_keys  one AES-256 key per data subject
+    personal_data  each event's personal values with their salts, encrypted under its
+                   subject's key, inserted in the same transaction as the event; erasure
+                   deletes a subject's rows and key (domain.personal, issue 16)
+
+Reading events back (``select_events``, ``select_notifications``), the recorders add each
+event's disclosed personal values, so that the mapper and the read side see them.
 
 They extend eventsourcing's SQLite and PostgreSQL application recorders through the
 library's APPLICATION_RECORDER_TOPIC setting; the log's own tables are untouched.
@@ -24,6 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import (
     InterfaceError,
@@ -37,6 +45,12 @@ from psycopg.errors import LockNotAvailable
 from psycopg.sql import SQL
 
 from domain.errors import Busy
+from domain.personal import Disclosed, Erasure, Vault, decrypt_rows, encrypt, event_pairs, new_key
+from domain.serialization import (
+    DisclosedNotification,
+    DisclosedStoredEvent,
+    PersonalStoredEvent,
+)
 from projections.pgschema import SchemaOnce
 
 __all__ = [
@@ -163,9 +177,136 @@ class _ApiTables:
 
     datastore: Any
     prefix = ""
+    vault: Vault
+    events_table_name: str
 
     def _q(self, statement: str) -> str:
         return statement.replace("{p}", self.prefix)
+
+    def _stream_key(self, stream_id: str) -> Any:
+        """A stream id as the log's table keeps it (SQLite: 32 hex digits)."""
+        return UUID(stream_id)
+
+    # ---- personal data (issue 16) --------------------------------------------------------
+
+    def _seal_personal(self, c: Any, stored_events: Sequence[StoredEvent]) -> None:
+        """Encrypt and insert the personal values of ``stored_events`` (same transaction)."""
+        vault = self.vault
+        keys: dict[str, bytes] = {}
+        rows = []
+        for event in stored_events:
+            if not isinstance(event, PersonalStoredEvent) or not event.plaintext:
+                continue
+            subject = event.subject_id
+            key = keys.get(subject)
+            if key is None:
+                c.execute(vault.insert_key_statement(), (subject, new_key()))
+                c.execute(vault.select_key_statement(), (subject,))
+                key = keys[subject] = bytes(c.fetchone()["key"])
+            stream_id = str(event.originator_id)
+            version = event.originator_version
+            nonce, sealed = encrypt(key, stream_id, version, subject, event.plaintext)
+            rows.append((stream_id, version, subject, nonce, sealed))
+        if rows:
+            c.executemany(vault.insert_row_statement(), rows)
+
+    def _shred(self, c: Any, erasure: Erasure | None) -> None:
+        """Delete a subject's personal rows and key; overwrite format 1 states (same
+        transaction as the ``personal_data_erased`` event)."""
+        if erasure is None:
+            return
+        for statement in self.vault.shred_statements():
+            c.execute(statement, (erasure.subject_id,))
+        mark = self.vault.mark
+        for stream_id, version, state in erasure.rewrites:
+            c.execute(
+                f"UPDATE {self._events_table()} SET state = {mark} "
+                f"WHERE originator_id = {mark} AND originator_version = {mark}",
+                (state, self._stream_key(stream_id), version),
+            )
+
+    def _events_table(self) -> str:
+        return self.events_table_name
+
+    def _disclosed(self, c: Any, statement: str, params: Sequence[Any]) -> dict[Any, Disclosed]:
+        c.execute(statement, tuple(params))
+        return decrypt_rows(
+            (
+                r["originator_id"],
+                r["originator_version"],
+                r["subject_id"],
+                r["nonce"],
+                r["sealed"],
+                r["key"],
+            )
+            for r in c.fetchall()
+        )
+
+    def disclosed_of_events(self, pairs: Sequence[tuple[str, int]]) -> dict[Any, Disclosed]:
+        """``{(stream id, version): disclosed}`` of these events (those with values held)."""
+        found: dict[Any, Disclosed] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(pairs), 400):
+                chunk = pairs[start : start + 400]
+                statement = self.vault.events_statement(len(chunk))
+                found.update(self._disclosed(c, statement, event_pairs(chunk)))
+        return found
+
+    def disclosed_of_streams(self, stream_ids: Sequence[str]) -> dict[Any, Disclosed]:
+        """``{(stream id, version): disclosed}`` of every event of these streams."""
+        found: dict[Any, Disclosed] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(stream_ids), 400):
+                chunk = list(stream_ids[start : start + 400])
+                found.update(self._disclosed(c, self.vault.streams_statement(len(chunk)), chunk))
+        return found
+
+    def disclosed_of_subject(self, subject_id: str) -> dict[Any, Disclosed]:
+        """``{(stream id, version): disclosed}`` of every event holding the subject's values."""
+        with self.datastore.transaction(commit=False) as c:
+            return self._disclosed(c, self.vault.subject_statement(), (subject_id,))
+
+    def select_events(self, originator_id: UUID | str, **kwargs: Any) -> Sequence[StoredEvent]:
+        """The library's stream read, each event with its disclosed personal values."""
+        events = super().select_events(originator_id, **kwargs)  # type: ignore[misc]
+        if not any(b'"personal":' in e.state for e in events):
+            return list(events)
+        stream_id = str(events[0].originator_id) if events else str(originator_id)
+        stream_id = str(UUID(stream_id))
+        disclosed = self.disclosed_of_streams([stream_id])
+        return [
+            DisclosedStoredEvent(
+                e.originator_id,
+                e.originator_version,
+                e.topic,
+                e.state,
+                disclosed.get((stream_id, e.originator_version)),
+            )
+            for e in events
+        ]
+
+    def select_notifications(self, *args: Any, **kwargs: Any) -> Sequence[Any]:
+        """The library's log read, each event with its disclosed personal values."""
+        page = super().select_notifications(*args, **kwargs)  # type: ignore[misc]
+        pairs = [
+            (str(UUID(str(n.originator_id))), n.originator_version)
+            for n in page
+            if b'"personal":' in n.state
+        ]
+        if not pairs:
+            return list(page)
+        disclosed = self.disclosed_of_events(pairs)
+        return [
+            DisclosedNotification(
+                n.originator_id,
+                n.originator_version,
+                n.topic,
+                n.state,
+                n.id,
+                disclosed.get((str(UUID(str(n.originator_id))), n.originator_version)),
+            )
+            for n in page
+        ]
 
     def _mark(
         self, c: Any, stored_events: Sequence[StoredEvent], marks: Sequence[RequestMark] | None
@@ -399,15 +540,31 @@ class _ApiTables:
 
 
 class LedgerSQLiteRecorder(_ApiTables, SQLiteApplicationRecorder):
+    vault = Vault.of_store(postgres=False)
+
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), *(self._q(t) for t in _TABLES)]
+        return [
+            *super().construct_create_table_statements(),
+            *(self._q(t) for t in _TABLES),
+            *self.vault.create_statements(),
+        ]
+
+    def _stream_key(self, stream_id: str) -> str:
+        return UUID(stream_id).hex
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         self._mark(c, stored_events, kwargs.get("requests"))
         self._note_rows(c, kwargs.get("import_rows"))
-        return super()._insert_events(c, stored_events, **kwargs)
+        self._seal_personal(c, stored_events)
+        positions = super()._insert_events(c, stored_events, **kwargs)
+        if kwargs.get("erasure") is not None:
+            # Overwrite the shredded rows' bytes with zeros as they are deleted (the scrub's
+            # VACUUM then rewrites the file); https://sqlite.org/pragma.html#pragma_secure_delete
+            c.execute("PRAGMA secure_delete = ON")
+            self._shred(c, kwargs.get("erasure"))
+        return positions
 
 
 class LedgerPostgresRecorder(_ApiTables, SchemaOnce, PostgresApplicationRecorder):
@@ -415,7 +572,15 @@ class LedgerPostgresRecorder(_ApiTables, SchemaOnce, PostgresApplicationRecorder
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
+        self.vault = Vault.of_store(postgres=True, schema=datastore.schema)
         self.sql_create_statements.extend(SQL(self._q(t)) for t in _TABLES)  # type: ignore[misc]
+        self.sql_create_statements.extend(
+            SQL(t)  # type: ignore[misc]
+            for t in self.vault.create_statements()
+        )
+
+    def _events_table(self) -> str:
+        return f'"{self.datastore.schema}".{self.events_table_name}'
 
     def _q(self, statement: str) -> str:
         return statement.replace("{p}", self.prefix).replace("?", "%s")
@@ -444,7 +609,10 @@ class LedgerPostgresRecorder(_ApiTables, SchemaOnce, PostgresApplicationRecorder
         for attempt in range(1, CONNECTION_ATTEMPTS + 1):
             try:
                 return self._insert_in_one_transaction(
-                    stored_events, kwargs.get("requests"), kwargs.get("import_rows")
+                    stored_events,
+                    kwargs.get("requests"),
+                    kwargs.get("import_rows"),
+                    kwargs.get("erasure"),
                 )
             except OperationalError as error:
                 if isinstance(error.__cause__, LockNotAvailable):
@@ -467,14 +635,18 @@ class LedgerPostgresRecorder(_ApiTables, SchemaOnce, PostgresApplicationRecorder
         stored_events: Sequence[StoredEvent],
         marks: Sequence[RequestMark] | None,
         import_rows: Sequence[ImportedRow] | None = None,
+        erasure: Erasure | None = None,
     ) -> list[int]:
         with self.datastore.transaction(commit=True) as curs:
             self._mark(curs, stored_events, marks)
             self._note_rows(curs, import_rows)
+            self._seal_personal(curs, stored_events)
             if len(stored_events) > COPY_ABOVE:
                 return self._copy_stored_events(curs, stored_events)
             self._insert_stored_events(curs, stored_events)  # takes the table lock, then inserts
-            return list(self._fetch_ids_after_insert_events(curs, stored_events) or ())
+            positions = list(self._fetch_ids_after_insert_events(curs, stored_events) or ())
+            self._shred(curs, erasure)
+            return positions
 
     def _copy_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
         """A large save (an import) by binary COPY, under the same table lock: the INSERT's

@@ -24,6 +24,7 @@ from api.schemas import (
     CoalitionsPublic,
     CommitmentsPublic,
     ConsistencyProofPublic,
+    ErasureCreate,
     EventBody,
     EventRecordedPublic,
     EventsPublic,
@@ -44,6 +45,7 @@ from api.schemas import (
     VerifyPublic,
 )
 from api.service import Ask
+from api.subjects import subject_access
 from api.wiring import Services
 from domain.application import Recorded
 from domain.dates import in_zone
@@ -500,6 +502,36 @@ def partner_shared(
     if who.role == "coalition" or (who.role == "partner" and who.partner_id != partner_id):
         raise Forbidden(ONLY[who.role])
     return _json(services.queries.partner_view(partner_id, _at(services, as_of, position)))
+
+
+# ---- personal data (issue 16) --------------------------------------------------------------
+
+
+@router.post(
+    "/partners/{partner_id}/erasure",
+    status_code=201,
+    response_model=EventRecordedPublic,
+    tags=["partners"],
+)
+async def erase_personal_data(
+    partner_id: str, body: ErasureCreate, request: Request, services: ServicesDep, who: StewardDep
+) -> Response:
+    """Shred the partner's personal data for good (GDPR Art. 17), recording
+    `personal_data_erased`: every figure, hash and the digest stay as they were; names and
+    notes read as placeholders from then on."""
+    pid = parse_uuid(partner_id, PartnerNotFound)
+    recorded = await services.service.erase_personal_data(
+        pid, body.reason, _ask(who, request, body)
+    )
+    return _appended("partner_id", recorded)
+
+
+@router.get("/partners/{partner_id}/personal-data", tags=["partners"])
+def personal_data(partner_id: str, services: ServicesDep, who: StewardDep) -> Response:
+    """Everything held about this person, readable (a subject access request, GDPR Art. 15)."""
+    pid = parse_uuid(partner_id, PartnerNotFound)
+    services.keeper.catch_up()
+    return _json(subject_access(services.keeper.log, services.ledger, pid))
 
 
 # ---- reads: the portfolio -----------------------------------------------------------------

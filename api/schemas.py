@@ -17,6 +17,7 @@ from domain.dates import DATE_EXAMPLE, read_moment
 from domain.serialization import DATA_MODELS
 from domain.values import (
     CoalitionFormed,
+    ErasureReason,
     EventData,
     MemberJoined,
     PartnerRegistered,
@@ -56,8 +57,9 @@ __all__ = [
 
 _PARTNER_EVENT_TYPES = [
     t
-    for t in DATA_MODELS
-    if t not in ("partner_registered", "coalition_formed", "member_joined", "member_left")
+    for t, model in DATA_MODELS.items()
+    if model.ORDINARY
+    and t not in ("partner_registered", "coalition_formed", "member_joined", "member_left")
 ]
 
 EXAMPLES: dict[str, dict[str, Any]] = {
@@ -233,6 +235,18 @@ class CoalitionCreate(CoalitionFormed, _CommonCreate):
 
 class MemberCreate(MemberJoined, _CommonWrite):
     """A partner joins the coalition."""
+
+
+class ErasureCreate(BaseModel):
+    """Erase a partner's personal data (GDPR Art. 17): why, as a category."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"examples": [{"reason": "request"}]},
+    )
+
+    reason: ErasureReason
 
 
 # ---- responses ----------------------------------------------------------------------------
@@ -556,6 +570,8 @@ class VerifyPublic(BaseModel):
     position: int
     digest: str
     problems: list[dict[str, Any]]
+    # Format 1 events an erasure overwrote: their content can no longer be checked (issue 16)
+    unchecked: list[dict[str, Any]] = []
 
 
 class KeyPublic(BaseModel):

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.importing import Plan, Table, plan_events, plan_partners, save_plan
 from api.recorders import RequestMark
+from api.scrub import scrub_stores
 from api.writer import GroupWriter, WriteJob
 from domain.application import Partnerships, Recorded, SaveOptions
 from domain.chained import Stamp
@@ -29,7 +30,14 @@ from domain.coalition import Coalition
 from domain.dates import DateOrder
 from domain.errors import Conflict, Problem, ValidationFailed
 from domain.partner import Partner
-from domain.values import CoalitionFormed, EventData, MemberJoined, MemberLeft, PartnerRegistered
+from domain.values import (
+    CoalitionFormed,
+    ErasureReason,
+    EventData,
+    MemberJoined,
+    MemberLeft,
+    PartnerRegistered,
+)
 from projections.runner import ViewKeeper
 
 __all__ = ["Ask", "LedgerService"]
@@ -202,6 +210,25 @@ class LedgerService:
             expected_version=ask.expected_version,
         )
         return await self._write(job, ask, route)
+
+    async def erase_personal_data(
+        self, partner_id: UUID, reason: ErasureReason, ask: Ask
+    ) -> Recorded:
+        """Shred a partner's personal data, recording ``personal_data_erased`` (issue 16), and
+        then make the stores' files keep no readable copy (``api.scrub``). Raises
+        PartnerNotFound (404)."""
+        stamp = ask.stamp()
+        ledger = self.ledger
+        job = WriteJob(
+            alone=lambda options: ledger.erase_personal_data(
+                partner_id, reason, stamp, with_save=options
+            ),
+            stream_id=partner_id,
+            solo=True,
+        )
+        recorded = await self._write(job, ask, f"erase:{partner_id}")
+        await run_in_threadpool(scrub_stores, ledger, self.keeper.view, partner_id)
+        return recorded
 
     # ---- once per Idempotency-Key ----------------------------------------------------------
 

@@ -110,8 +110,10 @@ class Services:
         )
 
     def _public_events(self, stream_ids: list[str], upto: int) -> list[dict[str, Any]]:
-        """Every event of the streams up to position ``upto``, in the /v1/events shape, in
-        position order."""
+        """Every event of the streams up to position ``upto``, in the /v1/events shape without
+        ``disclosed``, in position order. A bundle goes to coalition members, who may not read
+        the partners' personal data (names, notes, summaries: SPEC §4): a format 2 event's
+        ``data`` holds only salted commitments to them, so its hash checks without them."""
         positions = {
             (sid, entry.version): entry.position
             for sid, entries in self.keeper.log.streams(stream_ids).items()
@@ -124,7 +126,9 @@ class Services:
                 if position is not None and position <= upto:
                     event = self.ledger.mapper.to_domain_event(stored)
                     assert isinstance(event, ChainedAggregate.Event)
-                    found.append(public_event(event, position))
+                    shown = public_event(event, position)
+                    shown.pop("disclosed", None)  # personal values stay home (SPEC §4, §5)
+                    found.append(shown)
         return sorted(found, key=lambda e: int(e["position"]))
 
     def verify(self, advance: Callable[[int], None] = lambda _: None) -> AuditReport:

@@ -120,6 +120,9 @@ class WriteJob:
     kind: type[ChainedAggregate] | None = None
     command: Callable[[Any], None] | None = None
     expected_version: int | None = None
+    # Saved by ``alone`` only, after the stream's cached aggregate is forgotten (an erasure:
+    # the cache must not keep the personal data it shreds).
+    solo: bool = False
     version_made: int = 0
     future: Future[Recorded] = field(default_factory=Future)
 
@@ -233,6 +236,14 @@ class GroupWriter:
             self._write(batch)
 
     def _write(self, batch: list[WriteJob]) -> None:
+        solo = [job for job in batch if job.solo]
+        if solo:
+            batch = [job for job in batch if not job.solo]
+            for job in solo:
+                if job.stream_id is not None:
+                    self._cache.pop(job.stream_id, None)
+            with self.keeper.lock:
+                self._one_by_one(solo)
         if time.monotonic() < self._shared_until:
             self._catch_up_cached([job.stream_id for job in batch if job.stream_id is not None])
         staged: list[tuple[WriteJob, ChainedAggregate]] = []

@@ -42,9 +42,14 @@ sys.path.insert(0, str(ROOT))
 from api.demo import DemoPlan, build_demo  # noqa: E402
 from api.settings import Settings  # noqa: E402
 from api.wiring import open_services  # noqa: E402
-from domain.chained import Stamp  # noqa: E402
+from domain.chained import ChainedAggregate, Stamp  # noqa: E402
 from domain.coalition import Coalition  # noqa: E402
-from domain.values import CoalitionFormed, ContactMade, MemberJoined  # noqa: E402
+from domain.values import (  # noqa: E402
+    CoalitionFormed,
+    ContactMade,
+    MemberJoined,
+    PartnerRegistered,
+)
 
 CLIENTS = 8
 
@@ -627,6 +632,54 @@ def import_events(settings: Settings, directory: Path, partner_ids: list[str], r
     return time.perf_counter() - started
 
 
+def personal_append_us(directory: Path, appends: int) -> tuple[float, float]:
+    """Microseconds per append, through the write side on its own SQLite file, of a
+    ``contact_made`` with a summary: stored as format 1 (the summary hashed as it is) and as
+    format 2 (a salted commitment, the value encrypted with AES-GCM under the partner's key and
+    inserted beside it, issue 16). The difference is what commitments and encryption cost."""
+    from api.wiring import open_ledger
+
+    found = []
+    for sealed in (False, True):
+        ChainedAggregate.SEAL_PERSONAL_DATA = sealed
+        ledger = open_ledger(Settings(db_path=directory / f"personal-{sealed}.db"))
+        stamp = Stamp.now("bench")
+        ids = [
+            ledger.register_partner(
+                PartnerRegistered(name=f"Person {n}", kind="individual"), stamp
+            ).stream_id
+            for n in range(20)
+        ]
+        summary = "Talked about the stipend, her access needs and the next listening session."
+        started = time.perf_counter()
+        for n in range(appends):
+            data = ContactMade(channel="phone", direction="inbound", summary=f"{summary} {n}")
+            ledger.record(ids[n % len(ids)], data, stamp)
+        found.append((time.perf_counter() - started) / appends * 1e6)
+        ledger.close()
+    ChainedAggregate.SEAL_PERSONAL_DATA = True
+    return found[0], found[1]
+
+
+def personal_crypto_us(rounds: int = 20_000) -> tuple[float, float]:
+    """Microseconds of the CPU work alone, per event: committing a summary and encrypting it
+    (domain.personal.seal, encrypt) when an event is written; decrypting it when it is read."""
+    from domain.personal import decrypt, encrypt, new_key, seal
+
+    key, stream = new_key(), "6f1c2d6e-0000-4000-8000-000000000000"
+    data = {"channel": "phone", "summary": "Talked about the stipend and her access needs."}
+    started = time.perf_counter()
+    for n in range(rounds):
+        sealed = seal(data, ("summary",))
+        assert sealed is not None
+        nonce, box = encrypt(key, stream, n, stream, sealed.plaintext())
+    written = (time.perf_counter() - started) / rounds * 1e6
+    started = time.perf_counter()
+    for _ in range(rounds):
+        decrypt(key, stream, rounds - 1, stream, nonce, box)
+    return written, (time.perf_counter() - started) / rounds * 1e6
+
+
 def tree_rss_kb(pid: int) -> int:
     """Resident memory of a process and all its descendants now, in KB (Linux /proc; 0
     elsewhere). Pages the processes share are counted in each: an upper bound."""
@@ -667,6 +720,12 @@ def main() -> None:
         "--projection-process",
         action="store_true",
         help="PostgreSQL: serve with --no-projection beside one `pledger project` process",
+    )
+    parser.add_argument(
+        "--personal-appends",
+        type=int,
+        default=2000,
+        help="appends timed with and without personal-data commitments and encryption",
     )
     args = parser.parse_args()
     if args.projection_process and args.store != "postgres":
@@ -799,6 +858,16 @@ def main() -> None:
         floor = floor_executemany(directory, average_stored_size(settings), args.import_rows)
         figures["floor_executemany_eps"] = round(floor)
         figures["import_ratio"] = round(figures["import_eps"] / floor, 3)
+
+    if args.personal_appends:
+        print(f"Timing {args.personal_appends:,} appends with and without commitments")
+        plain, sealed = personal_append_us(directory, args.personal_appends)
+        figures["append_format1_us"] = round(plain)
+        figures["append_format2_us"] = round(sealed)
+        figures["personal_data_cost_us"] = round(sealed - plain)
+        written, read = personal_crypto_us()
+        figures["personal_seal_encrypt_us"] = round(written, 1)
+        figures["personal_decrypt_us"] = round(read, 1)
 
     targets = {
         "append_http_ratio": (">=", 0.5),

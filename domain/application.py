@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
+import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Mapper, Notification
+from eventsourcing.utils import resolve_topic
 
 from domain.chained import ChainedAggregate, Stamp
 from domain.coalition import Coalition
@@ -27,14 +29,18 @@ from domain.errors import (
     VersionConflict,
 )
 from domain.partner import Partner
-from domain.serialization import TypedMapper
+from domain.personal import CONTENT_ERASED, PERSONAL, Erasure, placeholder
+from domain.serialization import TypedMapper, data_model_of
 from domain.values import (
     CoalitionFormed,
     CommitmentMade,
+    ErasedFields,
+    ErasureReason,
     EventData,
     MemberJoined,
     MemberLeft,
     PartnerRegistered,
+    PersonalDataErased,
     ProfileUpdated,
 )
 
@@ -117,6 +123,56 @@ class Partnerships(Application[UUID]):
         except PartnerNotFound:
             return False
         return True
+
+    # ---- erasure (issue 16) --------------------------------------------------------------
+
+    def erase_personal_data(
+        self,
+        partner_id: UUID,
+        reason: ErasureReason,
+        stamp: Stamp,
+        *,
+        with_save: SaveOptions | None = None,
+    ) -> Recorded:
+        """Record ``personal_data_erased`` on the partner's stream and, in the same
+        transaction, shred the partner's personal data (GDPR Art. 17): the subject's key and
+        personal rows go, and format 1 events (personal values inside their hashed content)
+        are overwritten with placeholders, keeping their stored hashes.
+
+        The recorder does the shredding, given an ``erasure`` keyword argument
+        (``domain.personal.Erasure``). Raises PartnerNotFound (404).
+        """
+        subject = str(partner_id)
+        self.get_partner(partner_id)  # 404 first
+        erased: list[ErasedFields] = []
+        rewrites: list[tuple[str, int, bytes]] = []
+        for stored in self.recorder.select_events(partner_id):
+            fields, rewrite = _personal_fields(stored.topic, stored.state, subject)
+            if fields:
+                erased.append(
+                    ErasedFields(
+                        stream_id=partner_id, version=stored.originator_version, fields=fields
+                    )
+                )
+            if rewrite is not None:
+                rewrites.append((subject, stored.originator_version, rewrite))
+        elsewhere = getattr(self.recorder, "disclosed_of_subject", None)
+        for (stream_id, version), disclosed in (elsewhere(subject) if elsewhere else {}).items():
+            if stream_id != subject:
+                erased.append(
+                    ErasedFields(
+                        stream_id=UUID(stream_id), version=version, fields=tuple(sorted(disclosed))
+                    )
+                )
+        data = PersonalDataErased(reason=reason, fields=tuple(erased))
+        options = with_save or SaveOptions()
+        kwargs = {**options.recorder_kwargs, "erasure": Erasure(subject, tuple(rewrites))}
+        return self._change(
+            lambda: self.get_partner(partner_id),
+            lambda partner: partner.erase_personal_data(data, stamp),
+            None,
+            SaveOptions(recorder_kwargs=kwargs, on_conflict=options.on_conflict),
+        )
 
     # ---- coalitions ---------------------------------------------------------------------
 
@@ -296,6 +352,31 @@ class Partnerships(Application[UUID]):
         return caught_up
 
 
+def _personal_fields(
+    topic: str, state: bytes, subject: str
+) -> tuple[tuple[str, ...], bytes | None]:
+    """The personal fields an erasure shreds in one stored event, and for a format 1 event
+    holding personal values in its hashed content, its state overwritten with placeholders
+    (marked ``content_erased``: its stored hash can no longer be checked)."""
+    document = orjson.loads(state)
+    data = document["data"]
+    personal = data.get(PERSONAL)
+    if isinstance(personal, dict):
+        return tuple(sorted(personal["commitments"])), None
+    model = data_model_of(resolve_topic(topic))
+    fields = tuple(
+        name
+        for name in sorted(model.PERSONAL_FIELDS)
+        if data.get(name) not in (None, "", [], {}) and data.get(name) != placeholder(name, subject)
+    )
+    if not fields:
+        return (), None
+    for name in fields:
+        data[name] = placeholder(name, subject)
+    document[CONTENT_ERASED] = True
+    return fields, orjson.dumps(document)
+
+
 def _fold(aggregate: Any, events: Iterable[Any]) -> Any:
     """Replay events onto an aggregate (the library's projector, minus a per-event runtime
     protocol check that costs more than the replay itself)."""
@@ -313,5 +394,5 @@ def recorded_from(recording: Any) -> Recorded:
         position=recording.notification.id,
         hash=event.hash,
         type=event.data.TYPE,
-        data=event.data.model_dump(mode="json"),
+        data=event.shown_data(),
     )

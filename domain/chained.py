@@ -10,6 +10,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.hashing import GENESIS, event_hash
+from domain.personal import Seal, disclose, seal
 from domain.values import EventData
 
 __all__ = ["ChainedAggregate", "Stamp"]
@@ -33,6 +34,9 @@ class ChainedAggregate(Aggregate):
     """An aggregate whose events each carry the hash of the one before (SPEC §5)."""
 
     STREAM_TYPE: ClassVar[str]
+    # New events commit their personal fields (format 2); False writes format 1, as events
+    # recorded before issue 16 were (tests of older ledgers use it).
+    SEAL_PERSONAL_DATA: ClassVar[bool] = True
 
     class Event(Aggregate.Event):
         occurred_at: datetime
@@ -40,10 +44,31 @@ class ChainedAggregate(Aggregate):
         prev_hash: str
         hash: str
         data: EventData
+        # Format 2 (domain.personal): the personal fields' commitments, and their values and
+        # salts while disclosed; None for an event whose data is hashed as it is (format 1).
+        seal: Seal | None
 
         @property
         def type(self) -> str:
             return self.data.TYPE
+
+        def shown_data(self) -> dict[str, Any]:
+            """The data as the API and the views show it: the payload's fields, with personal
+            values (or their placeholders) after the others, as read back from the store, so
+            that an answer is the same bytes however the event was read."""
+            if self.seal is None:
+                return self.data.model_dump(mode="json")
+            return disclose(self.hashed_data(), self.seal.disclosed, str(self.originator_id))
+
+        def hashed_data(self) -> dict[str, Any]:
+            """The data as hashed and stored: as shown, or with the ``personal`` commitments."""
+            data = self.data.model_dump(mode="json")
+            return data if self.seal is None else self.seal.hashed(data)
+
+        @property
+        def subject_id(self) -> str:
+            """The data subject whose key encrypts this event's personal values."""
+            return self.data.subject_of(self.originator_id)
 
         @property
         def recorded_at(self) -> datetime:
@@ -58,7 +83,7 @@ class ChainedAggregate(Aggregate):
                 occurred_at=self.occurred_at,
                 recorded_at=self.timestamp,
                 recorded_by=self.recorded_by,
-                data=self.data.model_dump(mode="json"),
+                data=self.hashed_data(),
                 prev_hash=self.prev_hash,
             )
 
@@ -80,6 +105,8 @@ class ChainedAggregate(Aggregate):
         """The keyword arguments of a new event, hash included."""
         recorded_at = datetime.now(UTC)
         occurred_at = stamp.occurred_at.astimezone(UTC)
+        shown = data.model_dump(mode="json")
+        sealed = seal(shown, data.PERSONAL_FIELDS) if ChainedAggregate.SEAL_PERSONAL_DATA else None
         digest = event_hash(
             stream_id=stream_id,
             version=version,
@@ -87,7 +114,7 @@ class ChainedAggregate(Aggregate):
             occurred_at=occurred_at,
             recorded_at=recorded_at,
             recorded_by=stamp.recorded_by,
-            data=data.model_dump(mode="json"),
+            data=shown if sealed is None else sealed.hashed(shown),
             prev_hash=prev_hash,
         )
         return {
@@ -97,6 +124,7 @@ class ChainedAggregate(Aggregate):
             "prev_hash": prev_hash,
             "hash": digest,
             "data": data,
+            "seal": sealed,
         }
 
     @classmethod

@@ -28,6 +28,7 @@ from domain.errors import (
     ValidationFailed,
 )
 from domain.money import money_problem, normalize_amount
+from domain.personal import erased_name
 from domain.values import (
     AgreementSigned,
     CheckinCadenceAgreed,
@@ -45,6 +46,7 @@ from domain.values import (
     PartnerKind,
     PartnerRegistered,
     PaymentMade,
+    PersonalDataErased,
     Preferences,
     ProfileUpdated,
     Side,
@@ -236,6 +238,15 @@ class Partner(ChainedAggregate):
     class AgreementSigned(Event):
         data: AgreementSigned
 
+    class PersonalDataErased(Event):
+        data: PersonalDataErased
+
+        def evolve(self, aggregate: Any) -> None:
+            partner: Partner = aggregate
+            partner.name = erased_name(str(partner.id))
+            partner.communities, partner.preferences = (), Preferences()
+            partner.erased = True
+
     class EntryRetracted(Event):
         data: EntryRetracted
 
@@ -264,6 +275,7 @@ class Partner(ChainedAggregate):
         self.commitments: dict[str, CommitmentRecord] = {}
         self.breaches: dict[str, BreachRecord] = {}
         self.feedback: dict[str, list[int]] = {}
+        self.erased = False
 
     # ---- folding ------------------------------------------------------------------------
 
@@ -435,6 +447,12 @@ class Partner(ChainedAggregate):
                 "retract those first."
             )
         self._record(Partner.EntryRetracted, data, stamp)
+
+    def erase_personal_data(self, data: values.PersonalDataErased, stamp: Stamp) -> None:
+        """Record that this partner's personal data was shredded (the application shreds it
+        in the same transaction; issue 16). Never an ordinary event: not in ``execute``."""
+        check_not_future(stamp)
+        self._record(Partner.PersonalDataErased, data, stamp)
 
     # ---- helpers ------------------------------------------------------------------------
 

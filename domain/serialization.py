@@ -5,6 +5,12 @@ A stored event's state is plain JSON, readable without this code:
     {"occurred_at": "...Z", "recorded_at": "...Z", "recorded_by": "...", "prev_hash": "...",
      "hash": "...", "data": {...the type's own fields exactly as the API shows them...}}
 
+``data`` is the content as hashed: since issue 16 (format 2) each non-empty personal field is
+left out of it and committed to in its ``personal`` member (``domain.personal``); the values go
+to the recorder beside the event (:class:`PersonalStoredEvent`) and come back from it
+(:class:`DisclosedStoredEvent`, :class:`DisclosedNotification`), or read as placeholders once
+erased. A format 1 state overwritten by an erasure carries ``"content_erased": true``.
+
 Reading it back, the event class's annotation of ``data`` says which payload model restores
 the types (Decimal, date, UUID, enums, tuples); times come back as aware UTC datetimes.
 ``class_version`` and ``upcast_vN_vN+1`` static methods on an event class upgrade old states.
@@ -12,6 +18,7 @@ the types (Decimal, date, UUID, enums, tuples); times come back as aware UTC dat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, get_type_hints
 from uuid import UUID
@@ -32,11 +39,15 @@ from domain.coalition import Coalition
 from domain.errors import DamagedEvent
 from domain.hashing import format_instant, parse_instant
 from domain.partner import Partner
+from domain.personal import Disclosed, disclose, stored_seal
 from domain.values import FROM_STORE, EventData
 
 __all__ = [
     "DATA_MODELS",
     "EVENT_CLASSES",
+    "DisclosedNotification",
+    "DisclosedStoredEvent",
+    "PersonalStoredEvent",
     "TypedMapper",
     "UndecodableEvent",
     "data_model_of",
@@ -89,6 +100,40 @@ class UndecodableEvent(MapperDeserialisationError, DamagedEvent):
         DamagedEvent.__init__(self, stream_id, version, position, reason)
 
 
+@dataclass(frozen=True)
+class PersonalStoredEvent(StoredEvent):
+    """A stored event on its way to the recorder with its personal values (``plaintext``,
+    domain.personal.Seal.plaintext) for the personal-data table, which the recorder encrypts
+    under ``subject_id``'s key in the transaction that inserts the event."""
+
+    subject_id: str = ""
+    plaintext: bytes = b""
+
+
+@dataclass(frozen=True)
+class DisclosedStoredEvent(StoredEvent):
+    """A stored event read back with its disclosed personal values (None: none are held)."""
+
+    disclosed: Disclosed | None = None
+
+
+@dataclass(frozen=True)
+class DisclosedNotification(Notification):
+    """A notification read back with its disclosed personal values (None: none are held)."""
+
+    disclosed: Disclosed | None = None
+
+
+def _disclosed_of(stored_event: StoredEvent) -> Disclosed | None:
+    """The personal values a stored event carries: read back by the recorder, or on their
+    way to it."""
+    if isinstance(stored_event, PersonalStoredEvent):
+        document = orjson.loads(stored_event.plaintext or b"{}")
+        return {name: (pair[0], pair[1]) for name, pair in document.items()}
+    disclosed: Disclosed | None = getattr(stored_event, "disclosed", None)
+    return disclosed
+
+
 class TypedMapper(Mapper[UUID]):
     """Maps ledger events to stored events and back, with orjson and the payload models."""
 
@@ -104,11 +149,20 @@ class TypedMapper(Mapper[UUID]):
             "recorded_by": event.recorded_by,
             "prev_hash": event.prev_hash,
             "hash": event.hash,
-            "data": event.data.model_dump(mode="json"),
+            "data": event.hashed_data(),
         }
         class_version = getattr(type(event), "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
+        if event.seal is not None and event.seal.disclosed:
+            return PersonalStoredEvent(
+                originator_id=event.originator_id,
+                originator_version=event.originator_version,
+                topic=get_topic(type(event)),
+                state=orjson.dumps(state),
+                subject_id=event.subject_id,
+                plaintext=event.seal.plaintext(),
+            )
         return StoredEvent(
             originator_id=event.originator_id,
             originator_version=event.originator_version,
@@ -124,12 +178,15 @@ class TypedMapper(Mapper[UUID]):
             while from_version < getattr(cls, "class_version", 1):
                 getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
                 from_version += 1
+            stream_id = (
+                stored_event.originator_id
+                if isinstance(stored_event.originator_id, UUID)
+                else UUID(stored_event.originator_id)
+            )
+            disclosed = _disclosed_of(stored_event)
+            stored_data = state["data"]
             fields = {
-                "originator_id": (
-                    stored_event.originator_id
-                    if isinstance(stored_event.originator_id, UUID)
-                    else UUID(stored_event.originator_id)
-                ),
+                "originator_id": stream_id,
                 "originator_version": stored_event.originator_version,
                 "timestamp": parse_instant(state["recorded_at"]),
                 "occurred_at": parse_instant(state["occurred_at"]),
@@ -137,7 +194,10 @@ class TypedMapper(Mapper[UUID]):
                 "prev_hash": state["prev_hash"],
                 "hash": state["hash"],
                 # Read back as recorded: the door's checks (values.FROM_STORE) never refuse history.
-                "data": data_model_of(cls).model_validate(state["data"], context=FROM_STORE),
+                "data": data_model_of(cls).model_validate(
+                    disclose(stored_data, disclosed, str(stream_id)), context=FROM_STORE
+                ),
+                "seal": stored_seal(stored_data, disclosed),
             }
             if issubclass(cls, Aggregate.Created):
                 fields["originator_topic"] = get_topic(_AGGREGATE_OF[cls])
@@ -165,7 +225,21 @@ def public_event(event: ChainedAggregate.Event, position: int) -> dict[str, Any]
         "occurred_at": format_instant(event.occurred_at),
         "recorded_at": format_instant(event.timestamp),
         "recorded_by": event.recorded_by,
-        "data": event.data.model_dump(mode="json"),
+        "data": event.hashed_data(),
         "prev_hash": event.prev_hash,
         "hash": event.hash,
+        **_disclosure(event),
+    }
+
+
+def _disclosure(event: ChainedAggregate.Event) -> dict[str, Any]:
+    """Beside a format 2 event in the export: ``disclosed`` {field: {value, salt}} for a
+    verifier to check against the commitments in ``data.personal`` (empty once erased)."""
+    if event.seal is None:
+        return {}
+    return {
+        "disclosed": {
+            name: {"value": value, "salt": salt}
+            for name, (salt, value) in sorted(event.seal.disclosed.items())
+        }
     }

@@ -62,6 +62,8 @@ __all__ = [
     "Direction",
     "EntityId",
     "EntryRetracted",
+    "ErasedFields",
+    "ErasureReason",
     "EventData",
     "FeedbackReceived",
     "Location",
@@ -74,6 +76,7 @@ __all__ = [
     "PartnerRegistered",
     "PaymentMade",
     "PaymentPurpose",
+    "PersonalDataErased",
     "Preferences",
     "ProfileUpdated",
     "Resource",
@@ -386,8 +389,19 @@ class EventData(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     TYPE: ClassVar[str]
-    # Fields holding personal data (names, free text about people), for a later erasure tool.
+    # Fields holding personal data (names, contact details, accessibility needs, languages and
+    # communities, free text about people): hashed as salted commitments and kept, encrypted
+    # per data subject, outside the event, so that erasure leaves every hash standing
+    # (domain.personal, issue 16).
     PERSONAL_FIELDS: ClassVar[tuple[str, ...]] = ()
+    # False for an event a use case records by itself, never sent as an ordinary event.
+    ORDINARY: ClassVar[bool] = True
+
+    def subject_of(self, stream_id: UUID) -> str:
+        """The data subject of this event's personal fields: the partner whose stream it is on
+        (a payload about another partner says so). A contact person of an organization would
+        be a subject of their own here, named ``<partner id>/<person>``."""
+        return str(stream_id)
 
 
 class Preferences(BaseModel):
@@ -438,7 +452,7 @@ class _WithContacts(EventData):
 
 class PartnerRegistered(_WithContacts):
     TYPE = "partner_registered"
-    PERSONAL_FIELDS = ("name", "contacts")
+    PERSONAL_FIELDS = ("name", "communities", "preferences", "contacts")
 
     name: Name
     kind: PartnerKind
@@ -452,7 +466,7 @@ class PartnerRegistered(_WithContacts):
 
 class ProfileUpdated(_WithContacts):
     TYPE = "profile_updated"
-    PERSONAL_FIELDS = ("name", "contacts")
+    PERSONAL_FIELDS = ("name", "communities", "preferences", "contacts")
 
     name: Name | None = None
     kind: PartnerKind | None = None
@@ -590,6 +604,7 @@ class StageChanged(EventData):
 
 class AgreementSigned(EventData):
     TYPE = "agreement_signed"
+    PERSONAL_FIELDS = ("title",)
 
     title: RequiredText
     kind: AgreementKind
@@ -625,3 +640,36 @@ class MemberLeft(EventData):
 
     partner_id: UUID
     reason: Text = ""
+
+    def subject_of(self, stream_id: UUID) -> str:  # noqa: ARG002 - the member is the subject
+        return str(self.partner_id)
+
+
+class ErasureReason(StrEnum):
+    """Why personal data was erased: a category, never free text (it could hold personal data)."""
+
+    REQUEST = "request"  # the person asked (GDPR Art. 17(1), PIPEDA Principle 4.5, CCPA §1798.105)
+    CONSENT_WITHDRAWN = "consent_withdrawn"
+    RETENTION = "retention"  # the retention period after the relationship ended ran out
+    LEGAL_OBLIGATION = "legal_obligation"
+    OTHER = "other"
+
+
+class ErasedFields(BaseModel):
+    """Which personal fields of which event were shredded (names only, no content)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stream_id: UUID
+    version: Annotated[int, Field(ge=1, strict=True)]
+    fields: tuple[EntityId, ...]
+
+
+class PersonalDataErased(EventData):
+    """Recorded by erasure only (never sent as an ordinary event, SPEC §2)."""
+
+    TYPE = "personal_data_erased"
+    ORDINARY = False
+
+    reason: ErasureReason
+    fields: tuple[ErasedFields, ...] = ()

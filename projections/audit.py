@@ -13,7 +13,9 @@ from eventsourcing.persistence import MapperDeserialisationError
 from domain.application import Partnerships
 from domain.hashing import GENESIS, digest_step
 from domain.merkle import MerkleAppender, event_leaf_hash
+from domain.personal import CONTENT_ERASED
 from domain.serialization import public_event
+from domain.values import PersonalDataErased
 from projections.checkpoints import Checkpoint
 
 __all__ = [
@@ -62,6 +64,9 @@ class AuditReport:
     position: int = 0
     digest: str = GENESIS
     problems: list[AuditProblem] = field(default_factory=list)
+    # Format 1 events whose personal values an erasure overwrote: their stored hash still
+    # chains, but their content can no longer be checked against it (issue 16).
+    unchecked: list[AuditProblem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -74,6 +79,7 @@ class AuditReport:
             "position": self.position,
             "digest": self.digest,
             "problems": [p.as_dict() for p in self.problems],
+            "unchecked": [p.as_dict() for p in self.unchecked],
         }
 
 
@@ -83,6 +89,13 @@ def _stored_hash(state: bytes) -> str | None:
     except (orjson.JSONDecodeError, AttributeError):
         return None
     return value if isinstance(value, str) else None
+
+
+def _content_erased(state: bytes) -> bool:
+    """Whether an erasure overwrote this format 1 event's personal values (domain.personal)."""
+    return f'"{CONTENT_ERASED}":true'.encode() in state and bool(
+        orjson.loads(state).get(CONTENT_ERASED)
+    )
 
 
 def verify_log(
@@ -105,6 +118,9 @@ def verify_log(
     marks = sorted(seen.digests)  # positions whose digest the views chained, ascending
     found_heads: set[int] = set()
     last: dict[UUID | str, tuple[int, str]] = {}  # stream -> (version, stored hash)
+    erased_content: dict[tuple[str, int], tuple[int, str, int]] = {}  # (stream, version) -> where
+    erasures: dict[tuple[str, int], int] = {}  # (stream, version) erased -> erasure's position
+    withheld: dict[tuple[str, int], tuple[int, str, int]] = {}  # committed values not held
     for notification in ledger.notifications(upto=upto):
         while marks and marks[0] < notification.id:
             _compare_digest(report, marks.pop(0), seen)
@@ -131,9 +147,22 @@ def verify_log(
                 AuditProblem(*where, f"stored content no longer decodes: {error}")
             )
         else:
-            if event.compute_hash() != event.hash:
+            if isinstance(event.data, PersonalDataErased):
+                for erased in event.data.fields:
+                    erasures[(str(erased.stream_id), erased.version)] = notification.id
+            if event.seal is not None and set(event.seal.disclosed) != set(event.seal.commitments):
+                withheld[(str(stream), version)] = where
+            if _content_erased(notification.state):
+                erased_content[(str(stream), version)] = where
+            elif event.compute_hash() != event.hash:
                 report.problems.append(
                     AuditProblem(*where, "stored content no longer matches its hash")
+                )
+            for name in event.seal.mismatches() if event.seal is not None else ():
+                report.problems.append(
+                    AuditProblem(
+                        *where, f"the personal value of {name} does not match its commitment"
+                    )
                 )
             if event.prev_hash != previous_hash:
                 report.problems.append(
@@ -150,6 +179,34 @@ def verify_log(
         report.events_checked += 1
         report.position = notification.id
         advance(1)
+    for key, where in sorted(withheld.items(), key=lambda item: item[1]):
+        if key not in erasures:
+            report.problems.append(
+                AuditProblem(
+                    *where,
+                    "personal values missing or unreadable, and no personal_data_erased "
+                    "event names it: the personal-data table was changed",
+                )
+            )
+    for key, where in sorted(erased_content.items(), key=lambda item: item[1]):
+        erasure = erasures.get(key)
+        if erasure is None:
+            report.problems.append(
+                AuditProblem(
+                    *where,
+                    "marked as erased, but no personal_data_erased event names it: its "
+                    "content was changed",
+                )
+            )
+        else:
+            report.unchecked.append(
+                AuditProblem(
+                    *where,
+                    "content no longer checkable: its personal data was erased by the "
+                    f"personal_data_erased event at position {erasure} (recorded before "
+                    "personal values were kept as commitments)",
+                )
+            )
     for mark in marks:
         if upto is None or mark <= upto:
             _compare_digest(report, mark, seen)

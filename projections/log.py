@@ -25,6 +25,7 @@ from eventsourcing.utils import get_topic
 
 from domain.chained import ChainedAggregate
 from domain.hashing import format_instant
+from domain.personal import Disclosed, Vault, decrypt_rows, event_pairs
 from domain.serialization import EVENT_CLASSES, stream_type_of
 from projections.folds import Entry
 from projections.logtable import LogTable, decode_entry, stream_id_text
@@ -42,9 +43,20 @@ def _topics() -> dict[str, tuple[str, str]]:
     return found
 
 
-def entry_of(position: int, stream_id: str, version: int, topic: str, state: bytes) -> Entry:
-    """An entry from a stored event's raw columns."""
-    return decode_entry(_topics(), position, stream_id, version, topic, state)
+def entry_of(
+    position: int,
+    stream_id: str,
+    version: int,
+    topic: str,
+    state: bytes,
+    disclosed: Disclosed | None = None,
+    *,
+    shown: bool = True,
+) -> Entry:
+    """An entry from a stored event's raw columns (see ``logtable.decode_entry``)."""
+    return decode_entry(
+        _topics(), position, stream_id, version, topic, state, disclosed, shown=shown
+    )
 
 
 def entry_of_event(event: ChainedAggregate.Event, position: int) -> Entry:
@@ -57,7 +69,7 @@ def entry_of_event(event: ChainedAggregate.Event, position: int) -> Entry:
         event.originator_version,
         event.type,
         event.occurred_at.astimezone(UTC),
-        event.data.model_dump(mode="json"),
+        event.shown_data(),
         format_instant(event.timestamp),
         event.recorded_by,
         event.prev_hash,
@@ -72,19 +84,23 @@ def log_table(recorder: ApplicationRecorder) -> LogTable:
     (the connection settings of the recorder's own pool)."""
     datastore: Any = recorder.datastore  # type: ignore[attr-defined]
     table = recorder.events_table_name  # type: ignore[attr-defined]
-    if isinstance(recorder, PostgresApplicationRecorder):
+    postgres = isinstance(recorder, PostgresApplicationRecorder)
+    vault = Vault.of_store(postgres=postgres, schema=datastore.schema if postgres else "")
+    if postgres:
         settings = ("dbname", "host", "port", "user", "password")
         return LogTable(
             postgres=True,
             name=f'"{datastore.schema}"."{table}"',
             topics=_topics(),
             connect_args={k: v for k, v in datastore.pool.kwargs.items() if k in settings},
+            vault=vault,
         )
     return LogTable(
         postgres=False,
         name=table,
         topics=_topics(),
         connect_args={"database": datastore.pool.db_name, "uri": True},
+        vault=vault,
     )
 
 
@@ -107,8 +123,22 @@ class LogReader:
         notifications = self.recorder.select_notifications(
             start=after, limit=limit, inclusive_of_start=False
         )
+        disclosed = self._disclosed_events(
+            [
+                (stream_id_text(n.originator_id), n.originator_version)
+                for n in notifications
+                if b'"personal":' in n.state
+            ]
+        )
         return [
-            entry_of(n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+            entry_of(
+                n.id,
+                str(n.originator_id),
+                n.originator_version,
+                n.topic,
+                n.state,
+                disclosed.get((stream_id_text(n.originator_id), n.originator_version)),
+            )
             for n in notifications
         ]
 
@@ -178,6 +208,7 @@ class LogReader:
                     self.table.streams_statement(len(chunk)), self.table.streams_params(chunk)
                 )
                 rows = c.fetchall()
+            disclosed = self._disclosed(rows)
             for row in rows:
                 sid = stream_id_text(row["originator_id"])
                 found.setdefault(sid, []).append(
@@ -187,9 +218,46 @@ class LogReader:
                         row["originator_version"],
                         row["topic"],
                         bytes(row["state"]),
+                        disclosed.get((sid, row["originator_version"])),
                     )
                 )
         return found
+
+    def _disclosed(self, rows: Sequence[Any]) -> dict[Any, Disclosed]:
+        """The personal values held for the events of ``rows`` (domain.personal)."""
+        streams = sorted(
+            {
+                stream_id_text(row["originator_id"])
+                for row in rows
+                if b'"personal":' in bytes(row["state"])
+            }
+        )
+        vault = self.table.vault
+        found: dict[Any, Disclosed] = {}
+        for start in range(0, len(streams), 400):
+            chunk = streams[start : start + 400]
+            assert vault is not None
+            found.update(self._vault_rows(vault.streams_statement(len(chunk)), chunk))
+        return found
+
+    def _disclosed_events(self, pairs: Sequence[tuple[str, int]]) -> dict[Any, Disclosed]:
+        """The personal values held for these (stream id, version) events."""
+        vault = self.table.vault
+        found: dict[Any, Disclosed] = {}
+        for start in range(0, len(pairs), 400):
+            chunk = pairs[start : start + 400]
+            assert vault is not None
+            statement = vault.events_statement(len(chunk))
+            found.update(self._vault_rows(statement, event_pairs(chunk)))
+        return found
+
+    def _vault_rows(self, statement: str, params: Sequence[Any]) -> dict[Any, Disclosed]:
+        datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.transaction(commit=False) as c:
+            c.execute(statement, tuple(params))
+            rows = c.fetchall()
+        columns = ("originator_id", "originator_version", "subject_id", "nonce", "sealed", "key")
+        return decrypt_rows(tuple(row[name] for name in columns) for row in rows)
 
     def stream(self, stream_id: str) -> list[Entry]:
         return self.streams([stream_id])[stream_id]

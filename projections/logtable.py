@@ -25,20 +25,45 @@ import orjson
 
 from domain.errors import DamagedEvent
 from domain.hashing import parse_instant
+from domain.personal import Disclosed, Vault, decrypt_rows, disclose, event_pairs
 from projections.folds import Entry
 
-__all__ = ["LogTable", "OpenLog", "Topics", "decode_entry", "stream_id_text"]
+__all__ = [
+    "FOLDED_PERSONAL",
+    "LogTable",
+    "OpenLog",
+    "Topics",
+    "decode_entry",
+    "stream_id_text",
+]
 
 Topics = Mapping[str, tuple[str, str]]  # stored topic -> (event type, stream type)
+# The event types whose personal values the views' folds read (names, communities and
+# preferences of a profile; a commitment's description). A rebuild decrypts only these: the
+# other entries it reads feed the folds alone, which never look at their summaries or notes.
+FOLDED_PERSONAL = frozenset({"partner_registered", "profile_updated", "commitment_made"})
 
 
 def decode_entry(
-    topics: Topics, position: int, stream_id: str, version: int, topic: str, state: bytes
+    topics: Topics,
+    position: int,
+    stream_id: str,
+    version: int,
+    topic: str,
+    state: bytes,
+    disclosed: Disclosed | None = None,
+    *,
+    shown: bool = True,
 ) -> Entry:
     """An entry from a stored event's columns (its state is the JSON ``domain.serialization``
-    writes, whose ``data`` is already in the API's shape)."""
+    writes, whose ``data`` is in the API's shape), with its personal values ``disclosed``
+    (domain.personal; placeholders where none are held). ``shown=False`` keeps the data as
+    stored and hashed (commitments and all), for checking hashes."""
     try:
         document = orjson.loads(state)
+        data = document["data"]
+        if shown:
+            data = disclose(data, disclosed, stream_id)
         type_name, stream_type = topics[topic]
         # Positional: a rebuild makes one Entry per event, and keywords cost a fifth more here.
         return Entry(
@@ -47,7 +72,7 @@ def decode_entry(
             version,
             type_name,
             parse_instant(document["occurred_at"]),
-            document["data"],
+            data,
             document["recorded_at"],
             document["recorded_by"],
             document["prev_hash"],
@@ -80,6 +105,7 @@ class LogTable:
     topics: Topics
     # Keywords of sqlite3.connect() or psycopg.connect(); the password stays out of reprs.
     connect_args: Mapping[str, Any] = field(repr=False)
+    vault: Vault | None = None  # where personal values are kept (domain.personal)
 
     @property
     def position(self) -> str:
@@ -191,7 +217,8 @@ class OpenLog:
     ) -> Iterator[list[Entry]]:
         """The events recorded up to position ``upto`` of every stream whose id is in
         [lower, upper) (no upper bound: to the last), a page at a time, in (stream, version)
-        order. A stream's events may continue on the next page."""
+        order. A stream's events may continue on the next page. For the folds: only the
+        personal values they read are disclosed (``FOLDED_PERSONAL``)."""
         table = self.table
         statement = table.range_statement(bounded=upper is not None)
         names: dict[Any, str] = {}  # decoded once per stream, and one string for all its entries
@@ -202,14 +229,45 @@ class OpenLog:
             if not rows:
                 return
             page = []
+            disclosed = self.disclosed(rows)
             for position, originator_id, version, topic, state in rows:
                 stream_id = names.get(originator_id)
                 if stream_id is None:
                     stream_id = names[originator_id] = stream_id_text(originator_id)
-                page.append(decode_entry(table.topics, position, stream_id, version, topic, state))
+                page.append(
+                    decode_entry(
+                        table.topics,
+                        position,
+                        stream_id,
+                        version,
+                        topic,
+                        state,
+                        disclosed.get((stream_id, version)),
+                    )
+                )
             yield page
             last = rows[-1]
             after = (last[1], last[2])
+
+    def disclosed(self, rows: Sequence[Any]) -> dict[tuple[str, int], Disclosed]:
+        """The personal values the folds read (``FOLDED_PERSONAL``) of the events of ``rows``
+        (position, stream id, version, topic, state), from the personal-data table."""
+        vault = self.table.vault
+        topics = self.table.topics
+        pairs = [
+            (stream_id_text(row[1]), row[2])
+            for row in rows
+            if topics.get(row[3], ("", ""))[0] in FOLDED_PERSONAL
+            and b'"personal":' in bytes(row[4])
+        ]
+        if vault is None or not pairs:
+            return {}
+        found: dict[tuple[str, int], Disclosed] = {}
+        for start in range(0, len(pairs), 400):
+            chunk = pairs[start : start + 400]
+            statement = vault.events_statement(len(chunk))
+            found.update(decrypt_rows(self._rows(statement, event_pairs(chunk))))
+        return found
 
     def hash_pages(self, upto: int, limit: int) -> Iterator[list[tuple[int, str]]]:
         """The position and stored hash of every event up to position ``upto``, in position

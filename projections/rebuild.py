@@ -44,6 +44,7 @@ from typing import Any
 import orjson
 
 from domain.dates import ledger_zone, zone_name
+from domain.personal import Vault
 from projections.folds import Entry
 from projections.logtable import LogTable, OpenLog
 from projections.rows import (
@@ -174,11 +175,13 @@ class LogFold:
 
     def _jobs(self) -> list[dict[str, Any]]:
         """One job a range of stream ids, and one for the digest (plain JSON)."""
+        vault = self.table.vault
         table = {
             "postgres": self.table.postgres,
             "name": self.table.name,
             "topics": dict(self.table.topics),
             "connect_args": dict(self.table.connect_args),
+            "vault": None if vault is None else [vault.postgres, vault.prefix, vault.schema],
         }
         bounds = [self.table.split_key(part, self.workers) for part in range(self.workers)]
         bounds[0] = self.table.lowest_key()
@@ -286,7 +289,9 @@ class _Workers:
 
 def _run(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """One worker's job, as the messages it sends."""
-    table = LogTable(**job["table"])
+    spec = dict(job["table"])
+    vault = spec.pop("vault", None)
+    table = LogTable(**spec, vault=Vault(*vault) if vault else None)
     with OpenLog(table) as log:
         if job["streams"] is None:
             chain = DigestChain()

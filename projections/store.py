@@ -187,6 +187,7 @@ VIEW_TABLES = (
 )
 _CHANGES_COMMITMENTS = {
     "partner_registered",
+    "personal_data_erased",  # descriptions now read as placeholders
     "commitment_made",
     "commitment_fulfilled",
     "commitment_renegotiated",
@@ -219,14 +220,19 @@ class _Fold:
             self.latest[sid] = entry.occurred_at
             self.registered_pos[sid] = entry.position
             return
-        if snap is None or entry.type == "entry_retracted" or entry.occurred_at < self.latest[sid]:
-            self.refold.add(sid)  # out of world order, or a correction: fold the stream again
+        if snap is None or entry.type in _REFOLDS or entry.occurred_at < self.latest[sid]:
+            # Out of world order, a correction, or an erasure (whose earlier entries now read
+            # as placeholders): fold the stream again.
+            self.refold.add(sid)
         elif sid not in self.refold:
             evolve_partner(snap, entry)
         if snap is not None:
             self.latest[sid] = max(self.latest[sid], entry.occurred_at)
             snap.version = entry.version
             snap.position = entry.position
+
+
+_REFOLDS = frozenset({"entry_retracted", "personal_data_erased"})
 
 
 class LedgerView(TrackingRecorder):

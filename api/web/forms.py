@@ -273,4 +273,4 @@ def _place(body: dict[str, Any], path: list[str], value: Any) -> None:
 def event_models() -> dict[str, type[EventData]]:
     """The partner event types a record form exists for (registration has its own page)."""
     coalition_types = ("coalition_formed", "member_joined", "member_left", "partner_registered")
-    return {t: m for t, m in DATA_MODELS.items() if t not in coalition_types}
+    return {t: m for t, m in DATA_MODELS.items() if m.ORDINARY and t not in coalition_types}

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
+import orjson
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency
 from fastapi import APIRouter, Depends, Request
@@ -45,6 +46,7 @@ from api.params import parse_as_of, parse_day, parse_uuid
 from api.partners_file import partners_csv_lines
 from api.problems import field_problems
 from api.service import Ask
+from api.subjects import subject_access
 from api.web.forms import (
     CHOSEN_IDS,
     EVENT_LABELS,
@@ -69,13 +71,16 @@ from domain.errors import (
     VersionConflict,
 )
 from domain.hashing import format_instant, parse_instant
+from domain.personal import erased_name
 from domain.values import (
     CoalitionFormed,
+    ErasureReason,
     MemberJoined,
     MemberLeft,
     PartnerRegistered,
     ProfileUpdated,
     Stage,
+    name_key,
     show_controls,
 )
 from projections.evidence import canonical
@@ -613,6 +618,84 @@ def partner_share(
     )
     page.headers["Cache-Control"] = "no-store"
     return page
+
+
+# ---- erasure (issue 16) ----------------------------------------------------------------------
+
+_REASONS = [
+    (ErasureReason.REQUEST.value, "They asked for it (GDPR Art. 17)"),
+    (ErasureReason.CONSENT_WITHDRAWN.value, "They withdrew their consent"),
+    (ErasureReason.RETENTION.value, "Our retention period ran out"),
+    (ErasureReason.LEGAL_OBLIGATION.value, "A legal obligation"),
+    (ErasureReason.OTHER.value, "Another reason"),
+]
+
+
+def _erase_page(
+    request: Request,
+    who: Principal,
+    partner: Mapping[str, Any],
+    values: Mapping[str, str],
+    errors: Mapping[str, str],
+) -> HTMLResponse:
+    return _page(
+        request,
+        "erase.html",
+        who,
+        status=422 if errors else 200,
+        partner=partner,
+        values=values,
+        errors=errors,
+        reasons=_REASONS,
+        placeholder=erased_name(str(partner["id"])),
+    )
+
+
+@router.get("/partners/{partner_id}/erase")
+def erase_page(
+    request: Request, partner_id: str, services: ServicesDep, who: StewardDep
+) -> Response:
+    """Erase a partner's personal data, once its name is typed to confirm."""
+    pid = str(parse_uuid(partner_id, PartnerNotFound))
+    partner = services.queries.partner(pid, _at(services))
+    return _erase_page(request, who, partner, {"reason": "request", "confirmation": ""}, {})
+
+
+@router.get("/partners/{partner_id}/personal-data.json")
+def personal_data_download(partner_id: str, services: ServicesDep, who: StewardDep) -> Response:
+    """Everything held about this person, as a file to hand them (GDPR Art. 15)."""
+    pid = parse_uuid(partner_id, PartnerNotFound)
+    services.keeper.catch_up()
+    document = subject_access(services.keeper.log, services.ledger, pid)
+    return Response(
+        orjson.dumps(document, option=orjson.OPT_INDENT_2),
+        media_type="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="personal-data-{pid}.json"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.post("/partners/{partner_id}/erase")
+async def erase_submit(
+    request: Request, partner_id: str, services: ServicesDep, who: StewardDep
+) -> Response:
+    pid = parse_uuid(partner_id, PartnerNotFound)
+    partner = await run_in_threadpool(services.queries.partner, str(pid), _at(services))
+    submitted = await request.form()
+    values = {k: str(submitted.get(k) or "") for k in ("reason", "confirmation")}
+    errors: dict[str, str] = {}
+    if values["reason"] not in {value for value, _ in _REASONS}:
+        errors["reason"] = "choose one of the reasons listed"
+    if name_key(values["confirmation"].strip()) != name_key(str(partner["name"])):
+        errors["confirmation"] = f"type the partner's name, {partner['name']}, exactly"
+    if errors:
+        return _erase_page(request, who, partner, values, errors)
+    await services.service.erase_personal_data(
+        pid, ErasureReason(values["reason"]), Ask(recorded_by=who.name)
+    )
+    return _see_other(f"/partners/{pid}")
 
 
 # ---- record forms -------------------------------------------------------------------------

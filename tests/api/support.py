@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["LOG_KEYS", "STEWARD_NAME", "figures", "spec_hash"]
+__all__ = ["LOG_KEYS", "STEWARD_NAME", "figures", "shown", "spec_hash"]
 
 LOG_KEYS = {
     "position",
@@ -49,3 +49,25 @@ def spec_hash(event: dict[str, Any]) -> str:
     document |= {k: event[k] for k in ("recorded_at", "recorded_by", "data", "prev_hash")}
     text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def shown(event: dict[str, Any]) -> dict[str, Any]:
+    """An exported event's data with its disclosed personal values back in place, each checked
+    against its salted commitment (README, "The export and a verifier")."""
+    data = dict(event["data"])
+    personal = data.pop("personal", None)
+    if personal is None:
+        assert "disclosed" not in event
+        return data
+    assert personal["format"] == 2
+    commitments = personal["commitments"]
+    assert set(event["disclosed"]) == set(commitments)
+    for name, held in event["disclosed"].items():
+        committed = hashlib.sha256(held["salt"].encode() + _canonical(held["value"])).hexdigest()
+        assert committed == commitments[name], name
+        data[name] = held["value"]
+    return data

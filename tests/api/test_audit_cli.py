@@ -456,7 +456,9 @@ def test_export_holds_each_event_as_recorded_in_the_v1_events_shape(
         (r.position, str(r.stream_id), r.version, r.hash) for r in sample.recorded
     ]
     for event in events:
-        assert set(event) == EXPORTED_KEYS
+        # ``disclosed``: beside an event whose personal fields are commitments (issue 16)
+        assert set(event) - {"disclosed"} == EXPORTED_KEYS
+        assert ("disclosed" in event) == ("personal" in event["data"])
         assert INSTANT.fullmatch(event["occurred_at"]), event["occurred_at"]
         assert INSTANT.fullmatch(event["recorded_at"]), event["recorded_at"]
         assert event["stream_type"] == (
@@ -467,7 +469,9 @@ def test_export_holds_each_event_as_recorded_in_the_v1_events_shape(
     first = events[0]
     assert first["prev_hash"] == ZEROS
     assert first["type"] == "partner_registered"
-    assert first["data"]["name"] == "Asociación Vecinal Ñandú"
+    assert first["disclosed"]["name"]["value"] == "Asociación Vecinal Ñandú"
+    assert "name" not in first["data"]
+    assert set(first["data"]["personal"]["commitments"]) == set(first["disclosed"])
     assert first["occurred_at"] == "2026-01-05T15:00:00.000000Z"
 
 

@@ -54,6 +54,10 @@ FULL_EXAMPLES: dict[str, dict[str, Any]] = {
     "coalition_formed": {"name": "Valley", "shared_vision": "Homes", "agreed_measures": ["rent"]},
     "member_joined": {"partner_id": str(uuid4())},
     "member_left": {"partner_id": str(uuid4()), "reason": "Moved away."},
+    "personal_data_erased": {
+        "reason": "request",
+        "fields": [{"stream_id": str(uuid4()), "version": 1, "fields": ["name"]}],
+    },
 }
 
 

@@ -252,7 +252,14 @@ def test_the_hash_is_the_spec_formula_that_anyone_can_recompute() -> None:
 
     (event,) = when(partner, commitment(amount="10.5", currency="USD"))
 
-    # SPEC §5, written out as a partner's auditor would, with the standard library only.
+    # SPEC §5, written out as a partner's auditor would, with the standard library only. The
+    # description is personal: the hashed data holds its salted commitment (issue 16).
+    assert event.seal is not None
+    salt, description = event.seal.disclosed["description"]
+    assert description == "Pay stipends to listening-session hosts"
+    committed = hashlib.sha256(
+        (salt + json.dumps(description, ensure_ascii=False)).encode()
+    ).hexdigest()
     document = {
         "stream_id": str(partner.id),
         "version": 2,
@@ -263,12 +270,12 @@ def test_the_hash_is_the_spec_formula_that_anyone_can_recompute() -> None:
         "data": {
             "commitment_id": "C-1",
             "owed_by": "us",
-            "description": "Pay stipends to listening-session hosts",
             "due_on": "2024-04-01",
             "resource": "financial",
             "amount": "10.50",
             "currency": "USD",
             "coalition_id": None,
+            "personal": {"format": 2, "commitments": {"description": committed}},
         },
         "prev_hash": registration_hash,
     }

@@ -46,6 +46,8 @@ from domain.values import (
     Contacts,
     Direction,
     EntryRetracted,
+    ErasedFields,
+    ErasureReason,
     EventData,
     FeedbackReceived,
     Location,
@@ -58,6 +60,7 @@ from domain.values import (
     PartnerRegistered,
     PaymentMade,
     PaymentPurpose,
+    PersonalDataErased,
     Preferences,
     ProfileUpdated,
     Resource,
@@ -216,6 +219,19 @@ PAYLOADS: dict[str, st.SearchStrategy[EventData]] = {
     ),
     "member_joined": as_stored(MemberJoined, partner_id=st.uuids()),
     "member_left": as_stored(MemberLeft, partner_id=st.uuids(), reason=texts),
+    "personal_data_erased": as_stored(
+        PersonalDataErased,
+        reason=st.sampled_from(ErasureReason),
+        fields=st.lists(
+            st.builds(
+                ErasedFields,
+                stream_id=st.uuids(),
+                version=st.integers(min_value=1, max_value=2**31),
+                fields=st.lists(ids, max_size=3).map(tuple),
+            ),
+            max_size=3,
+        ).map(tuple),
+    ),
 }
 
 
@@ -233,6 +249,7 @@ def stored_events(draw: st.DrawFn) -> ChainedAggregate.Event:
         "prev_hash": draw(hashes),
         "hash": draw(hashes),
         "data": draw(PAYLOADS[event_type]),
+        "seal": None,  # format 1: the data hashed as it is (format 2 is tests/domain/test_personal)
     }
     if issubclass(event_class, Aggregate.Created):
         fields["originator_topic"] = get_topic(_aggregate_of(event_type))
