@@ -1,98 +1,72 @@
 #!/usr/bin/env python3
-"""Verify a pledger event export (JSON Lines, one event per line, in position order)."""
-
+"""Verify a `pledger export events` file: hashes, chains, commitments; print the ledger digest."""
 import hashlib
 import json
+import re
 import sys
-from datetime import UTC, datetime
 
 ZERO = "0" * 64
-HASHED = (
-    "stream_id",
-    "version",
-    "type",
-    "occurred_at",
-    "recorded_at",
-    "recorded_by",
-    "data",
-    "prev_hash",
-)
+HASHED = ("stream_id", "version", "type", "occurred_at", "recorded_at", "recorded_by", "data",
+          "prev_hash")
+TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
-def sha(s):
-    return hashlib.sha256(s.encode("utf-8")).hexdigest()
+def sha256_hex(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def canon(v):
-    return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def canonical_json(value):
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def rfc3339(t):  # RFC 3339 UTC, six fraction digits, "Z"
-    d = datetime.fromisoformat(t)
-    d = d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
-    return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def fail(where, msg):
-    sys.exit(f"FAIL {where}: {msg}")
-
-
-def check(ev, pos, where, last, unchecked):  # raises KeyError etc. on a malformed event
-    prev_v, prev_h = last.get(ev["stream_id"], (None, ZERO))
-    if ev["prev_hash"] != prev_h:
-        fail(where, f"prev_hash {ev['prev_hash']} != hash of previous event in stream {prev_h}")
-    if prev_v is not None and ev["version"] != prev_v + 1:
-        fail(where, f"version does not follow {prev_v}")
-    personal = ev["data"].get("personal") if isinstance(ev["data"], dict) else None
-    if ev.get("content_erased") and personal is None:  # format 1, overwritten by an erasure
-        unchecked.append((where, pos))
-    else:
-        body = {k: rfc3339(ev[k]) if k.endswith("_at") else ev[k] for k in HASHED}
-        if sha(canon(body)) != ev["hash"]:
-            fail(where, "content does not match its hash")
-    if personal is not None:
-        if personal.get("format") != 2:
-            fail(where, f"unknown personal format {personal.get('format')!r}")
-        commitments = personal["commitments"]
-        for field, d in (ev.get("disclosed") or {}).items():
-            if field not in commitments:
-                fail(where, f"disclosed field {field!r} has no commitment")
-            if sha(d["salt"] + canon(d["value"])) != commitments[field]:
-                fail(where, f"disclosed {field!r} does not match its commitment")
-    elif ev.get("disclosed"):
-        fail(where, "format 1 event carries disclosed values")
-    last[ev["stream_id"]] = (ev["version"], ev["hash"])
+def check_event(event, number, erased_at, last):
+    """Problems of one event; erased_at: (stream, version) -> erasure position; last: by stream."""
+    problems = [] if event["position"] == number else [f"position should be {number}"]
+    if not all(TIME.fullmatch(event[name]) for name in ("occurred_at", "recorded_at")):
+        problems.append("time not RFC 3339 UTC with six fraction digits and Z")
+    prev = last.get(event["stream_id"])
+    if event["prev_hash"] != (prev["hash"] if prev else ZERO):
+        problems.append("prev_hash is not the hash of the stream's previous event")
+    if prev and event["version"] != prev["version"] + 1:
+        problems.append(f"version does not follow version {prev['version']}")
+    if sha256_hex(canonical_json({name: event[name] for name in HASHED})) != event["hash"]:
+        erased = erased_at.get((event["stream_id"], event["version"]), 0) > number
+        if "personal" in event["data"] or not erased:
+            problems.append("content does not hash to its hash (and no later erasure lists it)")
+    personal = event["data"].get("personal", {"format": 2, "commitments": {}})
+    if personal.get("format") != 2:
+        problems.append(f"unknown personal format {personal.get('format')!r}")
+    for field, item in event.get("disclosed", {}).items():
+        commitment = sha256_hex(item["salt"] + canonical_json(item["value"]))
+        if commitment != personal["commitments"].get(field):
+            problems.append(f"disclosed {field!r} does not match its commitment")
+    return problems
 
 
 def main(path):
-    digest, last, unchecked, erasures = ZERO, {}, [], []  # last: stream_id -> (version, hash)
-    with open(path, encoding="utf-8") as f:
-        lines = [(n, l) for n, l in enumerate(f, 1) if l.strip()]  # file order = position order
-    for pos, (n, line) in enumerate(lines, 1):
+    events = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+    erased_at = {}
+    for event in events:
+        for item in event["data"]["fields"] if event["type"] == "personal_data_erased" else []:
+            erased_at[item["stream_id"], item["version"]] = event["position"]
+    digest, last, failed = ZERO, {}, False
+    for number, event in enumerate(events, start=1):
         try:
-            if not isinstance(ev := json.loads(line), dict):
-                raise ValueError
-        except ValueError:
-            fail(f"line {n}", "not a JSON object")
-        where = (
-            f"line {n} (stream {ev.get('stream_id')}, version {ev.get('version')}, position {pos})"
-        )
-        try:
-            check(ev, pos, where, last, unchecked)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            fail(where, f"malformed event ({type(e).__name__}: {e})")
-        digest = sha(digest + ev["hash"])
-        if ev["type"] == "personal_data_erased":
-            erasures.append(pos)
-    for where, pos in unchecked:
-        if not any(p > pos for p in erasures):  # how an erasure names its events is undocumented
-            fail(where, "marked content_erased but no later personal_data_erased event")
-        print(f"unchecked (content no longer checkable): {where}")
-    print(
-        f"OK: {len(lines)} events, {len(last)} streams, {len(unchecked)} unchecked; digest at position {len(lines)}:"
-    )
-    print(digest)
+            problems = check_event(event, number, erased_at, last)
+        except (KeyError, TypeError, AttributeError) as error:
+            problems = [f"malformed event ({error!r})"]
+        for problem in problems:
+            print(f"stream {event.get('stream_id')} version {event.get('version')} "
+                  f"position {event.get('position')}: {problem}", file=sys.stderr)
+        failed = failed or bool(problems)
+        last[event.get("stream_id")] = event
+        digest = sha256_hex(digest + str(event.get("hash")))
+    if failed:
+        sys.exit(1)
+    print(f"{len(events)} events verified; ledger digest at position {len(events)}:\n{digest}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1]) if len(sys.argv) == 2 else sys.exit("usage: verify_export.py EXPORT.jsonl")
+    if len(sys.argv) != 2:
+        sys.exit("usage: verify_export.py EXPORT.jsonl")
+    main(sys.argv[1])
