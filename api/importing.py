@@ -824,6 +824,9 @@ class Plan:
     rows: list[ImportedRow] = field(default_factory=list)
     already_recorded: int = 0
     partners: list[tuple[UUID, str]] = field(default_factory=list)
+    # History older than its partner's registration (name, events, registered), kept before
+    # saving empties the pending events (see history_before_registration).
+    earlier: list[tuple[str, int, datetime]] = field(default_factory=list)
 
     @property
     def new_rows(self) -> int:

@@ -143,6 +143,7 @@ class LedgerService:
             )
             if plan.problems:
                 return plan, []
+            plan.earlier = plan.history_before_registration()  # saving empties the pending
             try:
                 recorded = save_plan(self.ledger, plan)
             except IntegrityError:

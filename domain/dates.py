@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 __all__ = [
     "DATE_EXAMPLE",
     "DEFAULT_ZONE",
+    "ORDER_HINT",
     "AmbiguousDate",
     "DateOrder",
     "day_of",
@@ -63,6 +64,9 @@ class DateOrder(StrEnum):
 
 
 _ORDER_WORDS = {DateOrder.MDY: "month first", DateOrder.DMY: "day first"}
+# How an ambiguous date's message names the choice on the command line; the import page says
+# it in its own words (api.web.pages).
+ORDER_HINT = "(--date-order mdy for 3/15/2026, dmy for 15/03/2026)"
 
 
 class AmbiguousDate(ValueError):
@@ -139,8 +143,7 @@ def read_moment(
         if date_order is None:
             raise AmbiguousDate(
                 f"{text!r} may have the month or the day first: tell the import which "
-                "(--date-order mdy for 3/15/2026, dmy for 15/03/2026), or write a date like "
-                "2026-03-15"
+                f"{ORDER_HINT}, or write a date like 2026-03-15"
             )
         month, day = (first, second) if date_order is DateOrder.MDY else (second, first)
         year = int(found["year"])

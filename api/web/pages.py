@@ -59,7 +59,7 @@ from api.web.forms import (
 )
 from api.wiring import Services
 from domain.application import Recorded
-from domain.dates import DateOrder, day_of, read_moment
+from domain.dates import ORDER_HINT, DateOrder, day_of, read_moment
 from domain.errors import (
     CoalitionNotFound,
     Conflict,
@@ -1416,12 +1416,14 @@ async def _import_form(
         kind, table, recorded_by=who.name, date_order=date_order
     )
     if plan.problems:
+        problems = [_problem_row(table, p) for p in plan.problems]
         return _page(
             request,
             "import.html",
             who,
             422,
-            problems=[_problem_row(table, p) for p in plan.problems],
+            problems=problems,
+            ambiguous_dates=any(p["ambiguous_date"] for p in problems),
             filename=filename,
             **shown,
         )
@@ -1432,6 +1434,10 @@ async def _import_form(
         "filename": filename,
         "text": f"{again}. {done}" if again else done,
         "partners": sorted(plan.partners, key=lambda p: p[1]),
+        "earlier": [
+            (name, count, day_of(registered, services.settings.zone).isoformat())
+            for name, count, registered in plan.earlier
+        ],
     }
     return _page(request, "import.html", who, summary=summary, **shown)
 
@@ -1440,11 +1446,14 @@ def _problem_row(table: Table, problem: RowProblem) -> dict[str, Any]:
     """A problem as the page's table shows it, with the cell's value when it has one."""
     cells = next((row.cells for row in table.rows if row.number == problem.row), {})
     value = problem.column if problem.row == 1 else cells.get(problem.column or "", "")
+    ambiguous = ORDER_HINT in problem.message
+    message = problem.message.replace(ORDER_HINT, "(under “How the file writes dates” below)")
     return {
         "row": problem.row,
         "column": show_controls(problem.column or ""),
         "value": show_controls(value or ""),
-        "message": show_controls(problem.message),
+        "message": show_controls(message),
+        "ambiguous_date": ambiguous,
     }
 
 

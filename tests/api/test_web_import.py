@@ -99,6 +99,35 @@ def test_a_clean_file_is_recorded_once_with_a_link_to_each_partner(api: Api) -> 
     assert api.event_count() == 6
 
 
+def test_dates_either_way_round_are_asked_about_in_the_pages_words_then_read(api: Api) -> None:
+    """A file of month-first dates: the page asks for the order with its own control (not the
+    CLI's --date-order), then reads them, and says which history predates a registration."""
+    api.register("Eastside Tenants Union", occurred_at="2026-11-01T12:00:00Z")
+    csrf = _steward_session(api)
+    before = api.event_count()
+    content = (
+        "partner,type,occurred_at,channel,direction\r\n"
+        "Eastside Tenants Union,contact_made,3/15/2026,phone,inbound\r\n"
+        "Eastside Tenants Union,contact_made,3/20/2026 14:30,email,outbound\r\n"
+    )
+
+    asked = _upload(api, csrf, "events", "history.csv", content)
+
+    assert asked.startswith("422:")
+    assert 'id="date-order-advice"' in asked
+    assert "--date-order" not in asked
+    assert [row[:2] for row in _cells(asked)] == [["2", "occurred_at"], ["3", "occurred_at"]]
+    assert api.event_count() == before
+
+    read = _upload(api, csrf, "events", "history.csv", content, date_order="mdy")
+
+    assert 'id="import-summary"' in read
+    assert 'id="import-earlier-history"' in read
+    assert "Eastside Tenants Union: 2 events before its registration on 2026-11-01" in read
+    days = [e["occurred_at"][:10] for e in api.log()[-2:]]
+    assert days == ["2026-03-15", "2026-03-20"]
+
+
 @pytest.mark.parametrize("token", [None, "forged"])
 def test_an_upload_without_this_pages_token_is_refused_and_records_nothing(
     api: Api, token: str | None
