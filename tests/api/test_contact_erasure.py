@@ -207,3 +207,38 @@ def test_the_cli_erases_one_contact_person(api: Api, settings: Settings) -> None
     assert f"erased the personal data of one contact person of {partner}" in done.output
     people = api.read(f"/v1/partners/{partner}")["contacts"]["people"]
     assert people == [ERASED, {**ANA, "role": "Coordinator"}]
+
+
+def test_the_page_erases_one_contact_person_once_their_name_is_typed(api: Api) -> None:
+    partner = _organization(api)
+    client = _signed_in(api)
+    page = f"/partners/{partner}/erase"
+    form = client.get(page)
+    assert form.status_code == 200
+    assert f'<option value="{ANA["name"]}">' in form.text
+    csrf = re.search(r'name="csrftoken" value="([^"]+)"', form.text)
+    assert csrf is not None
+    count = api.event_count()
+    fields = {"csrftoken": csrf[1], "reason": "request", "contact": ANA["name"]}
+
+    wrong = client.post(page, data={**fields, "contact_confirmation": "Rosa Delgado"})
+    unknown = client.post(page, data={**fields, "contact": "Nobody",
+                                      "contact_confirmation": "Nobody"})  # fmt: skip
+
+    assert wrong.status_code == 422
+    assert "type the contact person&#39;s name" in wrong.text
+    assert unknown.status_code == 422
+    assert "choose one of the contact people listed" in unknown.text
+    assert api.event_count() == count
+
+    done = client.post(page, data={**fields, "contact_confirmation": ANA["name"].upper()})
+
+    assert done.status_code == 303
+    shown = api.read(f"/v1/partners/{partner}")
+    assert shown["name"] == ORG
+    assert shown["contacts"]["people"] == [ROSA, ERASED]
+    assert f'<option value="{ANA["name"]}">' not in client.get(page).text
+    profile = client.get(f"/partners/{partner}/record/profile_updated")
+    assert ROSA["name"] in profile.text
+    assert ERASED_PERSON not in profile.text  # a placeholder is no one to record again
+    client.close()
