@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ from api.settings import Settings
 from domain.chained import ChainedAggregate
 from domain.personal import ERASED_PERSON, erased_name
 from tests.api.conftest import Api
-from tests.api.test_erasure import _postgres_files, _sqlite_files
+from tests.api.test_erasure import _postgres_files, _run_verifier, _sqlite_files
 
 ORG = "Harbor Street Food Collective"
 ANA: dict[str, Any] = {"name": "Anaïs Quintero-Blaise", "role": "Organizer",
@@ -63,7 +64,7 @@ def _erase(api: Api, partner: str, contact: str) -> Any:
 
 
 def test_one_contact_person_is_erased_and_everything_else_stands(
-    api: Api, settings: Settings
+    api: Api, settings: Settings, tmp_path: Path
 ) -> None:
     partner = _organization(api)
     log_before = api.log()
@@ -95,6 +96,9 @@ def test_one_contact_person_is_erased_and_everything_else_stands(
     verified = api.read("/v1/audit/verify")
     assert verified["ok"], verified["problems"]
     assert verified["unchecked"] == []
+    checked = _run_verifier(tmp_path, log_after)  # the README's, checking disclosed values
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.strip() == verified["digest"]
     assert verified["digest"] != verified_before["digest"]  # one event more
     assert figures_before == [
         api.get(f"/v1/partners/{partner}/{path}", **at).content
