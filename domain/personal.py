@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "CONTENT_ERASED",
+    "ERASED_PERSON",
     "ERASED_TEXT",
     "FORMAT",
     "PERSONAL",
