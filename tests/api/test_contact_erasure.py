@@ -211,6 +211,11 @@ def test_the_cli_erases_one_contact_person(api: Api, settings: Settings) -> None
     assert f"erased the personal data of one contact person of {partner}" in done.output
     people = api.read(f"/v1/partners/{partner}")["contacts"]["people"]
     assert people == [ERASED, {**ANA, "role": "Coordinator"}]
+    exported = runner.invoke(app, ["export", "person", partner], env=env)
+    assert exported.exit_code == 0, exported.output
+    held = orjson.loads(exported.stdout)
+    assert held["events"][1]["personal"]["contacts"]["people"] == people
+    assert ROSA["email"] not in exported.stdout
 
 
 def test_the_page_erases_one_contact_person_once_their_name_is_typed(api: Api) -> None:
