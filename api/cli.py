@@ -165,10 +165,19 @@ def erase_command(
         bool,
         typer.Option("--dry-run", help="List whom retention would erase; erase none."),
     ] = False,
+    contact: Annotated[
+        str | None,
+        typer.Option(
+            "--contact",
+            help="Only this contact person of the organization (their name, or person key); "
+            "the partner's other data stays.",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Shred a partner's personal data for good (GDPR Art. 17): every figure, hash and the
-    digest stay as they were; names and notes read as placeholders."""
+    digest stay as they were; names and notes read as placeholders. With --contact, only one
+    contact person's name, role, email and phone (shown as "Erased contact person")."""
     import asyncio
 
     from api.service import Ask
@@ -183,6 +192,9 @@ def erase_command(
         raise typer.Exit(2) from None
     if (partner is None) == (stage is None):
         typer.echo("error: name a PARTNER, or give --stage ended --before DATE", err=True)
+        raise typer.Exit(2)
+    if contact is not None and partner is None:
+        typer.echo("error: --contact names a contact person of one PARTNER", err=True)
         raise typer.Exit(2)
     services = open_services(_settings(db))
     if partner is not None:
@@ -212,12 +224,18 @@ def erase_command(
         return
     ask = Ask(recorded_by=cli_user())
     for partner_id in chosen:
-        recorded = asyncio.run(
-            services.service.erase_personal_data(UUID(partner_id), category, ask)
-        )
+        try:
+            recorded = asyncio.run(
+                services.service.erase_personal_data(
+                    UUID(partner_id), category, ask, contact=contact
+                )
+            )
+        except LedgerError as error:
+            raise _fail(error) from None
+        whose = partner_id if contact is None else f"one contact person of {partner_id}"
         typer.echo(
-            f"erased the personal data of {partner_id}: personal_data_erased at position "
-            f"{recorded.position} (version {recorded.version})"
+            f"erased the personal data of {whose}: personal_data_erased at "
+            f"position {recorded.position} (version {recorded.version})"
         )
 
 

@@ -195,28 +195,29 @@ class _ApiTables:
         keys: dict[str, bytes] = {}
         rows = []
         for event in stored_events:
-            if not isinstance(event, PersonalStoredEvent) or not event.plaintext:
+            if not isinstance(event, PersonalStoredEvent):
                 continue
-            subject = event.subject_id
-            key = keys.get(subject)
-            if key is None:
-                c.execute(vault.insert_key_statement(), (subject, new_key()))
-                c.execute(vault.select_key_statement(), (subject,))
-                key = keys[subject] = bytes(c.fetchone()["key"])
-            stream_id = str(event.originator_id)
-            version = event.originator_version
-            nonce, sealed = encrypt(key, stream_id, version, subject, event.plaintext)
-            rows.append((stream_id, version, subject, nonce, sealed))
+            for subject, plaintext in event.rows:
+                key = keys.get(subject)
+                if key is None:
+                    c.execute(vault.insert_key_statement(), (subject, new_key()))
+                    c.execute(vault.select_key_statement(), (subject,))
+                    key = keys[subject] = bytes(c.fetchone()["key"])
+                stream_id = str(event.originator_id)
+                version = event.originator_version
+                nonce, sealed = encrypt(key, stream_id, version, subject, plaintext)
+                rows.append((stream_id, version, subject, nonce, sealed))
         if rows:
             c.executemany(vault.insert_row_statement(), rows)
 
     def _shred(self, c: Any, erasure: Erasure | None) -> None:
-        """Delete a subject's personal rows and key; overwrite format 1 states (same
+        """Delete the subjects' personal rows and keys; overwrite format 1 states (same
         transaction as the ``personal_data_erased`` event)."""
         if erasure is None:
             return
-        for statement in self.vault.shred_statements():
-            c.execute(statement, (erasure.subject_id,))
+        for subject_id in erasure.subject_ids:
+            for statement in self.vault.shred_statements():
+                c.execute(statement, (subject_id,))
         mark = self.vault.mark
         for stream_id, version, state in erasure.rewrites:
             c.execute(

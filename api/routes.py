@@ -518,10 +518,13 @@ async def erase_personal_data(
 ) -> Response:
     """Shred the partner's personal data for good (GDPR Art. 17), recording
     `personal_data_erased`: every figure, hash and the digest stay as they were; names and
-    notes read as placeholders from then on."""
+    notes read as placeholders from then on. With `contact`, only that contact person's data
+    (name, role, email, phone) goes, shown as "Erased contact person" from then on; the event
+    names them by their person key. 422 (field `contact`) when no such contact person is on
+    record."""
     pid = parse_uuid(partner_id, PartnerNotFound)
     recorded = await services.service.erase_personal_data(
-        pid, body.reason, _ask(who, request, body)
+        pid, body.reason, _ask(who, request, body), contact=body.contact
     )
     return _appended("partner_id", recorded)
 

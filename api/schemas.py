@@ -20,6 +20,7 @@ from domain.values import (
     ErasureReason,
     EventData,
     MemberJoined,
+    Name,
     PartnerRegistered,
     control_problem,
 )
@@ -238,15 +239,24 @@ class MemberCreate(MemberJoined, _CommonWrite):
 
 
 class ErasureCreate(BaseModel):
-    """Erase a partner's personal data (GDPR Art. 17): why, as a category."""
+    """Erase a partner's personal data (GDPR Art. 17): why, as a category; with ``contact``,
+    only that contact person's (their name, or their person key), the organization's other
+    data staying."""
 
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
-        json_schema_extra={"examples": [{"reason": "request"}]},
+        json_schema_extra={
+            "examples": [{"reason": "request"}, {"reason": "request", "contact": "Ana Ruiz"}]
+        },
     )
 
     reason: ErasureReason
+    contact: Name | None = Field(
+        default=None,
+        description="One contact person of the organization to erase (their name, spaces and "
+        "case aside, or their person key); the event names them by their person key only.",
+    )
 
 
 # ---- responses ----------------------------------------------------------------------------

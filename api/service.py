@@ -213,16 +213,17 @@ class LedgerService:
         return await self._write(job, ask, route)
 
     async def erase_personal_data(
-        self, partner_id: UUID, reason: ErasureReason, ask: Ask
+        self, partner_id: UUID, reason: ErasureReason, ask: Ask, *, contact: str | None = None
     ) -> Recorded:
-        """Shred a partner's personal data, recording ``personal_data_erased`` (issue 16), and
-        then make the stores' files keep no readable copy (``api.scrub``). Raises
-        PartnerNotFound (404)."""
+        """Shred a partner's personal data (or, with ``contact``, one contact person's),
+        recording ``personal_data_erased`` (issue 16), and then make the stores' files keep no
+        readable copy (``api.scrub``). Raises PartnerNotFound (404); ValidationFailed (422)
+        for a ``contact`` not on record (``Partnerships.erase_personal_data``)."""
         stamp = ask.stamp()
         ledger = self.ledger
         job = WriteJob(
             alone=lambda options: ledger.erase_personal_data(
-                partner_id, reason, stamp, with_save=options
+                partner_id, reason, stamp, contact=contact, with_save=options
             ),
             stream_id=partner_id,
             solo=True,

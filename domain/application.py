@@ -29,7 +29,15 @@ from domain.errors import (
     VersionConflict,
 )
 from domain.partner import Partner
-from domain.personal import CONTENT_ERASED, PERSONAL, Erasure, placeholder
+from domain.personal import (
+    CONTENT_ERASED,
+    PERSONAL,
+    Erasure,
+    name_key,
+    person_field,
+    placeholder,
+    subject_of_field,
+)
 from domain.serialization import TypedMapper, data_model_of
 from domain.values import (
     CoalitionFormed,
@@ -132,21 +140,57 @@ class Partnerships(Application[UUID]):
         reason: ErasureReason,
         stamp: Stamp,
         *,
+        contact: str | None = None,
         with_save: SaveOptions | None = None,
     ) -> Recorded:
         """Record ``personal_data_erased`` on the partner's stream and, in the same
-        transaction, shred the partner's personal data (GDPR Art. 17): the subject's key and
-        personal rows go, and format 1 events (personal values inside their hashed content)
-        are overwritten with placeholders, keeping their stored hashes.
+        transaction, shred the partner's personal data (GDPR Art. 17): the keys and personal
+        rows of the partner and of their contact people go, and format 1 events (personal
+        values inside their hashed content) are overwritten with placeholders, keeping their
+        stored hashes.
+
+        With ``contact`` (a contact person's name, spaces and case aside, or their person
+        key), only that person's data goes: their key and rows (domain.personal), the event
+        naming them by their person key. The organization's other data stays.
 
         The recorder does the shredding, given an ``erasure`` keyword argument
-        (``domain.personal.Erasure``). Raises PartnerNotFound (404).
+        (``domain.personal.Erasure``). Raises PartnerNotFound (404); ValidationFailed (422)
+        when ``contact`` names no contact person on record, or one also held in events
+        recorded before contact people were kept apart (erase the whole partner then).
         """
+        partner = self.get_partner(partner_id)  # 404 first
+        stored_events = self.recorder.select_events(partner_id)
+        if contact is not None:
+            key = _person_key(partner, contact, stored_events)
+            data = PersonalDataErased(
+                reason=reason,
+                fields=tuple(
+                    ErasedFields(stream_id=partner_id, version=version, fields=(field,))
+                    for version, field in _person_fields(stored_events, key)
+                ),
+                contact=key,
+            )
+            erasure = Erasure((f"{partner_id}/{key}",))
+        else:
+            data, erasure = self._whole_erasure(partner_id, reason, stored_events)
+        options = with_save or SaveOptions()
+        kwargs = {**options.recorder_kwargs, "erasure": erasure}
+        return self._change(
+            lambda: self.get_partner(partner_id),
+            lambda partner: partner.erase_personal_data(data, stamp),
+            None,
+            SaveOptions(recorder_kwargs=kwargs, on_conflict=options.on_conflict),
+        )
+
+    def _whole_erasure(
+        self, partner_id: UUID, reason: ErasureReason, stored_events: Sequence[Any]
+    ) -> tuple[PersonalDataErased, Erasure]:
+        """The event and the shredding that erase all of a partner's personal data."""
         subject = str(partner_id)
-        self.get_partner(partner_id)  # 404 first
+        subjects = {subject}
         erased: list[ErasedFields] = []
         rewrites: list[tuple[str, int, bytes]] = []
-        for stored in self.recorder.select_events(partner_id):
+        for stored in stored_events:
             fields, rewrite = _personal_fields(stored.topic, stored.state, subject)
             if fields:
                 erased.append(
@@ -154,6 +198,7 @@ class Partnerships(Application[UUID]):
                         stream_id=partner_id, version=stored.originator_version, fields=fields
                     )
                 )
+                subjects.update(subject_of_field(name, subject) for name in fields)
             if rewrite is not None:
                 rewrites.append((subject, stored.originator_version, rewrite))
         elsewhere = getattr(self.recorder, "disclosed_of_subject", None)
@@ -165,14 +210,7 @@ class Partnerships(Application[UUID]):
                     )
                 )
         data = PersonalDataErased(reason=reason, fields=tuple(erased))
-        options = with_save or SaveOptions()
-        kwargs = {**options.recorder_kwargs, "erasure": Erasure(subject, tuple(rewrites))}
-        return self._change(
-            lambda: self.get_partner(partner_id),
-            lambda partner: partner.erase_personal_data(data, stamp),
-            None,
-            SaveOptions(recorder_kwargs=kwargs, on_conflict=options.on_conflict),
-        )
+        return data, Erasure(tuple(sorted(subjects)), tuple(rewrites))
 
     # ---- coalitions ---------------------------------------------------------------------
 
@@ -375,6 +413,49 @@ def _personal_fields(
         data[name] = placeholder(name, subject)
     document[CONTENT_ERASED] = True
     return fields, orjson.dumps(document)
+
+
+def _person_key(partner: Partner, contact: str, stored_events: Sequence[Any]) -> str:
+    """The person key of the contact person ``contact`` names; ValidationFailed (422) when
+    none is on record, or when an event recorded before contact people were kept apart
+    (format 1, or contacts under one commitment) also holds them."""
+    key = partner.person_key_of(contact)
+    if key is None:
+        msg = "no contact person of this partner has that name (or it was erased already)"
+        raise ValidationFailed([Problem("contact", msg)])
+    names = {
+        name_key(p.name)
+        for p, k in zip(partner.contacts.people, partner.person_keys, strict=True)
+        if k == key
+    }
+    for stored in stored_events:
+        document = orjson.loads(stored.state)["data"]
+        personal = document.get(PERSONAL)
+        if isinstance(personal, dict):
+            disclosed = getattr(stored, "disclosed", None) or {}
+            held = disclosed.get("contacts", ("", {}))[1]
+        else:
+            held = document.get("contacts")
+        people = held.get("people") if isinstance(held, dict) else None
+        if any(isinstance(p, dict) and name_key(str(p.get("name"))) in names for p in people or ()):
+            msg = (
+                f"this contact person is also in version {stored.originator_version}, recorded "
+                "before contact people were kept apart: only the whole partner's personal "
+                "data can be erased"
+            )
+            raise ValidationFailed([Problem("contact", msg)])
+    return key
+
+
+def _person_fields(stored_events: Sequence[Any], key: str) -> list[tuple[int, str]]:
+    """``[(version, field)]``: the events holding the contact person ``key``'s commitment."""
+    field = person_field(key)
+    found = []
+    for stored in stored_events:
+        personal = orjson.loads(stored.state)["data"].get(PERSONAL)
+        if isinstance(personal, dict) and field in personal["commitments"]:
+            found.append((stored.originator_version, field))
+    return found
 
 
 def _fold(aggregate: Any, events: Iterable[Any]) -> Any:

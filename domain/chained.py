@@ -100,13 +100,23 @@ class ChainedAggregate(Aggregate):
 
     @staticmethod
     def _sealed(
-        stream_id: UUID, version: int, data: EventData, stamp: Stamp, prev_hash: str
+        stream_id: UUID,
+        version: int,
+        data: EventData,
+        stamp: Stamp,
+        prev_hash: str,
+        known: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """The keyword arguments of a new event, hash included."""
+        """The keyword arguments of a new event, hash included (``known``: the person keys of
+        the contact people on record, domain.personal.seal)."""
         recorded_at = datetime.now(UTC)
         occurred_at = stamp.occurred_at.astimezone(UTC)
         shown = data.model_dump(mode="json")
-        sealed = seal(shown, data.PERSONAL_FIELDS) if ChainedAggregate.SEAL_PERSONAL_DATA else None
+        sealed = (
+            seal(shown, data.PERSONAL_FIELDS, known)
+            if ChainedAggregate.SEAL_PERSONAL_DATA
+            else None
+        )
         digest = event_hash(
             stream_id=stream_id,
             version=version,
@@ -135,5 +145,12 @@ class ChainedAggregate(Aggregate):
 
     def _record(self, event_class: type[Any], data: EventData, stamp: Stamp) -> None:
         self.trigger_event(
-            event_class, **self._sealed(self.id, self.version + 1, data, stamp, self.last_hash)
+            event_class,
+            **self._sealed(
+                self.id, self.version + 1, data, stamp, self.last_hash, self.known_people()
+            ),
         )
+
+    def known_people(self) -> dict[str, str]:
+        """``{name: person key}`` of the contact people on record (none here)."""
+        return {}

@@ -28,7 +28,7 @@ from domain.errors import (
     ValidationFailed,
 )
 from domain.money import money_problem, normalize_amount
-from domain.personal import erased_name
+from domain.personal import ERASED_PERSON, erased_name, name_key, people_keys
 from domain.values import (
     AgreementSigned,
     CheckinCadenceAgreed,
@@ -37,6 +37,7 @@ from domain.values import (
     CommitmentMade,
     CommitmentRenegotiated,
     ContactMade,
+    ContactPerson,
     Contacts,
     EntryRetracted,
     EventData,
@@ -132,6 +133,7 @@ class Partner(ChainedAggregate):
             partner.referred_by, partner.preferences = d.referred_by, d.preferences
             partner.contacts = d.contacts or Contacts()
             partner.registered_at = self.occurred_at
+            partner.keep_person_keys(self)
 
     class ProfileUpdated(Event):
         data: ProfileUpdated
@@ -142,6 +144,8 @@ class Partner(ChainedAggregate):
                 value = getattr(self.data, name)
                 if value is not None:
                     setattr(partner, name, value)
+            if self.data.contacts is not None:
+                partner.keep_person_keys(self)
 
     class ContactMade(Event):
         data: ContactMade
@@ -243,8 +247,12 @@ class Partner(ChainedAggregate):
 
         def evolve(self, aggregate: Any) -> None:
             partner: Partner = aggregate
+            if self.data.contact is not None:
+                partner.forget_person(self.data.contact)
+                return
             partner.name = erased_name(str(partner.id))
             partner.communities, partner.preferences = (), Preferences()
+            partner.contacts, partner.person_keys = Contacts(), ()
             partner.erased = True
 
     class EntryRetracted(Event):
@@ -269,6 +277,9 @@ class Partner(ChainedAggregate):
         self.referred_by: UUID | None = None
         self.preferences = Preferences()
         self.contacts = Contacts()
+        # The person key of each of contacts.people, in order (domain.personal; empty for
+        # contacts recorded before people had keys, or format 1).
+        self.person_keys: tuple[str, ...] = ()
         self.registered_at: datetime | None = None
         self.stage = Stage.PROSPECT
         self.cadence_days = DEFAULT_CADENCE_DAYS
@@ -276,6 +287,44 @@ class Partner(ChainedAggregate):
         self.breaches: dict[str, BreachRecord] = {}
         self.feedback: dict[str, list[int]] = {}
         self.erased = False
+
+    # ---- contact people (issue 16) ------------------------------------------------------
+
+    def keep_person_keys(self, event: ChainedAggregate.Event) -> None:
+        """Take the person keys of the contacts ``event`` recorded."""
+        keys = people_keys(event.seal.disclosed) if event.seal is not None else ()
+        self.person_keys = keys if len(keys) == len(self.contacts.people) else ()
+
+    def known_people(self) -> dict[str, str]:
+        if len(self.person_keys) != len(self.contacts.people):
+            return {}  # contacts recorded before people had keys
+        return {
+            name_key(person.name): key
+            for person, key in zip(self.contacts.people, self.person_keys, strict=True)
+            if person.name != ERASED_PERSON
+        }
+
+    def person_key_of(self, contact: str) -> str | None:
+        """The person key of the contact person ``contact`` names (their name, spaces and
+        case aside, or their person key), or None when no such person is on record (or
+        they were erased)."""
+        known = self.known_people()
+        if contact in known.values():
+            return contact
+        return known.get(name_key(contact))
+
+    def forget_person(self, key: str) -> None:
+        """Show the contact person with person key ``key`` as erased."""
+        if key not in self.person_keys:
+            return
+        self.contacts = self.contacts.model_copy(
+            update={
+                "people": tuple(
+                    ContactPerson(name=ERASED_PERSON) if k == key else person
+                    for person, k in zip(self.contacts.people, self.person_keys, strict=True)
+                )
+            }
+        )
 
     # ---- folding ------------------------------------------------------------------------
 

@@ -14,6 +14,15 @@ subject's own, with the event's (stream, version, subject) as associated data. E
 the subject's key and rows in the transaction that records ``personal_data_erased``: the events
 stay as they were, and copies of the rows in backups can no longer be read.
 
+A contact person of an organization (``contacts.people``) is a data subject of their own, so
+that their data can be erased while the organization's stays. Each person gets a random
+``person key`` (16 hexadecimal digits, kept for as long as their name stays in the partner's
+contacts) and a commitment of their own, named ``contacts.people.KEY``; the ``contacts``
+commitment covers the contacts with ``people`` as the list of their keys. A person's value is
+encrypted under the key of the subject ``PARTNER/KEY``, so erasing one person deletes that
+key and those rows only, and the ``personal_data_erased`` event names the person by their
+key, which says nothing about them.
+
 Readers never see the commitments: :func:`disclose` puts each value back (or, once erased, a
 neutral placeholder) where the payload model expects it. Events without a ``personal`` member
 are format 1 (recorded before this, or with no personal value): their data is hashed as shown.
@@ -36,6 +45,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "CONTENT_ERASED",
+    "ERASED_PERSON",
     "ERASED_TEXT",
     "FORMAT",
     "PERSONAL",
@@ -47,9 +57,13 @@ __all__ = [
     "commitment",
     "disclose",
     "erased_name",
+    "name_key",
     "new_key",
+    "people_keys",
+    "person_field",
     "placeholder",
     "seal",
+    "subject_of_field",
 ]
 
 FORMAT = 2
@@ -58,6 +72,9 @@ PERSONAL = "personal"  # the member of a format 2 event's data that holds the co
 SALT_HEX_DIGITS = 32
 NONCE_BYTES = 12  # AES-GCM's 96-bit nonce, NIST SP 800-38D §8.2.2 (random, one per row)
 ERASED_TEXT = "[erased]"
+ERASED_PERSON = "Erased contact person"
+PERSON_FIELD = "contacts.people."  # followed by the person key: one contact person's commitment
+PERSON_KEY_HEX_DIGITS = 16
 # What an erased field reads as, by field name, when it is not text (text reads ERASED_TEXT).
 _EMPTY: Mapping[str, Any] = {
     "communities": [],
@@ -90,11 +107,11 @@ def _committed(value: Any) -> bool:
 @dataclass(frozen=True)
 class Erasure:
     """What the recorder does with a ``personal_data_erased`` event, in its transaction: delete
-    ``subject_id``'s key and personal rows, and overwrite the stored state of each format 1
-    event whose personal values sit in its hashed content (``rewrites``: (stream id, version,
-    new state))."""
+    the keys and personal rows of ``subject_ids`` (a partner and their contact people, or one
+    contact person), and overwrite the stored state of each format 1 event whose personal
+    values sit in its hashed content (``rewrites``: (stream id, version, new state))."""
 
-    subject_id: str
+    subject_ids: Sequence[str]
     rewrites: Sequence[tuple[str, int, bytes]] = ()
 
 
@@ -117,6 +134,16 @@ class Seal:
         """What the personal-data table keeps (encrypted) for this event."""
         return orjson.dumps({f: [salt, value] for f, (salt, value) in self.disclosed.items()})
 
+    def plaintexts(self, subject_id: str) -> list[tuple[str, bytes]]:
+        """``[(subject, plaintext)]``: the personal-data rows of this event, one per data
+        subject: ``subject_id`` for the fields about the partner, ``subject_id/KEY`` for each
+        contact person's own field."""
+        rows: dict[str, dict[str, list[Any]]] = {}
+        for name, (salt, value) in self.disclosed.items():
+            owner = subject_of_field(name, subject_id)
+            rows.setdefault(owner, {})[name] = [salt, value]
+        return [(owner, orjson.dumps(values)) for owner, values in rows.items()]
+
     def mismatches(self) -> list[str]:
         """The disclosed fields whose value and salt do not give their commitment."""
         return [
@@ -126,10 +153,59 @@ class Seal:
         ]
 
 
-def seal(data: Mapping[str, Any], fields: Iterable[str]) -> Seal | None:
+def person_field(key: str) -> str:
+    """The commitment name of the contact person with person key ``key``."""
+    return f"{PERSON_FIELD}{key}"
+
+
+def subject_of_field(name: str, subject_id: str) -> str:
+    """The data subject of a committed field: the contact person's own for theirs."""
+    if name.startswith(PERSON_FIELD):
+        return f"{subject_id}/{name.removeprefix(PERSON_FIELD)}"
+    return subject_id
+
+
+def name_key(name: str) -> str:
+    """A contact person's name as person keys are kept by: spaces and case aside."""
+    return " ".join(name.split()).casefold()
+
+
+def _split_people(
+    contacts: Mapping[str, Any], known: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The contacts with each person replaced by their key, and ``{field: person}``: a person
+    keeps the key ``known`` gives their name (spaces and case aside), others get a new one."""
+    keys: list[str] = []
+    people: dict[str, Any] = {}
+    for person in contacts.get("people") or ():
+        key = known.get(name_key(str(person.get("name", ""))))
+        if key is None or key in keys:
+            key = secrets.token_hex(PERSON_KEY_HEX_DIGITS // 2)
+        keys.append(key)
+        people[person_field(key)] = person
+    return {**contacts, "people": keys}, people
+
+
+def people_keys(disclosed: Disclosed) -> tuple[str, ...]:
+    """The person keys of the contact people an event's disclosed ``contacts`` hold, in the
+    order of ``people`` (none for contacts recorded before people had keys, or erased)."""
+    found = disclosed.get("contacts")
+    people = found[1].get("people") if found is not None and isinstance(found[1], Mapping) else ()
+    return tuple(p for p in people or () if isinstance(p, str))
+
+
+def seal(
+    data: Mapping[str, Any], fields: Iterable[str], known: Mapping[str, str] | None = None
+) -> Seal | None:
     """Commit each non-empty field of ``fields`` in ``data`` (the payload as JSON) under a
-    fresh random salt; None when there is nothing to commit (the data is hashed as it is)."""
+    fresh random salt, each contact person of ``contacts`` apart under their person key
+    (``known``: name -> key of the people already on record); None when there is nothing to
+    commit (the data is hashed as it is)."""
     chosen = {name: data[name] for name in fields if _committed(data.get(name))}
+    contacts = chosen.get("contacts")
+    if isinstance(contacts, Mapping) and contacts.get("people"):
+        chosen["contacts"], people = _split_people(contacts, known or {})
+        chosen.update(people)
     if not chosen:
         return None
     salts = {name: secrets.token_hex(SALT_HEX_DIGITS // 2) for name in chosen}
@@ -156,19 +232,33 @@ def placeholder(name: str, subject_id: str) -> Any:
     """What the field ``name`` reads as once its subject was erased."""
     if name == "name":
         return erased_name(subject_id)
+    if name.startswith(PERSON_FIELD):
+        return {"name": ERASED_PERSON, "role": None, "email": None, "phone": None}
     return _EMPTY.get(name, ERASED_TEXT)
 
 
 def disclose(data: dict[str, Any], disclosed: Disclosed | None, subject_id: str) -> dict[str, Any]:
     """A stored event's data as readers see it: format 1 as it is; format 2 with each committed
-    field's value back in its place, or its placeholder when the subject was erased."""
+    field's value back in its place, or its placeholder when the subject was erased (a
+    contact person's within the contacts, in their place in ``people``)."""
     personal = data.get(PERSONAL)
     if not isinstance(personal, Mapping):
         return data
     shown = {k: v for k, v in data.items() if k != PERSONAL}
-    for name in personal["commitments"]:
+
+    def value(name: str) -> Any:
         found = disclosed.get(name) if disclosed else None
-        shown[name] = found[1] if found is not None else placeholder(name, subject_id)
+        return found[1] if found is not None else placeholder(name, subject_id)
+
+    for name in personal["commitments"]:
+        if not name.startswith(PERSON_FIELD):
+            shown[name] = value(name)
+    contacts = shown.get("contacts")
+    if isinstance(contacts, Mapping) and any(
+        isinstance(p, str) for p in contacts.get("people") or ()
+    ):
+        people = [value(person_field(key)) for key in contacts["people"]]
+        shown["contacts"] = {**contacts, "people": people}
     return shown
 
 

@@ -102,12 +102,12 @@ class UndecodableEvent(MapperDeserialisationError, DamagedEvent):
 
 @dataclass(frozen=True)
 class PersonalStoredEvent(StoredEvent):
-    """A stored event on its way to the recorder with its personal values (``plaintext``,
-    domain.personal.Seal.plaintext) for the personal-data table, which the recorder encrypts
-    under ``subject_id``'s key in the transaction that inserts the event."""
+    """A stored event on its way to the recorder with its personal values for the
+    personal-data table (``rows``: (subject, plaintext), domain.personal.Seal.plaintexts),
+    which the recorder encrypts under each subject's key in the transaction that inserts the
+    event."""
 
-    subject_id: str = ""
-    plaintext: bytes = b""
+    rows: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,11 @@ def _disclosed_of(stored_event: StoredEvent) -> Disclosed | None:
     """The personal values a stored event carries: read back by the recorder, or on their
     way to it."""
     if isinstance(stored_event, PersonalStoredEvent):
-        document = orjson.loads(stored_event.plaintext or b"{}")
-        return {name: (pair[0], pair[1]) for name, pair in document.items()}
+        found: dict[str, tuple[str, Any]] = {}
+        for _, plaintext in stored_event.rows:
+            document = orjson.loads(plaintext)
+            found.update({name: (pair[0], pair[1]) for name, pair in document.items()})
+        return found
     disclosed: Disclosed | None = getattr(stored_event, "disclosed", None)
     return disclosed
 
@@ -160,8 +163,7 @@ class TypedMapper(Mapper[UUID]):
                 originator_version=event.originator_version,
                 topic=get_topic(type(event)),
                 state=orjson.dumps(state),
-                subject_id=event.subject_id,
-                plaintext=event.seal.plaintext(),
+                rows=tuple(event.seal.plaintexts(event.subject_id)),
             )
         return StoredEvent(
             originator_id=event.originator_id,

@@ -673,3 +673,13 @@ class PersonalDataErased(EventData):
 
     reason: ErasureReason
     fields: tuple[ErasedFields, ...] = ()
+    # The person key (domain.personal) of the one contact person erased; left out when the
+    # whole partner's personal data was, so that earlier erasures dump (and hash) as they did.
+    contact: EntityId | None = None
+
+    @model_serializer(mode="wrap")
+    def _leave_out_whole_partner(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        if self.contact is None:
+            dumped.pop("contact", None)
+        return dumped

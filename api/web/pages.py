@@ -71,7 +71,7 @@ from domain.errors import (
     VersionConflict,
 )
 from domain.hashing import format_instant, parse_instant
-from domain.personal import erased_name
+from domain.personal import ERASED_PERSON, erased_name
 from domain.values import (
     CoalitionFormed,
     ErasureReason,
@@ -648,7 +648,23 @@ def _erase_page(
         errors=errors,
         reasons=_REASONS,
         placeholder=erased_name(str(partner["id"])),
+        people=_erasable_people(partner),
+        erased_person=ERASED_PERSON,
     )
+
+
+def _held_contacts(partner: Mapping[str, Any]) -> dict[str, Any]:
+    """The partner's contacts without the contact people erased (their placeholders are not
+    people to record again)."""
+    contacts = dict(partner.get("contacts") or {})
+    people = contacts.get("people") or ()
+    contacts["people"] = [p for p in people if p.get("name") != ERASED_PERSON]
+    return contacts
+
+
+def _erasable_people(partner: Mapping[str, Any]) -> list[str]:
+    """The names of the partner's contact people whose data is still held."""
+    return [str(p["name"]) for p in _held_contacts(partner)["people"]]
 
 
 @router.get("/partners/{partner_id}/erase")
@@ -658,7 +674,8 @@ def erase_page(
     """Erase a partner's personal data, once its name is typed to confirm."""
     pid = str(parse_uuid(partner_id, PartnerNotFound))
     partner = services.queries.partner(pid, _at(services))
-    return _erase_page(request, who, partner, {"reason": "request", "confirmation": ""}, {})
+    empty = {"reason": "request", "confirmation": "", "contact": "", "contact_confirmation": ""}
+    return _erase_page(request, who, partner, empty, {})
 
 
 @router.get("/partners/{partner_id}/personal-data.json")
@@ -684,17 +701,28 @@ async def erase_submit(
     pid = parse_uuid(partner_id, PartnerNotFound)
     partner = await run_in_threadpool(services.queries.partner, str(pid), _at(services))
     submitted = await request.form()
-    values = {k: str(submitted.get(k) or "") for k in ("reason", "confirmation")}
+    names = ("reason", "confirmation", "contact", "contact_confirmation")
+    values = {k: str(submitted.get(k) or "") for k in names}
     errors: dict[str, str] = {}
     if values["reason"] not in {value for value, _ in _REASONS}:
         errors["reason"] = "choose one of the reasons listed"
-    if name_key(values["confirmation"].strip()) != name_key(str(partner["name"])):
-        errors["confirmation"] = f"type the partner's name, {partner['name']}, exactly"
+    contact = values["contact"] or None
+    if contact is None:
+        if name_key(values["confirmation"].strip()) != name_key(str(partner["name"])):
+            errors["confirmation"] = f"type the partner's name, {partner['name']}, exactly"
+    elif contact not in _erasable_people(partner):
+        errors["contact"] = "choose one of the contact people listed"
+    elif name_key(values["contact_confirmation"]) != name_key(contact):
+        errors["contact_confirmation"] = f"type the contact person's name, {contact}, exactly"
+    if not errors:
+        try:
+            await services.service.erase_personal_data(
+                pid, ErasureReason(values["reason"]), Ask(recorded_by=who.name), contact=contact
+            )
+        except ValidationFailed as refused:
+            errors.update({problem.field: problem.message for problem in refused.problems})
     if errors:
         return _erase_page(request, who, partner, values, errors)
-    await services.service.erase_personal_data(
-        pid, ErasureReason(values["reason"]), Ask(recorded_by=who.name)
-    )
     return _see_other(f"/partners/{pid}")
 
 
@@ -792,7 +820,7 @@ def record_page(
     preset = {k: v for k, v in request.query_params.items() if k in {s.name for s in form.specs}}
     if event_type == "profile_updated":
         # Contacts are edited, not retyped: the form starts from the ones on record.
-        contacts = services.queries.partner(partner_id, _at(services))["contacts"]
+        contacts = _held_contacts(services.queries.partner(partner_id, _at(services)))
         preset = {**_contact_values(contacts), **preset}
     return _record_form(request, who, form, preset, None, {})
 
@@ -816,7 +844,7 @@ def _without_unchanged_contacts(services: Services, partner_id: str, data: Any) 
     (the form shows them filled in), so that changing the region records no contacts."""
     if not isinstance(data, ProfileUpdated) or data.contacts is None:
         return data
-    current = services.queries.partner(partner_id, _at(services))["contacts"]
+    current = _held_contacts(services.queries.partner(partner_id, _at(services)))
     if data.contacts.model_dump(mode="json") == current:
         return data.model_copy(update={"contacts": None})
     return data

@@ -84,7 +84,7 @@ def test_a_new_event_hashes_its_commitments_and_round_trips_with_its_values() ->
     for event in cast(list[ChainedAggregate.Event], partner.collect_events()):
         stored = mapper.to_stored_event(event)
         assert isinstance(stored, PersonalStoredEvent)
-        assert stored.subject_id == str(partner.id)
+        assert [subject for subject, _ in stored.rows] == [str(partner.id)]
         assert b"Rosa" not in stored.state  # the values go beside the event, never in it
         restored = mapper.to_domain_event(stored)
         assert restored.data == event.data
@@ -133,3 +133,28 @@ def test_a_row_moved_to_another_event_or_subject_does_not_decrypt() -> None:
         decrypt(key, "stream", 3, "subject", nonce, sealed)
     with pytest.raises(InvalidTag):
         decrypt(new_key(), "stream", 2, "subject", nonce, sealed)
+
+
+def test_each_contact_person_has_a_commitment_and_a_subject_of_their_own() -> None:
+    people = [{"name": "Rosa Delgado", "role": None, "email": "rosa@example.org", "phone": None},
+              {"name": "Ana Ruiz", "role": "Chair", "email": None, "phone": None}]  # fmt: skip
+    data = {"contacts": {"emails": [], "phones": [], "address": None, "people": people}}
+
+    first = seal(data, ["contacts"])
+    assert first is not None
+    keys = first.disclosed["contacts"][1]["people"]
+    assert sorted(first.commitments) == sorted(
+        ["contacts", *(f"contacts.people.{key}" for key in keys)]
+    )
+    assert {subject for subject, _ in first.plaintexts("P")} == {"P", *(f"P/{k}" for k in keys)}
+    # A later event keeps the keys of the people on record, whatever their order.
+    later = seal({"contacts": {**data["contacts"], "people": people[::-1]}}, ["contacts"],
+                 {"rosa delgado": keys[0], "ana ruiz": keys[1]})  # fmt: skip
+    assert later is not None
+    assert later.disclosed["contacts"][1]["people"] == keys[::-1]
+
+    held = dict(first.disclosed)
+    del held[f"contacts.people.{keys[0]}"]  # Rosa alone erased
+    shown = disclose(first.hashed(data), held, "P")
+    assert [p["name"] for p in shown["contacts"]["people"]] == ["Erased contact person", "Ana Ruiz"]
+    assert first.mismatches() == []

@@ -70,3 +70,28 @@ def test_no_worker_shows_the_erased_data_afterwards(database: Settings) -> None:
         assert SUMMARY.encode() not in content
     assert any(erased_name(person).encode() in content for content in after)
     assert not re.search(r'HTTP/1\.1" 5\d\d', server.stderr()), server.stderr()
+
+
+def test_no_worker_shows_an_erased_contact_person_afterwards(database: Settings) -> None:
+    rosa = {"name": "Rosa Delgado", "role": "Treasurer"}
+    contacts = {"people": [{"name": NAME, "role": "Organizer"}, rosa]}
+    with serving(database, "erasure-workers", "--workers", "2") as server:
+        token = issue_token(database, "--role", "steward", "--name", "e2e-erasure")
+        api = Api(server.url, token)
+        org = api.post("/v1/partners", {"name": "Harbor Food", "kind": "organization",
+                                        "contacts": contacts})["id"]  # fmt: skip
+        paths = [f"/v1/partners/{org}", f"/v1/partners/{org}/timeline"]
+        before = _reads(server.url, token, paths)
+        assert all(NAME.encode() in content for content in before)  # both workers warm
+
+        api.post(f"/v1/partners/{org}/erasure", {"reason": "request", "contact": NAME})
+
+        after = _reads(server.url, token, paths)
+        api.close()
+        server.stop_cleanly()
+    for content in after:
+        assert NAME.encode() not in content
+        assert b"Erased contact person" in content
+        assert b"Rosa Delgado" in content
+        assert b"Harbor Food" in content
+    assert not re.search(r'HTTP/1\.1" 5\d\d', server.stderr()), server.stderr()
