@@ -78,6 +78,10 @@ API_TABLES = (
     "api_token_terms",
     "api_sessions",
     "import_rows",
+    # The personal-data vault (domain.personal): format 2 events need it to disclose, and to
+    # verify, their personal values.
+    "personal_keys",
+    "personal_data",
 )
 _TABLES = [
     """CREATE TABLE IF NOT EXISTS {p}api_requests (

@@ -920,4 +920,6 @@ def test_healthz_answers_without_a_token(api: Api, settings: Settings) -> None:
             "history": {"running": 0, "limit": 4, "abandoned": 0},
             "verify": {"running": 0, "limit": 1, "abandoned": 0},
         },
+        "parts": {"writer": "running", "views": "ok", "views_kept_by": "this process"},
+        "lag": {"events": 0, "seconds": 0.0, "late_writes": 0},
     }
