@@ -259,13 +259,15 @@ class GroupWriter:
                 staged.append((job, aggregate))
         if not staged:
             return
+        # Each key names the version its own job made: two jobs on one partner in a batch share
+        # the aggregate, whose version by now is the last job's.
         marks = [
             RequestMark(
                 job.mark.key_hash,
                 job.mark.fingerprint,
                 job.mark.route,
                 str(aggregate.id),
-                aggregate.version,
+                job.version_made,
             )
             for job, aggregate in staged
             if job.mark is not None

@@ -251,7 +251,6 @@ class Writers:
         self.failures.append(f"{key} was never answered 201")
 
 
-
 def _summary(event: dict[str, Any]) -> str:
     """An exported event's summary: kept apart from the hashed data as a personal value since
     format 2 (``disclosed``), in ``data`` before."""
