@@ -368,10 +368,12 @@ class Writing:
         return bool(row and row[0])
 
 
-def _kill_in_the_middle(settings: Settings, writing: Writing, *args: str) -> bool:
+def _kill_in_the_middle(
+    settings: Settings, writing: Writing, *args: str, sightings: int = 2, extra: float = 0.01
+) -> bool:
     """Start `pledger ARGS` and SIGKILL it at a random moment inside its writing transaction
-    (seen twice in a row, then up to 10 ms more); whether it was still inside when killed
-    (False: it had finished, or left the transaction, first)."""
+    (seen ``sightings`` times in a row, then up to ``extra`` seconds more); whether it was
+    still inside when killed (False: it had finished, or left the transaction, first)."""
     process = subprocess.Popen(
         [_pledger_executable(), *args, *_store_args(settings)],
         stdout=subprocess.DEVNULL,
@@ -380,10 +382,10 @@ def _kill_in_the_middle(settings: Settings, writing: Writing, *args: str) -> boo
         cwd=settings.db_path.parent,
     )
     seen = 0
-    while process.poll() is None and seen < 2:
+    while process.poll() is None and seen < sightings:
         seen = seen + 1 if writing() else 0
         time.sleep(0.005)
-    time.sleep(random.uniform(0, 0.01))
+    time.sleep(random.uniform(0, extra))
     inside = process.poll() is None and writing()
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -422,10 +424,14 @@ def test_a_killed_rebuild_or_import_leaves_nothing_partial(settings: Settings) -
     # the log (never a part), and a new file is tried.
     importing = Writing(settings, "log")
     try:
-        for attempt in range(4):
+        # PostgreSQL copies the rows in a few tens of milliseconds under the log's lock: the
+        # kill follows the first sighting, and a dozen files may be tried.
+        for attempt in range(12):
             logged = event_count(settings)
             second = _events_file(folder / f"second{attempt}.csv", partners, IMPORT_ROWS, "s")
-            inside = _kill_in_the_middle(settings, importing, "import", "events", str(second))
+            inside = _kill_in_the_middle(
+                settings, importing, "import", "events", str(second), sightings=1, extra=0.002
+            )
             after_kill = event_count(settings)
             assert after_kill in (logged, logged + IMPORT_ROWS), "a killed import recorded a part"
             if inside and after_kill == logged:
