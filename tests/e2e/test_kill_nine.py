@@ -328,7 +328,8 @@ def _events_file(path: Path, partners: list[str], rows: int, tag: str) -> Path:
 class Writing:
     """Whether a command is inside its writing transaction: on the views (a rebuild) or on the
     log (an import's save). SQLite: the file's write lock is taken (``BEGIN IMMEDIATE`` fails
-    at once); PostgreSQL: the views' advisory lock, or the log's table lock, is granted."""
+    at once); PostgreSQL: the views' advisory lock, or the import's locks on its fingerprints'
+    and the log's tables, are granted."""
 
     def __init__(self, settings: Settings, target: str) -> None:
         self.settings = settings
@@ -360,9 +361,13 @@ class Writing:
                 (VIEWS_LOCK_KEY >> 32, VIEWS_LOCK_KEY & 0xFFFFFFFF),
             ).fetchone()
         else:
+            # The import's transaction writes its rows' fingerprints first, then seals their
+            # personal data, then takes the log's table lock and copies the events in: either
+            # lock shows it is inside (the first widens the window well past the copy's).
             row = self._pg.execute(
                 "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = "
-                "l.relation WHERE c.relname = %s AND l.mode = 'ExclusiveLock' AND l.granted)",
+                "l.relation WHERE l.granted AND ((c.relname = %s AND l.mode = 'ExclusiveLock') "
+                "OR (c.relname = 'pledger_import_rows' AND l.mode = 'RowExclusiveLock')))",
                 (LOG_TABLE_POSTGRES,),
             ).fetchone()
         return bool(row and row[0])
@@ -424,8 +429,8 @@ def test_a_killed_rebuild_or_import_leaves_nothing_partial(settings: Settings) -
     # the log (never a part), and a new file is tried.
     importing = Writing(settings, "log")
     try:
-        # PostgreSQL copies the rows in a few tens of milliseconds under the log's lock: the
-        # kill follows the first sighting, and a dozen files may be tried.
+        # PostgreSQL's save is short (the copy takes tens of milliseconds): the kill follows
+        # the first sighting, and a dozen files may be tried.
         for attempt in range(12):
             logged = event_count(settings)
             second = _events_file(folder / f"second{attempt}.csv", partners, IMPORT_ROWS, "s")
