@@ -232,11 +232,17 @@ class Checkpoints:
         return [Checkpoint(**dict(row)) for row in rows]
 
     def latest(self) -> Checkpoint | None:
+        newest = self.newest(1)
+        return newest[0] if newest else None
+
+    def newest(self, count: int) -> list[Checkpoint]:
+        """The ``count`` latest checkpoints, newest first (one query, however many are kept)."""
         rows = self.view.select(
             "SELECT position, tree_size, digest, tree_head, time, signature "
-            "FROM {p}signed_checkpoints ORDER BY time DESC, position DESC LIMIT 1"
+            "FROM {p}signed_checkpoints ORDER BY time DESC, position DESC LIMIT ?",
+            (count,),
         )
-        return Checkpoint(**dict(rows[0])) if rows else None
+        return [Checkpoint(**dict(row)) for row in rows]
 
     def covering(self, position: int) -> Checkpoint:
         """The latest checkpoint at or after ``position``; a new one at the views' head when

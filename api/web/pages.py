@@ -1253,7 +1253,7 @@ def audit_page(request: Request, services: ServicesDep, who: ReaderDep) -> Respo
         verification=services.last_verification(),
         digest=services.queries.digest(_at(services)),
         public_key=checkpoints.key.public_key,
-        checkpoints=checkpoints.all()[::-1][:AUDIT_CHECKPOINTS_SHOWN],
+        checkpoints=checkpoints.newest(AUDIT_CHECKPOINTS_SHOWN),
     )
 
 
