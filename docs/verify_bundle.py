@@ -1,4 +1,4 @@
-import contextlib, decimal, hashlib, json, re, sys  # verify a pledger evidence bundle: python3 verify_bundle.py BUNDLE
+import contextlib, datetime, decimal, hashlib, json, re, sys, zoneinfo  # verify a pledger evidence bundle: python3 verify_bundle.py BUNDLE
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 FIELDS = {"format", "report", "report_sha256", "report_signature", "events", "proofs", "checkpoint", "public_key"}
 HASHED = ("stream_id", "version", "type", "occurred_at", "recorded_at", "recorded_by", "data", "prev_hash")
@@ -43,10 +43,12 @@ def main(raw):
         root = proof_root(sha(b"\x00" + e["hash"].encode()), pr["leaf_index"], size - 1, pr["path"], f"proof {i}")
         check(root and root.hex() == cp["tree_head"], f"proof {i}: does not lead to checkpoint.tree_head")
     lo, hi = rep["period"]["from"] or "0000-00-00", rep["period"]["to"] or "9999-99-99"  # null: no bound
+    zone = zoneinfo.ZoneInfo(rep.get("time_zone") or "UTC")  # days are counted in the report's time zone
+    day = lambda t: datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).astimezone(zone).date().isoformat()
     for m in rep["members"]:
         evs = [e for e in events if e["stream_id"] == m["partner_id"] and e["position"] <= rep["position"]]
         gone = {e["data"]["version"] for e in evs if e["type"] == "entry_retracted"}
-        kept = [e for e in evs if lo <= (t := e["occurred_at"])[:10] <= hi and t <= rep["as_of"] and e["version"] not in gone]
+        kept = [e for e in evs if lo <= day(t := e["occurred_at"]) <= hi and t <= rep["as_of"] and e["version"] not in gone]
         made = {(e["data"]["owed_by"], e["data"]["commitment_id"]) for e in kept if e["type"] == "commitment_made"}
         for side in ("us", "partner"):
             check(m[side]["made"] == sum(o == side for o, _ in made), f"member {m['partner_id']}: wrong {side}.made")

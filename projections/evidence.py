@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -153,6 +154,9 @@ def _figures(report: dict[str, Any], events: list[dict[str, Any]]) -> list[str]:
     """Each member's commitments made per side and payments per currency, from its events
     that count at the report's (as_of, position) within its period (SPEC §4)."""
     start, end = report["period"]["from"], report["period"]["to"]
+    # Days are counted in the time zone the report states (SPEC §3; reports made before it
+    # stated one were counted in UTC).
+    zone = ZoneInfo(report.get("time_zone") or "UTC")
     problems: list[str] = []
     for member in report["members"]:
         mine = [
@@ -164,7 +168,7 @@ def _figures(report: dict[str, Any], events: list[dict[str, Any]]) -> list[str]:
         made: dict[str, set[str]] = {"us": set(), "partner": set()}
         payments: dict[str, Decimal] = defaultdict(Decimal)
         for e in mine:
-            day = e["occurred_at"][:10]
+            day = parse_instant(e["occurred_at"]).astimezone(zone).date().isoformat()
             counts = e["occurred_at"] <= report["as_of"] and e["version"] not in retracted
             if not counts or (start and day < start) or (end and day > end):
                 continue

@@ -11,6 +11,7 @@ report states figures its events do not give fails both even when signed with th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -27,7 +28,7 @@ import pytest
 from api.settings import Settings
 from projections.checkpoints import Checkpoint
 from projections.evidence import make_bundle, verify_bundle
-from tests.api.conftest import Api
+from tests.api.conftest import Api, _running
 from tests.api.test_audit_cli import run_pledger
 
 DOCS_SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "verify_bundle.py"
@@ -227,3 +228,35 @@ def test_a_signed_bundle_whose_content_does_not_add_up_fails(
     verdict = _docs_verdict(forged, tmp_path)
     assert verdict is not None
     assert docs_problem in verdict
+
+
+def test_a_bundle_of_a_ledger_in_another_time_zone_counts_its_days_there(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A report's period is counted in the ledger's time zone (SPEC §3, issue 12), so the
+    bundle's checkers must read an event's day there too: a payment at 04:00 UTC on 1 February
+    is on 31 January in Los Angeles, inside a January report, and both checkers accept it."""
+    zoned = dataclasses.replace(settings, time_zone="America/Los_Angeles")
+    for api in _running(zoned):
+        coalition = api.form_coalition("Pacific Gardens")
+        member = api.register("Huerta del Valle")
+        api.join(coalition, member)
+        api.append(member, "payment_made", "2025-01-15T18:00:00Z", amount="10.00",
+                   currency="USD", purpose="stipend")  # fmt: skip
+        api.append(member, "payment_made", "2025-02-01T04:00:00Z", amount="5.00",
+                   currency="USD", purpose="stipend")  # fmt: skip
+        api.append(member, "payment_made", "2025-02-01T09:00:00Z", amount="1.00",
+                   currency="USD", purpose="stipend")  # fmt: skip
+
+        raw = api.client.get(
+            f"/v1/coalitions/{coalition}/report/evidence",
+            params={"from": "2025-01-01", "to": "2025-01-31"},
+            headers=api.steward,
+        ).content
+
+        report = json.loads(json.loads(raw)["report"])
+        assert report["time_zone"] == "America/Los_Angeles"
+        [counted] = report["members"]
+        assert counted["payments"] == {"USD": "15.00"}  # the 1 February (LA) payment is out
+        assert verify_bundle(raw) == []
+        assert _docs_verdict(raw, tmp_path) is None
