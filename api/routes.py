@@ -71,6 +71,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ProblemPublic, "content": {"application/problem+json": {}}}
     for status in (400, 401, 403, 404, 409, 422)
 }
+# Heavy work (api.heavy) beyond the process's bound: 503 with Retry-After (issue 10 item 11).
+_BUSY: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ProblemPublic,
+        "content": {"application/problem+json": {}},
+        "description": "Too many heavy requests at once; ask again after Retry-After seconds",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+    }
+}
 # CheckedRoute: control characters in a query, a name repeated in a JSON body -> 422 (issue 10).
 router = APIRouter(prefix="/v1", responses=_ERRORS, route_class=CheckedRoute)
 TData = TypeVar("TData", bound=EventData)
@@ -434,7 +443,10 @@ def partner_health(
 
 
 @router.get(
-    "/partners/{partner_id}/health/history", response_model=HealthHistoryPublic, tags=["partners"]
+    "/partners/{partner_id}/health/history",
+    response_model=HealthHistoryPublic,
+    tags=["partners"],
+    responses=_BUSY,
 )
 async def partner_health_history(
     request: Request,
@@ -585,7 +597,10 @@ def show_coalition(
     "/coalitions/{coalition_id}/report",
     response_model=ReportPublic,
     tags=["coalitions"],
-    responses={200: {"content": {t: {} for t in ("text/csv", "text/markdown", "text/html")}}},
+    responses={
+        200: {"content": {t: {} for t in ("text/csv", "text/markdown", "text/html")}},
+        **_BUSY,
+    },
 )
 async def coalition_report(
     request: Request,
@@ -624,7 +639,10 @@ async def coalition_report(
     "/coalitions/{coalition_id}/report/evidence",
     tags=["coalitions"],
     response_class=Response,
-    responses={200: {"content": {"application/json": {}}, "description": "evidence bundle"}},
+    responses={
+        200: {"content": {"application/json": {}}, "description": "evidence bundle"},
+        **_BUSY,
+    },
 )
 async def coalition_report_evidence(
     request: Request,
@@ -712,7 +730,7 @@ def events(
     )
 
 
-@router.get("/audit/verify", response_model=VerifyPublic, tags=["audit"])
+@router.get("/audit/verify", response_model=VerifyPublic, tags=["audit"], responses=_BUSY)
 async def audit_verify(request: Request, services: ServicesDep, who: ReaderDep) -> Response:
     """Recompute every hash, chain link and the digest over the whole log."""
 

@@ -467,7 +467,16 @@ def _md(text: str) -> str:
 def _md_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     align = ["---" if h in _TEXT_COLUMNS else "---:" for h in headers]
     lines = ["| " + " | ".join(_md(h) for h in headers) + " |", "| " + " | ".join(align) + " |"]
-    lines.extend("| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows)
+    # A band is written for people, as the html page shows it: "at risk", no escaped "_".
+    band = headers.index("Band") if "Band" in headers else -1
+    lines.extend(
+        "| "
+        + " | ".join(
+            _md(cell.replace("_", " ") if i == band else cell) for i, cell in enumerate(row)
+        )
+        + " |"
+        for row in rows
+    )
     return lines
 
 

@@ -198,3 +198,20 @@ def test_a_heavy_request_beyond_the_limit_is_refused_and_light_ones_are_answered
     assert [p["name"] for p in partners.json()["partners"]] == ["Aurora Water Cooperative"]
     assert health.json()["heavy"]["report"]["running"] == HEAVY_LIMITS["report"]
     assert all(not future.done() for future in reports_held)  # still held while we were served
+
+
+def test_the_openapi_document_lists_the_heavy_routes_503(api: Api) -> None:
+    """Every route bounded by api.heavy says in /openapi.json that it may answer 503
+    (problem+json, with Retry-After), so that a client generated from it expects it."""
+    paths = api.client.get("/openapi.json").json()["paths"]
+    heavy = [
+        "/v1/coalitions/{coalition_id}/report",
+        "/v1/coalitions/{coalition_id}/report/evidence",
+        "/v1/partners/{partner_id}/health/history",
+        "/v1/audit/verify",
+    ]
+    for path in heavy:
+        busy = paths[path]["get"]["responses"]["503"]
+        assert "application/problem+json" in busy["content"], path
+        assert "Retry-After" in busy["headers"], path
+    assert "503" not in paths["/v1/partners"]["get"]["responses"]

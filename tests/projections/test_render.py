@@ -288,6 +288,8 @@ def test_markdown_has_a_title_facts_and_tables() -> None:
     assert "| All members | us | 5 | 1 | 1 | 2 | 0 | 2 | 1 | 0 | 66.67% | 66.67% |" in text
     assert "| All members | partner | 7 | 1 | 2 | 1 | 2 | 3 | 1 | 2 | 60.00% | 20.00% |" in text
     assert "| €50.00 | \\$1,210.50 | 3 | 1 | 1 |" in text
+    assert "| 41 | at risk |" in text  # a band as people read it, not "at\\_risk"
+    assert "at\\_risk" not in text
 
 
 def test_markdown_escapes_names_that_look_like_markup() -> None:
