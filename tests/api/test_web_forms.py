@@ -272,3 +272,19 @@ def test_signing_out_ends_the_session_on_the_server_too(api: Api) -> None:
     assert again.status_code == 303
     assert again.headers["location"] == "/signin"
     assert token not in str(kept)  # the cookie names a session, never the token
+
+
+def test_a_timeline_entry_shows_preferred_channels_in_words(api: Api) -> None:
+    """A profile update's preferences read as the profile does ("In person"), not as the
+    API's value ("in_person")."""
+    partner = api.register("Northside Elders Circle")
+    api.append(partner, "profile_updated", "2025-02-01T10:00:00Z",
+               preferences={"channels": ["in_person", "phone"]})  # fmt: skip
+    _signed_in(api)
+
+    page = api.client.get(f"/partners/{partner}")
+
+    assert page.status_code == 200
+    entry = page.text[page.text.index('id="timeline"') :]
+    assert "Channels: In person, Phone" in entry
+    assert "in_person" not in entry
