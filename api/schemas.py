@@ -300,6 +300,10 @@ class EventRecordedPublic(_Open):
 class _Reference(_Open):
     as_of: str
     position: int
+    time_zone: str = Field(
+        description="The ledger's IANA time zone (PLEDGER_TIMEZONE), where the answer's "
+        "calendar days are counted (SPEC §3)."
+    )
 
 
 class PartnerPublic(_Reference):

@@ -104,7 +104,13 @@ class At:
         return format_instant(self.as_of)
 
     def stamp(self) -> dict[str, Any]:
-        return {"as_of": format_instant(self.as_of), "position": self.position}
+        """What every answer at a reference states (SPEC §3: answers that count calendar
+        days state the zone): ``{as_of, position, time_zone}``."""
+        return {
+            "as_of": format_instant(self.as_of),
+            "position": self.position,
+            "time_zone": self.time_zone,
+        }
 
 
 _NOT_OURS = "is not a cursor this ledger gave out"

@@ -226,3 +226,33 @@ def test_month_ends_of_the_health_history_are_the_zones(settings: Settings) -> N
     assert [p["as_of"] for p in history["points"]] == ["2026-03-31", "2026-04-30"]
     # The stipend counted as kept on time at the end of 31 March, California time.
     assert date.fromisoformat(history["from"]) == date(2026, 3, 1)
+
+
+def test_every_answer_at_a_reference_states_the_zone_it_counted_days_in(
+    settings: Settings,
+) -> None:
+    """SPEC §3: "Answers and reports that depend on it state the zone" — health, commitments,
+    the partner lists, accountability, review, coalitions, the agenda and the report."""
+    coalition, partner = write_california(settings)
+
+    with opened(settings, LA) as services:
+        queries = services.queries
+        at = queries.at(parse_as_of("2026-04-30", services.settings.zone))
+        answers = {
+            "partner": queries.partner(partner, at),
+            "health": queries.health(partner, at),
+            "commitments": queries.commitments(partner, at),
+            "partners": queries.partners(at),
+            "partners by health": queries.partners(at, sort="health"),
+            "accountability": queries.accountability(at),
+            "review": queries.review(at),
+            "coalitions": queries.coalitions(at),
+            "coalition": queries.coalition(coalition, at),
+            "agenda": queries.agenda(at, within_days=14),
+            "report": queries.report(coalition, at),
+            "timeline": queries.timeline(partner, at),
+            "partner view": queries.partner_view(partner, at),
+        }
+
+    for name, answer in answers.items():
+        assert answer["time_zone"] == LA, name
