@@ -79,6 +79,7 @@ __all__ = [
     "agenda_ics",
     "date_for_people",
     "money_for_people",
+    "promise_sections",
     "report_csv",
     "report_html",
     "report_json",
@@ -377,6 +378,16 @@ def _promises(report: dict[str, Any], people: _People) -> tuple[list[_MemberProm
         else ""
     )
     return sections, note
+
+
+def promise_sections(
+    report: dict[str, Any], locale: str, zone: tzinfo
+) -> tuple[list[_MemberPromises], str]:
+    """The Promises section as the md and html reports list it, for a page to show: each
+    member's ``name``, its ``rows`` (``[owed by, promise, due, status, days late]`` as text,
+    days in ``zone``) and a ``note`` on what was left out, then a note on members left out.
+    ``report``: a report made ``for_people`` (its members carry ``promises``)."""
+    return _promises(report, _People(locale, zone))
 
 
 # ---- CSV ------------------------------------------------------------------------------------

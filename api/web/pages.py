@@ -85,6 +85,7 @@ from domain.values import (
 )
 from projections.evidence import canonical
 from projections.queries import At
+from projections.render import promise_sections
 
 __all__ = ["NeedsSignIn", "router", "templates"]
 
@@ -1060,7 +1061,14 @@ async def coalition_page(
         at = _at(services, as_of)
         coalition = services.queries.coalition(coalition_id, at)
         report = services.queries.report(
-            coalition_id, at, start=parse_day(start, "from"), end=parse_day(end, "to")
+            coalition_id,
+            at,
+            start=parse_day(start, "from"),
+            end=parse_day(end, "to"),
+            for_people=True,
+        )
+        promises, promises_note = promise_sections(
+            report, services.settings.locale, services.settings.zone
         )
         period = {k: v for k, v in (("from", start), ("to", end), ("as_of", as_of)) if v}
         members = {m["partner_id"] for m in coalition["members"]}
@@ -1078,6 +1086,8 @@ async def coalition_page(
             query=("?" + urlencode(period)) if period else "",
             candidates=candidates,
             formats={"json": "JSON", "csv": "CSV", "md": "Markdown", "html": "HTML"},
+            promises=promises,
+            promises_note=promises_note,
         )
 
     return await heavy_work(request).run("report", request, page)

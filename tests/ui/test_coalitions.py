@@ -103,6 +103,13 @@ def test_form_a_coalition_add_members_and_download_its_report(ui: Ui, site: Site
     shown_text = ui.main_text()
     assert first in shown_text
     assert second in shown_text
+    # Each member's promises, as the downloaded html report lists them.
+    promises = ui.page.locator("section", has=ui.page.locator("#h-promises"))
+    stipend = promises.get_by_role("table", name=first).locator("tbody tr").all_inner_texts()
+    assert len(stipend) == 1, stipend
+    assert "Stipend for the resident survey" in stipend[0]
+    assert "open" in stipend[0]
+    assert "No promises made in the period." in promises.inner_text()
 
     api_report = site.api.get(f"/v1/coalitions/{coalition_id}/report", **period)
     assert api_report["digest"] in shown_text, "the shown report does not state its digest"
