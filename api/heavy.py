@@ -1,10 +1,11 @@
 """Heavy requests: a few at a time, each in a worker thread, abandoned when the client hangs up.
 
 Issue 10 item 11. A report or a health history costs far more than any other request. (A
-verification of the whole log runs in the background instead: api.verifying.) Each kind may run at most ``HEAVY_LIMITS[kind]`` requests at once per
-server process; one more is answered at once with 503 problem+json and ``Retry-After`` (no
-queue that could pile up work nobody waits for). The work runs in a worker thread, so the event
-loop and the light requests go on; and while it runs the server listens for the client's
+verification of the whole log runs in the background instead: api.verifying.) Each kind
+may run at most ``HEAVY_LIMITS[kind]`` requests at once per server process; one more is
+answered at once with 503 problem+json and ``Retry-After`` (no queue that could pile up work
+nobody waits for). The work runs in a worker thread, so the event loop and the light requests
+go on; and while it runs the server listens for the client's
 ``http.disconnect`` (ASGI): once the client has gone, the work stops at its next cancellation point
 (projections.cancellation), is counted under ``abandoned`` and logged.
 

@@ -59,13 +59,13 @@ __all__ = [
     "API_TABLES",
     "POSTGRES_TOPIC",
     "SQLITE_TOPIC",
+    "VERIFICATION_TABLE",
     "ImportedRow",
     "LedgerPostgresRecorder",
     "LedgerSQLiteRecorder",
     "RequestMark",
     "StoredRequest",
     "StoredToken",
-    "VERIFICATION_TABLE",
 ]
 
 SQLITE_TOPIC = "api.recorders:LedgerSQLiteRecorder"

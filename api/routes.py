@@ -15,8 +15,8 @@ from api.auth import Forbidden, Principal
 from api.formats import FOR_PEOPLE, REPORT_MEDIA_TYPES, agenda_ics, render_report
 from api.heavy import heavy_work
 from api.inbound import CheckedRoute
-from api.problems import problem
 from api.params import parse_as_of, parse_day, parse_moment, parse_uuid
+from api.problems import problem
 from api.schemas import (
     AccountabilityPublic,
     AgendaPublic,

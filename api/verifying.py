@@ -239,7 +239,7 @@ class Verifications:
                 self.error = None
             except VerificationStopped:
                 return
-            except Exception as error:  # noqa: BLE001 - shown in /healthz, tried again later
+            except Exception as error:  # shown in /healthz; tried again later
                 self.error = error
                 logger.exception("the background verification failed to run")
             self._wake.wait(POLL_SECONDS)
@@ -271,7 +271,11 @@ class Verifications:
         is dropped), and what the store raises."""
         run_id = uuid.uuid4().hex
         started = now_text()
-        progress = {"events_checked": 0, "events": self.log_position(), "run_by": self.run_by}
+        progress: dict[str, Any] = {
+            "events_checked": 0,
+            "events": self.log_position(),
+            "run_by": self.run_by,
+        }
         if not self.store.claim_verification(
             run_id, started, self._stale_before(), orjson.dumps(progress).decode()
         ):
