@@ -33,7 +33,7 @@ PostgreSQL with several machines, set PLEDGER_SIGNING_KEY_FILE on each.
 | PLEDGER_VERIFY_WAIT_EVENTS | 20000  | a request for a verification (none done yet, or a   |
 |                      |              | steward's fresh one) waits for the run on a log of   |
 |                      |              | at most this many events; on a larger one it answers |
-|                      |              | 202 at once                                          |
+|                      |              | 202 at once (0: never waits)                         |
 """
 
 from __future__ import annotations

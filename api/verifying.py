@@ -193,8 +193,8 @@ class Verifications:
     def settle(self, asked: str) -> VerificationState:
         """After :meth:`ask`: on a log of at most ``wait_events`` events, wait (up to
         ``WAIT_LIMIT_SECONDS``) for a run that started at or after ``asked``; then the state.
-        On a larger log, the state at once (the run is under way)."""
-        if self.log_position() <= self.wait_events:
+        On a larger log (or with ``wait_events`` 0), the state at once (the run is under way)."""
+        if self.wait_events and self.log_position() <= self.wait_events:
             self.wait_for(asked, WAIT_LIMIT_SECONDS)
         return self.state()
 
