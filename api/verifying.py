@@ -16,6 +16,12 @@ way (``running``). Runs happen:
 Automatic runs (not asked-for ones) leave the machine idle at least ``IDLE_FACTOR`` times as
 long as the latest run took, so that on a large log they cost at most a tenth of one core.
 
+A run over more than ``IN_PROCESS_EVENTS`` events reads the log in a child process of the
+server (``python -m api.verifying``) at a lower CPU priority (``nice`` +10), so that the
+server's own threads keep the interpreter lock and the requests go on at their usual speed;
+the child reports its progress on stdout and exits when the server goes (its stdin closes). A
+smaller log is verified in the server's own process, sooner than a child would start.
+
 One run at a time per ledger, whichever server process runs it: a run claims the
 ``running`` row of the ``api_verification`` table (api.recorders) beside the log, touches it
 every ``TOUCH_SECONDS`` while it reads, and on finishing writes the ``latest`` row and drops
@@ -29,19 +35,25 @@ claim.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
+from api.settings import Settings
 from domain.hashing import format_instant
-from projections.audit import AuditReport
 
 __all__ = [
     "CLAIM_STALE_SECONDS",
@@ -51,6 +63,7 @@ __all__ = [
     "VerificationStopped",
     "Verifications",
     "now_text",
+    "verify_in_child",
 ]
 
 logger = logging.getLogger("pledger.verify")
@@ -61,6 +74,8 @@ POLL_SECONDS = 5.0  # how often a server looks whether a run is due
 IDLE_FACTOR = 10
 WAIT_LIMIT_SECONDS = 60.0  # the longest a request waits for a run on a small log
 RETRY_AFTER_SECONDS = 5
+IN_PROCESS_EVENTS = 5_000  # a log this small is verified in the server's own process
+PROGRESS_EVERY = 1_000  # events between two progress lines of a child
 
 
 class VerificationStopped(Exception):
@@ -78,8 +93,9 @@ class VerificationStore(Protocol):
     def verification_rows(self) -> dict[str, dict[str, str]]: ...
 
 
-# verify(advance, run_id=..., started_at=...) -> report, keeping the result as the latest.
-Verify = Callable[..., AuditReport]
+# verify(advance, run_id=..., started_at=..., run_by=...): a whole run, its result kept as the
+# latest (Services.verify, or verify_in_child).
+Verify = Callable[..., object]
 
 
 def now_text() -> str:
@@ -265,10 +281,10 @@ class Verifications:
             return True
         return bool(self.every_seconds) and now - finished >= timedelta(seconds=self.every_seconds)
 
-    def run_once(self) -> AuditReport | None:
-        """Claim the ledger's run and verify the whole log; None when another run holds the
-        claim. Raises :class:`VerificationStopped` when the server stops meanwhile (the claim
-        is dropped), and what the store raises."""
+    def run_once(self) -> dict[str, Any] | None:
+        """Claim the ledger's run and verify the whole log; its result (as kept), or None when
+        another run holds the claim. Raises :class:`VerificationStopped` when the server stops
+        meanwhile (the claim is dropped), and what the store raises."""
         run_id = uuid.uuid4().hex
         started = now_text()
         progress: dict[str, Any] = {
@@ -292,22 +308,114 @@ class Verifications:
                 self.store.touch_verification(run_id, now_text(), orjson.dumps(progress).decode())
 
         try:
-            report = self._verify(advance, run_id=run_id, started_at=started, run_by=self.run_by)
+            self._verify(advance, run_id=run_id, started_at=started, run_by=self.run_by)
         except BaseException:
             self.store.release_verification(run_id)
             raise
         with self._finished:
             self._finished.notify_all()
-        if not report.ok:
+        result = self.state().latest
+        if result is not None and not result["ok"]:
+            first = result["problems"][0]
             logger.error(
                 "VERIFICATION FAILED: %d problem(s) in the log up to position %d; "
                 "GET /v1/audit/verify lists them. First: position %d: %s",
-                len(report.problems),
-                report.position,
-                report.problems[0].position,
-                report.problems[0].problem,
+                len(result["problems"]),
+                result["position"],
+                first["position"],
+                first["problem"],
             )
-        return report
+        return result
 
     def _stale_before(self) -> str:
         return format_instant(datetime.now(UTC) - timedelta(seconds=CLAIM_STALE_SECONDS))
+
+
+# ---- a run in a child process ---------------------------------------------------------------
+
+
+def verify_in_child(settings: Settings, advance: Callable[[int], None], **run: str) -> None:
+    """Verify the whole log in a child process (``python -m api.verifying``, niced) that keeps
+    its result as ``Services.verify`` does; ``run``: its ``run_id``, ``started_at`` and
+    ``run_by``. ``advance(n)`` is told the child's progress; when it raises (the server
+    stops), the child is ended and the error goes on. Raises RuntimeError when the child
+    fails (its error is on the server's stderr)."""
+    order = {"settings": _settings_as_json(settings), **run}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "api.verifying"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    try:
+        # Settings go by stdin, not argv: a PostgreSQL URL may hold a password.
+        child.stdin.write(orjson.dumps(order).decode() + "\n")
+        child.stdin.flush()
+        for line in child.stdout:
+            advance(int(line))
+    except BaseException:
+        child.terminate()
+        try:
+            child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            child.stdin.close()  # also what tells a child whose server has gone to stop
+        child.stdout.close()
+    if child.wait() != 0:
+        msg = f"the verification process exited with status {child.returncode}"
+        raise RuntimeError(msg)
+
+
+def _settings_as_json(settings: Settings) -> dict[str, Any]:
+    return {
+        field.name: str(value) if isinstance(value, Path) else value
+        for field in dataclasses.fields(settings)
+        if (value := getattr(settings, field.name)) is not None
+    }
+
+
+def _settings_from_json(fields: dict[str, Any]) -> Settings:
+    paths = {"db_path", "signing_key_file"}
+    given: dict[str, Any] = {k: Path(v) if k in paths else v for k, v in fields.items()}
+    return Settings(**given)
+
+
+def _exit_when_the_server_goes() -> None:
+    """In a child: the server holds our stdin open while it waits for us; EOF means it went."""
+    sys.stdin.read()
+    os._exit(3)
+
+
+def _child() -> None:
+    """``python -m api.verifying``: one run, as ordered on stdin (see ``verify_in_child``)."""
+    from api.wiring import open_services  # the server's own modules, once in the child
+
+    os.nice(10)  # the server's requests first
+    order = orjson.loads(sys.stdin.readline())
+    threading.Thread(target=_exit_when_the_server_goes, daemon=True).start()
+    services = open_services(_settings_from_json(order.pop("settings")))
+    pending = 0
+
+    def advance(count: int) -> None:
+        nonlocal pending
+        pending += count
+        if pending >= PROGRESS_EVERY:
+            print(pending, flush=True)
+            pending = 0
+
+    try:
+        services.verify(advance, **order)
+    finally:
+        services.close()
+    if pending:
+        print(pending, flush=True)
+
+
+if __name__ == "__main__":
+    _child()

@@ -23,7 +23,7 @@ from api.auth import TokenBook
 from api.formats import REPORT_FORMATS
 from api.service import LedgerService
 from api.settings import Settings
-from api.verifying import Verifications, now_text
+from api.verifying import IN_PROCESS_EVENTS, Verifications, now_text, verify_in_child
 from api.writer import GroupWriter
 from domain.application import Partnerships
 from domain.chained import ChainedAggregate
@@ -167,7 +167,7 @@ class Services:
     def verifications(self) -> Verifications:
         """The ledger's verification runs, shared by its server processes (api.verifying)."""
         return Verifications(
-            self.verify,
+            self._verify_in_background,
             self.ledger.recorder,  # type: ignore[arg-type]
             self.ledger.last_position,
             every_seconds=self.settings.verify_every_seconds,
@@ -184,6 +184,13 @@ class Services:
         if head_position:
             digests[head_position] = (head_digest, head_events)
         return ViewsSeen(self.view.processed_position(), digests, self.view.heads_by_position())
+
+    def _verify_in_background(self, advance: Callable[[int], None], **run: str) -> None:
+        """A server's run: in this process on a small log, else in a child (api.verifying)."""
+        if self.ledger.last_position() <= IN_PROCESS_EVENTS:
+            self.verify(advance, **run)
+        else:
+            verify_in_child(self.settings, advance, **run)
 
     def last_verification(self) -> dict[str, Any] | None:
         """The latest verification as ``GET /v1/audit/verify`` shows it (``verified_at``,
