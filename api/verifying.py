@@ -71,6 +71,7 @@ logger = logging.getLogger("pledger.verify")
 CLAIM_STALE_SECONDS = 30.0
 TOUCH_SECONDS = 2.0  # how often a run says it is alive (and how far it got)
 POLL_SECONDS = 5.0  # how often a server looks whether a run is due
+ERROR_RETRY_SECONDS = 60.0  # after a run that could not run (a store down, a child failing)
 IDLE_FACTOR = 10
 WAIT_LIMIT_SECONDS = 60.0  # the longest a request waits for a run on a small log
 RETRY_AFTER_SECONDS = 5
@@ -249,16 +250,18 @@ class Verifications:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
+            pause = POLL_SECONDS
             try:
                 if self.ready() and self._due():
                     self.run_once()
                 self.error = None
             except VerificationStopped:
                 return
-            except Exception as error:  # shown in /healthz; tried again later
+            except Exception as error:  # shown in /healthz; tried again later (or when asked)
                 self.error = error
+                pause = ERROR_RETRY_SECONDS
                 logger.exception("the background verification failed to run")
-            self._wake.wait(POLL_SECONDS)
+            self._wake.wait(pause)
 
     def _due(self) -> bool:
         """Whether a run should start now (none running anywhere; see the module docstring)."""
