@@ -91,6 +91,8 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
             services.start_daily_checkpoints()
         else:
             services.keeper.catch_up()
+        if keep_views_current:
+            services.verifications.start()  # after start-up, then when due (api.verifying)
         services.writer.start()
         app.state.services = services
         try:
@@ -125,7 +127,10 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
     def healthz() -> Response:
         """Liveness: the store answers and the views are caught up (no token needed); each
         part (``parts``: the writer, the views and who keeps them, on PostgreSQL whether a
-        projection process runs) and the views' lag behind the log in events and seconds."""
+        projection process runs) and the views' lag behind the log in events and seconds;
+        the latest verification of the whole log (``verification``: ok, how many problems,
+        when, up to which position, whether a run is under way). A failed verification
+        makes the status ``tampered``."""
         services: Any = app.state.services
         views_position = services.view.processed_position()
         log_position = services.ledger.last_position()
@@ -162,6 +167,16 @@ def create_app(settings: Settings | None = None, *, keep_views_current: bool = T
             # Not an outage a restart cures: the log no longer holds what the views took in.
             body["status"] = "tampered"
             body["tampering"] = tampering
+        verifications = services.verifications
+        verification = verifications.state().health()
+        if verifications.error is not None:
+            verification["error"] = show_controls(
+                f"{type(verifications.error).__name__}: {verifications.error}"
+            )
+        body["verification"] = verification
+        if verification["ok"] is False:
+            # A damaged or changed event: as loud as a log behind its views.
+            body["status"] = "tampered"
         return Response(orjson.dumps(body), media_type="application/json")
 
     return app

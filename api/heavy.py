@@ -1,10 +1,11 @@
 """Heavy requests: a few at a time, each in a worker thread, abandoned when the client hangs up.
 
-Issue 10 item 11. A report, a health history or a verification of the whole log costs far more
-than any other request. Each kind may run at most ``HEAVY_LIMITS[kind]`` requests at once per
-server process; one more is answered at once with 503 problem+json and ``Retry-After`` (no
-queue that could pile up work nobody waits for). The work runs in a worker thread, so the event
-loop and the light requests go on; and while it runs the server listens for the client's
+Issue 10 item 11. A report or a health history costs far more than any other request. (A
+verification of the whole log runs in the background instead: api.verifying.) Each kind
+may run at most ``HEAVY_LIMITS[kind]`` requests at once per server process; one more is
+answered at once with 503 problem+json and ``Retry-After`` (no queue that could pile up work
+nobody waits for). The work runs in a worker thread, so the event loop and the light requests
+go on; and while it runs the server listens for the client's
 ``http.disconnect`` (ASGI): once the client has gone, the work stops at its next cancellation point
 (projections.cancellation), is counted under ``abandoned`` and logged.
 
@@ -13,7 +14,6 @@ loop and the light requests go on; and while it runs the server listens for the 
 | report  | 2       | GET /v1/coalitions/{id}/report; the coalition page and its report |
 |         |         | downloads (/coalitions/{id}, /coalitions/{id}/report.{format})    |
 | history | 4       | GET /v1/partners/{id}/health/history                              |
-| verify  | 1       | GET /v1/audit/verify                                              |
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from projections.cancellation import WorkAbandoned, stoppable
 
 __all__ = ["CLIENT_GONE", "HEAVY_LIMITS", "HeavyWork", "heavy_work"]
 
-HEAVY_LIMITS: dict[str, int] = {"report": 2, "history": 4, "verify": 1}
+HEAVY_LIMITS: dict[str, int] = {"report": 2, "history": 4}
 RETRY_AFTER_SECONDS = 5
 # What is sent to a client that has gone (nobody reads it): nginx's "client closed request".
 CLIENT_GONE = 499

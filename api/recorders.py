@@ -5,8 +5,10 @@ Two small tables live in the event log's own database, outside the log:
     api_requests   one row per Idempotency-Key, inserted in the same transaction as the
                    events the request recorded, so a retried request can never record twice
     api_tokens     credentials: only a SHA-256 of each token, its name, role and coalition
-    api_state      named values every process shares: the web sessions' signing secret,
-                   the last verification's result
+    api_state      named values every process shares: the web sessions' signing secret
+    api_verification the latest completed verification of the log and the run in progress
+                   (one row each, ``latest`` and ``running``): every server process of the
+                   ledger answers ``GET /v1/audit/verify`` from it (api.verifying)
     api_sessions   web sign-in sessions (the cookie names one; signing out ends it here)
     api_token_terms a token's partner (for a partner token), expiry, revocation, last use
                    and calendar feed (its secret's SHA-256), beside ``api_tokens``
@@ -57,6 +59,7 @@ __all__ = [
     "API_TABLES",
     "POSTGRES_TOPIC",
     "SQLITE_TOPIC",
+    "VERIFICATION_TABLE",
     "ImportedRow",
     "LedgerPostgresRecorder",
     "LedgerSQLiteRecorder",
@@ -83,6 +86,10 @@ API_TABLES = (
     "personal_keys",
     "personal_data",
 )
+# Not moved by `pledger copy` (so not in API_TABLES): a verification speaks only of the store
+# it read; the copy is verified on its own (`pledger copy` verifies both sides, and a server
+# started on the copy verifies it again).
+VERIFICATION_TABLE = "api_verification"
 _TABLES = [
     """CREATE TABLE IF NOT EXISTS {p}api_requests (
         key_hash TEXT PRIMARY KEY,
@@ -116,6 +123,15 @@ _TABLES = [
         token_hash TEXT NOT NULL,
         created_at TEXT NOT NULL,
         ended_at TEXT)""",
+    # name: 'latest' (the latest completed run; value its result, JSON) or 'running' (the run in
+    # progress; value its progress, JSON). touched_at: when the run finished, or the running
+    # one's last sign of life (a run not heard of for VERIFY_CLAIM_STALE seconds is taken over).
+    """CREATE TABLE IF NOT EXISTS {p}api_verification (
+        name TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        touched_at TEXT NOT NULL,
+        value TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS {p}import_rows (
         fingerprint TEXT PRIMARY KEY,
         stream_id TEXT NOT NULL,
@@ -538,6 +554,90 @@ class _ApiTables:
                 ),
                 (name, value),
             )
+
+    # ---- verification runs (api.verifying) ------------------------------------------------
+
+    def claim_verification(self, run_id: str, at: str, stale_before: str, progress: str) -> bool:
+        """Claim the ledger's one verification run for ``run_id`` (times as
+        ``format_instant`` writes them, which sort as text); True when claimed: no run was in
+        progress, or the one in progress was last heard of before ``stale_before`` (its process
+        died). Atomic on both stores (one upsert; PostgreSQL locks the row it conflicts on)."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._q(
+                    "INSERT INTO {p}api_verification "
+                    "(name, run_id, started_at, touched_at, value) "
+                    "VALUES ('running', ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                    "run_id = excluded.run_id, started_at = excluded.started_at, "
+                    "touched_at = excluded.touched_at, value = excluded.value "
+                    "WHERE {p}api_verification.touched_at < ?"
+                ),
+                (run_id, at, at, progress, stale_before),
+            )
+            c.execute(self._q("SELECT run_id FROM {p}api_verification WHERE name = 'running'"), ())
+            row = c.fetchone()
+        return row is not None and row["run_id"] == run_id
+
+    def touch_verification(self, run_id: str, at: str, progress: str) -> None:
+        """The running ``run_id``'s sign of life, with its progress (JSON)."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._q(
+                    "UPDATE {p}api_verification SET touched_at = ?, value = ? "
+                    "WHERE name = 'running' AND run_id = ?"
+                ),
+                (at, progress, run_id),
+            )
+
+    def release_verification(self, run_id: str) -> None:
+        """Give up ``run_id``'s claim (a run stopped before it finished)."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._q("DELETE FROM {p}api_verification WHERE name = 'running' AND run_id = ?"),
+                (run_id,),
+            )
+
+    def record_verification(
+        self, run_id: str, started_at: str, finished_at: str, result: str
+    ) -> None:
+        """Keep a finished run's ``result`` (JSON) as the latest, unless a run that started
+        later has finished already; and end ``run_id``'s claim, in one transaction."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                self._q(
+                    "INSERT INTO {p}api_verification "
+                    "(name, run_id, started_at, touched_at, value) "
+                    "VALUES ('latest', ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                    "run_id = excluded.run_id, started_at = excluded.started_at, "
+                    "touched_at = excluded.touched_at, value = excluded.value "
+                    "WHERE {p}api_verification.started_at <= excluded.started_at"
+                ),
+                (run_id, started_at, finished_at, result),
+            )
+            c.execute(
+                self._q("DELETE FROM {p}api_verification WHERE name = 'running' AND run_id = ?"),
+                (run_id,),
+            )
+            # Before this table, the last result was kept in api_state (which `pledger copy`
+            # moves to another store, where it would speak of a store it never read).
+            c.execute(self._q("DELETE FROM {p}api_state WHERE name = 'last_verification'"), ())
+
+    def verification_rows(self) -> dict[str, dict[str, str]]:
+        """``{'latest': row, 'running': row}``, each present when there is one; a row is
+        ``{run_id, started_at, touched_at, value}``."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                self._q(
+                    "SELECT name, run_id, started_at, touched_at, value FROM {p}api_verification"
+                ),
+                (),
+            )
+            return {
+                str(row["name"]): {
+                    k: str(row[k]) for k in ("run_id", "started_at", "touched_at", "value")
+                }
+                for row in c.fetchall()
+            }
 
     def count_tokens(self) -> int:
         row = self._one("SELECT COUNT(*) AS n FROM {p}api_tokens", ())

@@ -9,12 +9,14 @@ from uuid import UUID
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import Forbidden, Principal
 from api.formats import FOR_PEOPLE, REPORT_MEDIA_TYPES, agenda_ics, render_report
 from api.heavy import heavy_work
 from api.inbound import CheckedRoute
 from api.params import parse_as_of, parse_day, parse_moment, parse_uuid
+from api.problems import problem
 from api.schemas import (
     AccountabilityPublic,
     AgendaPublic,
@@ -43,9 +45,11 @@ from api.schemas import (
     SharedWithPartnerPublic,
     TimelinePublic,
     VerifyPublic,
+    VerifyRunningPublic,
 )
 from api.service import Ask
 from api.subjects import subject_access
+from api.verifying import RETRY_AFTER_SECONDS, VerificationState
 from api.wiring import Services
 from domain.application import Recorded
 from domain.dates import in_zone
@@ -61,7 +65,6 @@ from domain.values import (
     Side,
     Stage,
 )
-from projections.cancellation import cancellation_point
 from projections.queries import At
 
 __all__ = ["router"]
@@ -730,14 +733,69 @@ def events(
     )
 
 
-@router.get("/audit/verify", response_model=VerifyPublic, tags=["audit"], responses=_BUSY)
-async def audit_verify(request: Request, services: ServicesDep, who: ReaderDep) -> Response:
-    """Recompute every hash, chain link and the digest over the whole log."""
+_VERIFY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {
+        "model": VerifyRunningPublic,
+        "content": {"application/problem+json": {}},
+        "description": "No run has completed yet (or, for a fresh one, the log is too large to "
+        "wait for): a run is under way. `Location` names where its result will be, "
+        "`Retry-After` when to ask.",
+    }
+}
 
-    def verify() -> Response:
-        return _json(services.verify(advance=lambda _: cancellation_point()).as_dict())
 
-    return await heavy_work(request).run("verify", request, verify)
+def _verification_answer(state: VerificationState, asked: str | None = None) -> Response:
+    """200 with the latest run (a run started at or after ``asked``, when given), else 202."""
+    latest = state.latest
+    if latest is not None and (asked is None or latest["started_at"] >= asked):
+        return _json(state.answer())
+    events = state.running["events"] if state.running else state.log_position
+    return problem(
+        202,
+        f"A verification of the log's {events} events is under way; its result will be at "
+        f"/v1/audit/verify. Ask again in {RETRY_AFTER_SECONDS} seconds.",
+        title="Verification under way",
+        headers={"Location": "/v1/audit/verify", "Retry-After": str(RETRY_AFTER_SECONDS)},
+        asked_at=asked,
+        running=state.running,
+        latest=state.answer() if latest is not None else None,
+    )
+
+
+@router.get(
+    "/audit/verify", response_model=VerifyPublic, tags=["audit"], responses=_VERIFY_RESPONSES
+)
+async def audit_verify(services: ServicesDep, who: ReaderDep) -> Response:
+    """The latest verification of the whole log (every hash, chain link, the digest), at once.
+
+    Verification runs in the background (after start-up, as events are added, at least
+    hourly; see README): this answers from the latest completed run, with when it ran
+    (`verified_at`, `duration_ms`), the log's position now (`log_position`; `current` when
+    the run read up to it) and the run under way, if any (`running`). Before the first run
+    completes, it starts one and waits for it on a small log (PLEDGER_VERIFY_WAIT_EVENTS),
+    else answers 202 with `Location` and `Retry-After`. A steward asks for a fresh run with
+    POST."""
+    verifications = services.verifications
+    state = await run_in_threadpool(verifications.state)
+    if state.latest is None:
+        state = await run_in_threadpool(verifications.settle, verifications.ask())
+    return _verification_answer(state)
+
+
+@router.post(
+    "/audit/verify", response_model=VerifyPublic, tags=["audit"], responses=_VERIFY_RESPONSES
+)
+async def audit_verify_fresh(services: ServicesDep, who: StewardDep) -> Response:
+    """Start a fresh verification of the whole log (stewards).
+
+    Answers 200 with its result once it completes, on a log of at most
+    PLEDGER_VERIFY_WAIT_EVENTS events; on a larger log, 202 at once with `Location:
+    /v1/audit/verify` (where its result will be) and `Retry-After`. One run at a time per
+    ledger: a request made while one runs gets the next run, which starts after it."""
+    verifications = services.verifications
+    asked = verifications.ask()
+    state = await run_in_threadpool(verifications.settle, asked)
+    return _verification_answer(state, asked)
 
 
 @router.get("/audit/key", response_model=KeyPublic, tags=["audit"])

@@ -54,6 +54,7 @@ __all__ = [
     "ReviewPublic",
     "TimelinePublic",
     "VerifyPublic",
+    "VerifyRunningPublic",
 ]
 
 _PARTNER_EVENT_TYPES = [
@@ -578,7 +579,18 @@ class EventsPublic(BaseModel):
     next_after: int | None
 
 
+class VerificationRunning(BaseModel):
+    """A verification under way (in any server process of the ledger)."""
+
+    started_at: str
+    events_checked: int = Field(description="How many events it has read so far.")
+    events: int = Field(description="The log's events when it started.")
+    run_by: str
+
+
 class VerifyPublic(BaseModel):
+    """The latest completed verification of the whole log (api.verifying)."""
+
     ok: bool
     events_checked: int
     position: int
@@ -586,6 +598,25 @@ class VerifyPublic(BaseModel):
     problems: list[dict[str, Any]]
     # Format 1 events an erasure overwrote: their content can no longer be checked (issue 16)
     unchecked: list[dict[str, Any]] = []
+    started_at: str = Field(description="When the run started (RFC 3339, UTC).")
+    verified_at: str = Field(description="When it finished (RFC 3339, UTC).")
+    duration_ms: int = Field(description="How long it took, in milliseconds.")
+    run_by: str = Field(description="The process that ran it (a server, or pledger verify).")
+    log_position: int = Field(description="The log's last position now.")
+    current: bool = Field(description="Whether the run read up to the log's position now.")
+    running: VerificationRunning | None = Field(
+        default=None, description="A run under way now, if any."
+    )
+
+
+class VerifyRunningPublic(ProblemPublic):
+    """202: a verification is under way and no (fresh enough) result exists yet."""
+
+    asked_at: str | None = Field(default=None, description="When the fresh run was asked for.")
+    running: VerificationRunning | None = None
+    latest: VerifyPublic | None = Field(
+        default=None, description="The latest completed run, if any (older than asked)."
+    )
 
 
 class KeyPublic(BaseModel):

@@ -25,6 +25,15 @@ PostgreSQL with several machines, set PLEDGER_SIGNING_KEY_FILE on each.
 | PLEDGER_PROJECTION   | serve        | who keeps the views current: `serve` (each server    |
 |                      |              | process), or `process` (one `pledger project`        |
 |                      |              | process; PostgreSQL only, see README)                |
+| PLEDGER_VERIFY_EVERY | 3600         | seconds: the server verifies the whole log in the    |
+|                      |              | background at least this often (0: only on start-up, |
+|                      |              | after new events and when asked); see api.verifying  |
+| PLEDGER_VERIFY_AFTER_EVENTS | 10000 | and once this many events were added since the last |
+|                      |              | run (0: not for new events)                          |
+| PLEDGER_VERIFY_WAIT_EVENTS | 20000  | a request for a verification (none done yet, or a   |
+|                      |              | steward's fresh one) waits for the run on a log of   |
+|                      |              | at most this many events; on a larger one it answers |
+|                      |              | 202 at once (0: never waits)                         |
 """
 
 from __future__ import annotations
@@ -58,6 +67,9 @@ class Settings:
         ledger_zone(self.time_zone)  # a name the time zone database lacks stops here
 
     projection: str = "serve"
+    verify_every_seconds: int = 3600
+    verify_after_events: int = 10_000
+    verify_wait_events: int = 20_000
 
     @classmethod
     def from_env(
@@ -77,6 +89,9 @@ class Settings:
             signing_key_file=_path(env.get("PLEDGER_SIGNING_KEY_FILE")),
             time_zone=env.get("PLEDGER_TIMEZONE") or DEFAULT_ZONE,
             projection=_projection(env.get("PLEDGER_PROJECTION") or "serve"),
+            verify_every_seconds=_count(env, "PLEDGER_VERIFY_EVERY", 3600),
+            verify_after_events=_count(env, "PLEDGER_VERIFY_AFTER_EVENTS", 10_000),
+            verify_wait_events=_count(env, "PLEDGER_VERIFY_WAIT_EVENTS", 20_000),
         )
 
     @property
@@ -160,6 +175,16 @@ def _path(text: str | None) -> Path | None:
 
 
 PROJECTION_CHOICES = ("serve", "process")
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number >= 0 from ``env[name]`` (``default`` when unset); raises ValueError
+    naming the variable otherwise."""
+    text = env.get(name) or str(default)
+    if not text.strip().isdigit():
+        msg = f"{name}={text!r} must be a whole number, 0 or more"
+        raise ValueError(msg)
+    return int(text)
 
 
 def _projection(name: str) -> str:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import getpass
 import logging
+import os
+import socket
 import sys
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from functools import cached_property
 from typing import Any
 from uuid import UUID
@@ -19,10 +23,10 @@ from api.auth import TokenBook
 from api.formats import REPORT_FORMATS
 from api.service import LedgerService
 from api.settings import Settings
+from api.verifying import IN_PROCESS_EVENTS, Verifications, now_text, verify_in_child
 from api.writer import GroupWriter
 from domain.application import Partnerships
 from domain.chained import ChainedAggregate
-from domain.hashing import format_instant
 from domain.merkle import inclusion_proof
 from domain.serialization import public_event
 from projections.audit import AuditReport, ViewsSeen, verify_log
@@ -35,7 +39,6 @@ from projections.store import LedgerView
 
 __all__ = ["Services", "cli_settings", "cli_user", "open_ledger", "open_services"]
 
-LAST_VERIFICATION = "last_verification"
 CHECKPOINT_AGE = timedelta(days=1)
 CHECKPOINT_POLL_SECONDS = 3600.0
 
@@ -131,13 +134,48 @@ class Services:
                     found.append(shown)
         return sorted(found, key=lambda e: int(e["position"]))
 
-    def verify(self, advance: Callable[[int], None] = lambda _: None) -> AuditReport:
-        """Verify the whole log (projections.audit) and keep the result, with when it ran,
-        for the home and audit pages."""
+    def verify(
+        self,
+        advance: Callable[[int], None] = lambda _: None,
+        *,
+        run_id: str | None = None,
+        started_at: str | None = None,
+        run_by: str = "pledger verify",
+    ) -> AuditReport:
+        """Verify the whole log (projections.audit) now and keep the result as the latest run
+        (api.verifying), with when it started and finished and how long it took (ms).
+        ``run_id``: the claim a background run holds, dropped with the result."""
+        started_at = started_at or now_text()
+        clock = time.perf_counter()
         report = verify_log(self.ledger, seen=self.views_seen(), advance=advance)
-        stored = {**report.as_dict(), "verified_at": format_instant(datetime.now(UTC))}
-        self.ledger.recorder.set_state(LAST_VERIFICATION, orjson.dumps(stored).decode())  # type: ignore[attr-defined]
+        stored = {
+            **report.as_dict(),
+            "started_at": started_at,
+            "verified_at": now_text(),
+            "duration_ms": round((time.perf_counter() - clock) * 1000),
+            "run_by": run_by,
+        }
+        self.ledger.recorder.record_verification(  # type: ignore[attr-defined]
+            run_id or uuid.uuid4().hex,
+            started_at,
+            stored["verified_at"],
+            orjson.dumps(stored).decode(),
+        )
         return report
+
+    @cached_property
+    def verifications(self) -> Verifications:
+        """The ledger's verification runs, shared by its server processes (api.verifying)."""
+        return Verifications(
+            self._verify_in_background,
+            self.ledger.recorder,  # type: ignore[arg-type]
+            self.ledger.last_position,
+            every_seconds=self.settings.verify_every_seconds,
+            after_events=self.settings.verify_after_events,
+            wait_events=self.settings.verify_wait_events,
+            ready=lambda: self.keeper.rebuilding is None,
+            run_by=f"pledger serve (pid {os.getpid()} on {socket.gethostname()})",
+        )
 
     def views_seen(self) -> ViewsSeen:
         """What the views have taken in, for verify to compare the log with (issue 15)."""
@@ -147,10 +185,18 @@ class Services:
             digests[head_position] = (head_digest, head_events)
         return ViewsSeen(self.view.processed_position(), digests, self.view.heads_by_position())
 
+    def _verify_in_background(self, advance: Callable[[int], None], **run: str) -> None:
+        """A server's run: in this process on a small log, else in a child (api.verifying)."""
+        if self.ledger.last_position() <= IN_PROCESS_EVENTS:
+            self.verify(advance, **run)
+        else:
+            verify_in_child(self.settings, advance, **run)
+
     def last_verification(self) -> dict[str, Any] | None:
-        """The kept result of the last verification (``verified_at`` added), or ``None``."""
-        stored = self.ledger.recorder.state(LAST_VERIFICATION, "")  # type: ignore[attr-defined]
-        return orjson.loads(stored) if stored else None
+        """The latest verification as ``GET /v1/audit/verify`` shows it (``verified_at``,
+        ``current``, ``running`` added), or ``None`` before the first one completes."""
+        state = self.verifications.state()
+        return state.answer() if state.latest is not None else None
 
     def start_daily_checkpoints(self) -> None:
         """The server's daily checkpoint (issue 15 item 2): a thread that, every hour, signs
@@ -172,6 +218,8 @@ class Services:
         self._checkpoints_thread.start()
 
     def close(self) -> None:
+        if "verifications" in self.__dict__:  # made (and maybe started) by this process
+            self.verifications.stop()
         stopping = getattr(self, "_checkpoints_stop", None)
         if stopping is not None:
             stopping.set()

@@ -1256,11 +1256,13 @@ def review_page(request: Request, services: ServicesDep, who: ReaderDep) -> Resp
 @router.get("/audit")
 def audit_page(request: Request, services: ServicesDep, who: ReaderDep) -> Response:
     checkpoints = services.checkpoints
+    state = services.verifications.state()
     return _page(
         request,
         "audit.html",
         who,
-        verification=services.last_verification(),
+        verification=state.answer() if state.latest is not None else None,
+        running=state.running,
         digest=services.queries.digest(_at(services)),
         public_key=checkpoints.key.public_key,
         checkpoints=checkpoints.newest(AUDIT_CHECKPOINTS_SHOWN),
@@ -1297,8 +1299,10 @@ def audit_sign_checkpoint(request: Request, services: ServicesDep, who: StewardD
 
 @router.post("/audit/verify")
 def audit_verify(request: Request, services: ServicesDep, who: StewardDep) -> Response:
-    """Recompute every hash, chain link and the digest now, and keep the result."""
-    services.verify()
+    """Ask for a fresh verification (in the background, api.verifying); on a small log wait
+    for it. The audit page then shows its result, or that it is under way."""
+    verifications = services.verifications
+    verifications.settle(verifications.ask())
     return _see_other("/audit")
 
 

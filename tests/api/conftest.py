@@ -75,6 +75,13 @@ class Api:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def verified(self) -> Any:
+        """A fresh verification of the whole log (POST /v1/audit/verify as the steward, which
+        waits for the run on a small log), insisting on 200; its result."""
+        response = self.client.post("/v1/audit/verify", headers=self.steward)
+        assert response.status_code == 200, response.text
+        return response.json()
+
     def register(
         self, name: str, occurred_at: str | None = "2025-01-06T10:00:00Z", **fields: Any
     ) -> str:

@@ -111,6 +111,7 @@ API_RULES: dict[tuple[str, str], Rule] = {
     ("get", "/v1/review"): readers,
     ("get", "/v1/events"): readers,
     ("get", "/v1/audit/verify"): readers,
+    ("post", "/v1/audit/verify"): stewards,
     ("get", "/v1/coalitions/{coalition_id}/report/evidence"): coalition_page,
     ("get", "/v1/audit/key"): auditors,
     ("get", "/v1/audit/checkpoints"): auditors,

@@ -66,7 +66,7 @@ def test_a_checkpoint_is_signed_by_the_key_the_ledger_publishes(
     checkpoint = Checkpoint.from_dict(document)
     assert (checkpoint.position, checkpoint.tree_size) == (end, end)
     assert checkpoint.signed_by(document["public_key"])
-    assert checkpoint.digest == api.read("/v1/audit/verify")["digest"]
+    assert checkpoint.digest == api.verified()["digest"]
     listed = api.read("/v1/audit/checkpoints")["checkpoints"]
     assert document in listed
     key_file = settings.signing_key_path

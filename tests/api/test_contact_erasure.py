@@ -68,7 +68,7 @@ def test_one_contact_person_is_erased_and_everything_else_stands(
 ) -> None:
     partner = _organization(api)
     log_before = api.log()
-    verified_before = api.read("/v1/audit/verify")
+    verified_before = api.verified()
     at = {"as_of": "2025-06-30", "position": log_before[-1]["position"]}
     figures_before = [
         api.get(f"/v1/partners/{partner}/{path}", **at).content
@@ -93,7 +93,7 @@ def test_one_contact_person_is_erased_and_everything_else_stands(
     ]
     assert not any(secret in orjson.dumps(log_after) for secret in secrets)
     assert all(f"contacts.people.{key}" not in e.get("disclosed", {}) for e in log_after)
-    verified = api.read("/v1/audit/verify")
+    verified = api.verified()
     assert verified["ok"], verified["problems"]
     assert verified["unchecked"] == []
     checked = _run_verifier(tmp_path, log_after)  # the README's, checking disclosed values
@@ -155,7 +155,7 @@ def test_a_later_profile_keeps_a_person_key_and_whole_erasure_takes_every_person
     assert "contact" not in erasure["data"]
     assert keys <= {name for f in erasure["data"]["fields"] for name in f["fields"]}
     assert api.read(f"/v1/partners/{partner}")["name"] == erased_name(partner)
-    assert api.read("/v1/audit/verify")["ok"]
+    assert api.verified()["ok"]
     every = tuple(p[k].encode() for p in (ANA, ROSA) for k in ("name", "email"))
     assert _traces(settings, every) == set()
 

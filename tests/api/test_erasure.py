@@ -128,7 +128,7 @@ def test_erasure_leaves_every_figure_hash_and_the_digest_and_shows_placeholders(
 ) -> None:
     log_before = api.log()
     position = log_before[-1]["position"]
-    verified_before = api.read("/v1/audit/verify")
+    verified_before = api.verified()
     answers_before = _answers(api, world, position)
     assert NAME.encode() in answers_before["report.json"]
 
@@ -148,7 +148,7 @@ def test_erasure_leaves_every_figure_hash_and_the_digest_and_shows_placeholders(
         (4, ("note",)),
     }
     assert NAME.encode() not in orjson.dumps(log_after)
-    verified = api.read("/v1/audit/verify")
+    verified = api.verified()
     assert verified["ok"], verified["problems"]
     assert verified["digest"] != verified_before["digest"]  # one event more
     (unchecked,) = verified["unchecked"]  # the format 1 registration
@@ -190,7 +190,7 @@ def test_an_amount_edited_in_an_erased_event_is_detected(
 
     edit_state(settings, world.commitment["position"], change)
 
-    verified = api.read("/v1/audit/verify")
+    verified = api.verified()
     assert not verified["ok"]
     assert [(p["position"], p["problem"]) for p in verified["problems"]] == [
         (world.commitment["position"], "stored content no longer matches its hash")
@@ -354,7 +354,7 @@ def test_the_readme_verifier_passes_a_ledger_of_both_formats_erased_and_not(
     checked = _run_verifier(tmp_path, events)
 
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.strip() == api.read("/v1/audit/verify")["digest"]
+    assert checked.stdout.strip() == api.verified()["digest"]
 
     def change(state: dict[str, Any]) -> None:
         state["data"]["amount"] = "2500.00"
@@ -376,7 +376,7 @@ def test_a_verifier_written_from_the_docs_alone_agrees(
     checked = _run_verifier(tmp_path, api.log(), source)
 
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert checked.stdout.strip().splitlines()[-1] == api.read("/v1/audit/verify")["digest"]
+    assert checked.stdout.strip().splitlines()[-1] == api.verified()["digest"]
 
     def change(state: dict[str, Any]) -> None:
         state["data"]["amount"] = "2500.00"
@@ -458,7 +458,7 @@ def test_an_altered_personal_row_reads_as_not_held_and_verify_names_it(
     timeline = api.read(f"/v1/partners/{world.person}/timeline")
     shown = next(e for e in timeline["events"] if e["version"] == contact["version"])
     assert shown["data"]["summary"] == "[erased]"
-    verified = api.read("/v1/audit/verify")
+    verified = api.verified()
     assert [(p["position"], p["problem"][:40]) for p in verified["problems"]] == [
         (contact["position"], "personal values missing or unreadable, a")
     ]

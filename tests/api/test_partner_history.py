@@ -789,7 +789,7 @@ def test_the_coalition_report_gives_each_members_figures_and_totals(
     api = shared_api
     ids = report_ledger
     report = api.read(f"/v1/coalitions/{ids.coalition}/report", as_of="2025-06-30")
-    verify = api.read("/v1/audit/verify")
+    verify = api.verified()
 
     assert report["coalition"] == {"id": ids.coalition, "name": "Valley Coalition"}
     assert report["period"] == {"from": None, "to": None}
@@ -931,7 +931,7 @@ def test_the_same_as_of_and_position_give_the_same_report_bytes_after_more_write
     api = shared_api
     ids = record_report_ledger(api)  # its own: this test adds to it
     path = f"/v1/coalitions/{ids.coalition}/report"
-    position = api.read("/v1/audit/verify")["position"]
+    position = api.verified()["position"]
     params = {"as_of": "2025-06-30", "position": position}
     before = {fmt: api.get(path, format=fmt, **params).content for fmt in REPORT_MEDIA}
 

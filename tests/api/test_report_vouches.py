@@ -76,7 +76,7 @@ def test_a_report_states_the_grant_and_the_digest_verify_gives(
     report = _report(api, granted).json()
 
     assert report["totals"]["payments"] == {"USD": GRANT}
-    assert report["digest"] == api.read("/v1/audit/verify")["digest"]
+    assert report["digest"] == api.verified()["digest"]
     cli = run_pledger(settings, "report", granted.coalition)
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout)["digest"] == report["digest"]
@@ -187,7 +187,7 @@ def test_an_edit_outside_the_coalition_does_not_stop_its_report(
     edit_state(settings, payment["position"], lambda s: s["data"].update(amount="500.00"))
 
     assert _report(api, granted).status_code == 200
-    assert api.read("/v1/audit/verify")["ok"] is False
+    assert api.verified()["ok"] is False
 
 
 def test_after_a_rebuild_a_report_still_catches_a_rewritten_last_event(

@@ -63,4 +63,4 @@ def test_after_a_conflict_the_writer_brings_cached_partners_up_to_other_writers(
         timeline = api.read(f"/v1/partners/{partner}/timeline", limit=100)["events"]
         assert [e["version"] for e in timeline] == list(range(1, len(timeline) + 1))
         assert len(timeline) == 12
-        assert api.read("/v1/audit/verify")["ok"]
+        assert api.verified()["ok"]
