@@ -127,7 +127,9 @@ class History:
             self.record(partner, "entry_retracted", when, version=version, reason="mistaken")
 
 
-def full_fold(services: Services, at: At, sort: str, order: str | None, **filters: Any) -> list[Any]:
+def full_fold(
+    services: Services, at: At, sort: str, order: str | None, **filters: Any
+) -> list[Any]:
     """The list as a fold of every partner's whole stream at ``at`` gives it, sorted."""
     rows = []
     for row in services.view.select("SELECT partner_id FROM {p}partners"):
