@@ -721,7 +721,15 @@ class LedgerQueries:
     def settled(self, at: At) -> bool:
         """Whether every partner's stored snapshot answers at the reference (then answers
         that read the reference only through its day may be kept for the rest of the day)."""
-        return not self._stale_partners(at)
+        # Whether any is stale, not which: at a past as_of most are, and listing them costs.
+        for column, value in (("latest_occurred_at", at.as_of_text), ("position", at.position)):
+            if self.view.select(
+                f"SELECT 1 AS stale FROM {{p}}partners WHERE {column} > ? AND registered_pos <= ? "
+                "LIMIT 1",
+                (value, at.position),
+            ):
+                return False
+        return True
 
     def _partner_rows(
         self,
