@@ -1120,7 +1120,7 @@ def _keep(cache: OrderedDict[Any, Any], key: Any, value: Any, *, size: int = CAC
         cache.popitem(last=False)
 
 
-PAST_PARTNERS_KEPT = 40_000  # partners held, all kept past lists together (some tens of MB)
+PAST_PARTNERS_KEPT = 30_000  # partners held by all kept past lists (~3 MB a 1,000: 31 MB at 10k)
 PAST_SCAN_LIMIT = 20_000  # events recorded since a kept past list, looked through to reuse it
 # Recorded after a reference, these change what counts there whatever their date.
 _CHANGE_THE_PAST = frozenset({"entry_retracted", "personal_data_erased"})
