@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import bisect
 import calendar
+import sys
 import threading
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -1172,6 +1173,7 @@ class _PastList:
         self.zone = zone_name(at.zone)
         self.position = at.position
         self.valid_upto = at.position  # the same answer at every position up to here
+        self.stops_at = sys.maxsize  # and another from here on (found when first asked)
         self.read_at = read_at  # erasures recorded up to here are in what was read
         self.erased = False
         self._lock = threading.Lock()
@@ -1194,11 +1196,15 @@ class _PastList:
             self.read_at = max(self.read_at, end)
             if at.position <= self.valid_upto:
                 return True
-            since = log.moments(self.valid_upto, at.position, PAST_SCAN_LIMIT)
-            if since is None or any(
-                kind in _CHANGE_THE_PAST or occurred <= self.as_of for _, kind, occurred in since
-            ):
+            if at.position >= self.stops_at:
                 return False
+            since = log.moments(self.valid_upto, at.position, PAST_SCAN_LIMIT)
+            if since is None:
+                return False
+            for position, kind, occurred in since:
+                if kind in _CHANGE_THE_PAST or occurred <= self.as_of:
+                    self.stops_at = position  # no later position is answered either
+                    return False
             self.valid_upto = at.position
             return True
 
