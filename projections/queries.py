@@ -723,10 +723,12 @@ class LedgerQueries:
         """Whether every partner's stored snapshot answers at the reference (then answers
         that read the reference only through its day may be kept for the rest of the day)."""
         # Whether any is stale, not which: at a past as_of most are, and listing them costs.
+        # Each query walks its column's index (``+`` keeps SQLite off registered_pos's index,
+        # which would visit every partner registered by the position: all of them, usually).
         for column, value in (("latest_occurred_at", at.as_of_text), ("position", at.position)):
             if self.view.select(
-                f"SELECT 1 AS stale FROM {{p}}partners WHERE {column} > ? AND registered_pos <= ? "
-                "LIMIT 1",
+                f"SELECT 1 AS stale FROM {{p}}partners WHERE {column} > ? "
+                "AND +registered_pos <= ? LIMIT 1",
                 (value, at.position),
             ):
                 return False
