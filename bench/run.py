@@ -534,6 +534,37 @@ def startup_verification(server: Server, seconds: float = 900.0) -> int:
     raise RuntimeError(msg)
 
 
+def partners_as_of(server: Server, as_of_past: str) -> tuple[float, float]:
+    """The partners list sorted by health at past dates (issue 17 item 6): the median first
+    ask at each of three dates never asked before (every partner folded at that ``as_of``),
+    and the p95 of asks rotating over those dates, three sorts, with a second page by cursor.
+    Both in ms."""
+    day = datetime.fromisoformat(as_of_past)
+    dates = [(day - timedelta(days=n)).strftime("%Y-%m-%d") for n in (0, 45, 200)]
+    conn = server.connection()
+    firsts = []
+    for past in dates:
+        started = time.perf_counter()
+        status, _ = server.get(f"/v1/partners?sort=health&as_of={past}", conn)
+        firsts.append(time.perf_counter() - started)
+        if status != 200:
+            msg = f"the partners list at {past} answered {status}"
+            raise RuntimeError(msg)
+    conn.close()
+    paths = [
+        f"/v1/partners?sort={sort}&as_of={past}&limit=50"
+        for past in dates
+        for sort in ("health", "name", "last_touch")
+    ]
+    cursor_of = {}
+    for path in paths:
+        status, body = server.get(path)
+        cursor_of[path] = orjson.loads(body)["next_cursor"] if status == 200 else None
+    asks = [*paths, *(f"{path}&cursor={cursor_of[path]}" for path in paths if cursor_of[path])]
+    steady = p95_ms(server, lambda i: asks[i % len(asks)], 5 + 3 * len(asks))
+    return round(statistics.median(firsts) * 1000, 1), round(steady, 1)
+
+
 # ---- rebuild ------------------------------------------------------------------------------
 
 
@@ -843,10 +874,9 @@ def main() -> None:
             figures[f"partners_q_{sort}_after_write_ms"] = round(
                 read_after_write(server, sample, search + sort), 1
             )
-        figures["p95_ms"]["partners_as_of"] = round(
-            p95_ms(server, lambda _: f"/v1/partners?sort=health&as_of={built['as_of_past']}", 10),
-            1,
-        )
+        first, steady = partners_as_of(server, built["as_of_past"])
+        figures["partners_as_of_first_ms"] = first
+        figures["p95_ms"]["partners_as_of"] = steady
         # What a reader sees: the latest run, answered at once (the run is in the background).
         figures["p95_ms"]["audit_verify"] = round(p95_ms(server, lambda _: "/v1/audit/verify"), 1)
         figures["audit_verify_ms"] = figures["p95_ms"]["audit_verify"]

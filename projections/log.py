@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -24,7 +24,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic
 
 from domain.chained import ChainedAggregate
-from domain.hashing import format_instant
+from domain.hashing import format_instant, parse_instant
 from domain.personal import Disclosed, Vault, decrypt_rows, event_pairs
 from domain.serialization import EVENT_CLASSES, stream_type_of
 from projections.folds import Entry
@@ -258,6 +258,38 @@ class LogReader:
             rows = c.fetchall()
         columns = ("originator_id", "originator_version", "subject_id", "nonce", "sealed", "key")
         return decrypt_rows(tuple(row[name] for name in columns) for row in rows)
+
+    def moments(self, after: int, upto: int, limit: int) -> list[tuple[int, str, datetime]] | None:
+        """``(position, event type, occurred_at)`` of every event in (after, upto], in position
+        order, read without disclosing any personal value; None when there are more than
+        ``limit`` of them (the caller then does without)."""
+        found: list[tuple[int, str, datetime]] = []
+        topics = _topics()
+        while after < upto:
+            page = self.recorder.select_notifications(
+                start=after, limit=min(1000, limit + 1), stop=upto, inclusive_of_start=False
+            )
+            if not page:
+                break
+            for n in page:
+                occurred = parse_instant(orjson.loads(n.state)["occurred_at"])
+                found.append((n.id, topics[n.topic][0], occurred))
+            if len(found) > limit:
+                return None
+            after = page[-1].id
+        return found
+
+    def erased_after(self, after: int, upto: int) -> bool:
+        """Whether a ``personal_data_erased`` event was recorded in (after, upto]: the log
+        then reads placeholders where it read personal values before."""
+        if after >= upto:
+            return False
+        topics = [t for t, (name, _) in _topics().items() if name == "personal_data_erased"]
+        return bool(
+            self.recorder.select_notifications(
+                start=after, limit=1, stop=upto, topics=topics, inclusive_of_start=False
+            )
+        )
 
     def stream(self, stream_id: str) -> list[Entry]:
         return self.streams([stream_id])[stream_id]

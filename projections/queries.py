@@ -7,7 +7,9 @@ gives the same answer, byte for byte, however many events are recorded afterward
 from __future__ import annotations
 
 import base64
+import bisect
 import calendar
+import sys
 import threading
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -184,6 +186,8 @@ class LedgerQueries:
         # Sorted partner lists (sort=health or last_touch), kept per position, day and filters
         # while every snapshot answers at the reference: paging through them is then cheap.
         self._lists: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = OrderedDict()
+        # Every partner at a past reference, for lists at that as_of (see _PastList).
+        self._past: OrderedDict[int, _PastList] = OrderedDict()
 
     def _decoded(self, partner_id: str, row: Any) -> PartnerSnapshot:
         key = (partner_id, int(row["position"]))
@@ -655,17 +659,20 @@ class LedgerQueries:
             return self._partners_by_name(
                 at, stage=stage, community=community, role=role, q=q, cursor=cursor, limit=limit
             )
+        if not settled:
+            kept = self._past_list(at)
+            match = _Filter(stage, community, role, q, region)
+            return kept.page(at, match, sort, reverse, order, cursor, limit)
         key = (at.position, at.today, stage, community, role, q, region, sort, reverse)
         with self._lock:
-            rows = self._lists.get(key) if settled else None
+            rows = self._lists.get(key)
         if rows is None:
             rows = self._partner_rows(
                 at, stage=stage, community=community, role=role, q=q, region=region
             )
             rows.sort(key=lambda r: _sort_key(r, sort), reverse=reverse)
-            if settled:
-                with self._lock:
-                    _keep(self._lists, key, rows, size=16)
+            with self._lock:
+                _keep(self._lists, key, rows, size=16)
         kind = f"partners:{sort}" + (":reversed" if reverse else "")
         if cursor:
             after = tuple(_walk_from(cursor, at, kind))
@@ -688,10 +695,50 @@ class LedgerQueries:
             ),
         }
 
+    def _past_list(self, at: At) -> _PastList:
+        """Every partner on record at a reference some stored snapshot does not answer (a
+        past ``as_of``), folded once and kept: a later ask at the same ``as_of`` reuses it
+        while nothing recorded since changes the answer there (see ``_PastList.answers``)."""
+        zone = zone_name(at.zone)
+        with self._lock:
+            candidates = [
+                kept
+                for kept in reversed(self._past.values())
+                if kept.as_of == at.as_of and kept.zone == zone and kept.position <= at.position
+            ]
+        for kept in candidates:
+            if kept.answers(at, self.log, self.view.processed_position()):
+                with self._lock:
+                    if id(kept) in self._past:
+                        self._past.move_to_end(id(kept))
+                return kept
+            if kept.erased:
+                with self._lock:
+                    self._past.pop(id(kept), None)
+        read_at = self.view.processed_position()  # erasures up to here are in what is read
+        kept = _PastList(self._snapshots(at).values(), at, read_at)
+        with self._lock:
+            self._past[id(kept)] = kept
+            held = sum(len(k.snaps) for k in self._past.values())
+            while held > PAST_PARTNERS_KEPT and len(self._past) > 1:
+                _, dropped = self._past.popitem(last=False)
+                held -= len(dropped.snaps)
+        return kept
+
     def settled(self, at: At) -> bool:
         """Whether every partner's stored snapshot answers at the reference (then answers
         that read the reference only through its day may be kept for the rest of the day)."""
-        return not self._stale_partners(at)
+        # Whether any is stale, not which: at a past as_of most are, and listing them costs.
+        # Each query walks its column's index (``+`` keeps SQLite off registered_pos's index,
+        # which would visit every partner registered by the position: all of them, usually).
+        for column, value in (("latest_occurred_at", at.as_of_text), ("position", at.position)):
+            if self.view.select(
+                f"SELECT 1 AS stale FROM {{p}}partners WHERE {column} > ? "
+                "AND +registered_pos <= ? LIMIT 1",
+                (value, at.position),
+            ):
+                return False
+        return True
 
     def _partner_rows(
         self,
@@ -704,18 +751,11 @@ class LedgerQueries:
         region: str | None,
     ) -> list[dict[str, Any]]:
         snaps = self._snapshots(at)
+        match = _Filter(stage, community, role, q, region)
         rows = []
         for snap in snaps.values():
             profile = _profile(snap)
-            if stage and snap.stage != stage:
-                continue
-            if community and community not in (profile["communities"] or ()):
-                continue
-            if role and role not in (profile["roles"] or ()):
-                continue
-            if q and search_key(q) not in search_key(snap.name):
-                continue
-            if region and (profile["region"] or "").casefold() != region.casefold():
+            if not match(profile, search_key(snap.name) if q else ""):
                 continue
             health = self._health(snap, at)
             rows.append(
@@ -1089,6 +1129,184 @@ def _keep(cache: OrderedDict[Any, Any], key: Any, value: Any, *, size: int = CAC
         cache.popitem(last=False)
 
 
+PAST_PARTNERS_KEPT = 30_000  # partners held by all kept past lists (~3 MB a 1,000: 31 MB at 10k)
+PAST_SCAN_LIMIT = 20_000  # events recorded since a kept past list, looked through to reuse it
+# Recorded after a reference, these change what counts there whatever their date.
+_CHANGE_THE_PAST = frozenset({"entry_retracted", "personal_data_erased"})
+
+
+@dataclass(frozen=True)
+class _Filter:
+    """The filters of a partners list (``None`` or empty: not filtered on)."""
+
+    stage: str | None = None
+    community: str | None = None
+    role: str | None = None
+    q: str | None = None
+    region: str | None = None
+
+    @cached_property
+    def q_key(self) -> str:
+        return search_key(self.q or "")
+
+    def __call__(self, profile: Mapping[str, Any], name_key: str) -> bool:
+        """Whether a partner (its ``_profile``, and the ``search_key`` of its name, which
+        only ``q`` reads) is in the list."""
+        if self.stage and profile["stage"] != self.stage:
+            return False
+        if self.community and self.community not in (profile["communities"] or ()):
+            return False
+        if self.role and self.role not in (profile["roles"] or ()):
+            return False
+        if self.q and self.q_key not in name_key:
+            return False
+        return not (self.region and (profile["region"] or "").casefold() != self.region.casefold())
+
+
+class _PastList:
+    """Every partner on record at one reference the stored snapshots do not answer (a past
+    ``as_of``), in name order, with each sort's keys made when first asked for and each
+    health computed when first needed (only ``sort=health`` needs them all).
+
+    An answer at a reference is a pure function of (as_of, position, zone, filters, sort),
+    so the list is kept and answers again at the same ``as_of`` and zone: at its own
+    position, and at a later one when every event recorded in between happened after
+    ``as_of`` and neither retracts nor erases anything (those count at ``as_of`` whatever
+    their date). An erasure recorded after the list was read drops it: the log now reads
+    placeholders where the list holds the personal values it read.
+    """
+
+    def __init__(self, snaps: Iterable[PartnerSnapshot], at: At, read_at: int) -> None:
+        self.as_of = at.as_of
+        self.zone = zone_name(at.zone)
+        self.position = at.position
+        self.valid_upto = at.position  # the same answer at every position up to here
+        self.stops_at = sys.maxsize  # and another from here on (found when first asked)
+        self.read_at = read_at  # erasures recorded up to here are in what was read
+        self.erased = False
+        self._lock = threading.Lock()
+        ordered = sorted(((_name_order(s.name, s.partner_id), s) for s in snaps), key=_first)
+        self.by_name = [key for key, _ in ordered]
+        self.snaps = [snap for _, snap in ordered]
+        self.profiles = [_profile(snap) for snap in self.snaps]
+        self._name_keys: dict[int, str] = {}
+        self._healths: dict[int, Health] = {}
+        self._orders: dict[str, tuple[list[tuple[Any, ...]], list[int]]] = {}
+
+    def answers(self, at: At, log: LogReader, end: int) -> bool:
+        """Whether this list answers at ``at`` (same as_of and zone, position at or after its
+        own), the log's end being ``end``; marks the list ``erased`` when an erasure was
+        recorded since it was read."""
+        with self._lock:
+            if self.erased or log.erased_after(self.read_at, end):
+                self.erased = True
+                return False
+            self.read_at = max(self.read_at, end)
+            if at.position <= self.valid_upto:
+                return True
+            if at.position >= self.stops_at:
+                return False
+            since = log.moments(self.valid_upto, at.position, PAST_SCAN_LIMIT)
+            if since is None:
+                return False
+            for position, kind, occurred in since:
+                if kind in _CHANGE_THE_PAST or occurred <= self.as_of:
+                    self.stops_at = position  # no later position is answered either
+                    return False
+            self.valid_upto = at.position
+            return True
+
+    def _name_key(self, i: int) -> str:
+        found = self._name_keys.get(i)
+        if found is None:
+            found = self._name_keys[i] = search_key(self.snaps[i].name)
+        return found
+
+    def _health(self, i: int) -> Health:
+        found = self._healths.get(i)
+        if found is None:
+            found = self._healths[i] = health_of(self.snaps[i], self.as_of)
+        return found
+
+    def _order(self, sort: str) -> tuple[list[tuple[Any, ...]], list[int]]:
+        """The keys of ``sort`` in ascending order, and which partner each is."""
+        found = self._orders.get(sort)
+        if found is not None:
+            return found
+        count = len(self.snaps)
+        if sort == "name":
+            found = (self.by_name, list(range(count)))
+        else:
+            if sort == "health":
+                keys = [(-self._health(i).score, *self.by_name[i]) for i in range(count)]
+            else:
+                keys = [
+                    (self.profiles[i]["last_touch_at"] or "", *self.by_name[i])
+                    for i in range(count)
+                ]
+            ranked = sorted(range(count), key=keys.__getitem__)
+            found = ([keys[i] for i in ranked], ranked)
+        self._orders[sort] = found
+        return found
+
+    def page(
+        self,
+        at: At,
+        match: _Filter,
+        sort: str,
+        reverse: bool,
+        order: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> dict[str, Any]:
+        """One page of the list, as ``LedgerQueries.partners`` answers it."""
+        keys, ranked = self._order(sort)
+        kind = f"partners:{sort}" + (":reversed" if reverse else "")
+        walk = range(len(keys) - 1, -1, -1) if reverse else range(len(keys))
+        if cursor:
+            after = tuple(_walk_from(cursor, at, kind))
+            if keys and not _same_shape(after, keys[0]):
+                raise ValidationFailed([Problem("cursor", _NOT_OURS)])
+            walk = (
+                range(bisect.bisect_left(keys, after) - 1, -1, -1)
+                if reverse
+                else range(bisect.bisect_right(keys, after), len(keys))
+            )
+        chosen: list[int] = []
+        for j in walk:
+            i = ranked[j]
+            if match(self.profiles[i], self._name_key(i) if match.q else ""):
+                chosen.append(j)
+                if len(chosen) > limit:
+                    break
+        more = len(chosen) > limit
+        chosen = chosen[:limit]
+        rows = []
+        for j in chosen:
+            i = ranked[j]
+            health = self._health(i)
+            rows.append(
+                {
+                    "id": self.snaps[i].partner_id,
+                    **self.profiles[i],
+                    "health": {"score": health.score, "band": health.band},
+                }
+            )
+        return {
+            **at.stamp(),
+            "sort": sort,
+            "order": order or _NATURAL_ORDER[sort],
+            "partners": rows,
+            "next_cursor": (
+                _encode_cursor(at, kind, keys[chosen[-1]]) if more and chosen else None
+            ),
+        }
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
+
+
 def _valid(row: Any, at: At) -> bool:
     """Whether a stored snapshot answers at the reference (see ``projections.store``)."""
     return bool(row["latest_occurred_at"] <= at.as_of_text and row["position"] <= at.position)
@@ -1189,14 +1407,19 @@ def _timeline_item(entry: Entry) -> dict[str, Any]:
 
 
 def _sort_key(row: dict[str, Any], sort: str) -> tuple[Any, ...]:
-    # Ties fall back to the name order of sort=name (the views' name_key), then the id.
-    by_name = (column_text(search_key(row["name"])), column_text(row["name"]), row["id"])
+    by_name = _name_order(row["name"], row["id"])
     if sort == "health":
         return (-row["health"]["score"], *by_name)
     if sort == "last_touch":
         # Longest without a two-way touch first: they need attention.
         return (row["last_touch_at"] or "", *by_name)
     return by_name
+
+
+def _name_order(name: str, partner_id: str) -> tuple[Any, ...]:
+    """The order of sort=name (the views' name_key, then the name, then the id); every other
+    sort falls back to it on ties."""
+    return (column_text(search_key(name)), column_text(name), partner_id)
 
 
 def _same_shape(after: Sequence[Any], key: Sequence[Any]) -> bool:
