@@ -1,8 +1,8 @@
 """The group writer's cache of aggregates (issue 17 items 6 and 7).
 
-* It is bounded by the events they hold, not only by how many there are: a partner object keeps
-  every event it has had, so a count alone let a busy server's memory grow with the history of
-  the partners written to.
+* It is bounded by what they hold, not only by how many there are. A cached partner is compact:
+  it keeps its state (its commitments, breaches, feedback and the ids used), not its events, so
+  that a busy server's memory no longer grows with the history of the partners written to.
 * With several server processes, a cached partner another process wrote to is brought up to
   the log before the next write, after the first conflict shows that others write.
 """
@@ -20,22 +20,41 @@ from tests.api.conftest import Api, _running
 WHEN = "2025-02-03T10:00:00Z"
 
 
-def test_the_writers_cache_holds_at_most_its_budget_of_events(
+def commit(api: Api, partner: str, commitment_id: str) -> None:
+    api.append(
+        partner,
+        "commitment_made",
+        WHEN,
+        commitment_id=commitment_id,
+        owed_by="us",
+        description="Host a listening session",
+        due_on="2025-03-01",
+        resource="time",
+    )
+
+
+def test_the_writers_cache_holds_at_most_its_budget_of_items(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(writer, "CACHE_EVENTS", 30)
     partners = [api.register(f"Cached {n}") for n in range(3)]
     group_writer = api.app.state.services.writer
     for partner in partners:
-        for _ in range(14):
-            api.append(partner, "contact_made", WHEN, channel="phone", direction="inbound")
+        for n in range(7):
+            commit(api, partner, f"C-{n}")
         assert group_writer.events_held <= 30
-    # The last two partners written to are kept (15 events each); the first was evicted.
+    # A partner holding 7 commitments (each a record and its id) is 15 items: the last two
+    # partners written to are kept; the first was evicted.
     assert group_writer.events_held == 30
+    # Events that leave no record in the state add nothing, however many there are.
+    for _ in range(20):
+        api.append(partners[2], "contact_made", WHEN, channel="phone", direction="inbound")
+    assert group_writer.events_held == 30
+    assert all(not p.entries for p in group_writer._cache.values())
     # An evicted partner is loaded again from the log, and its next write follows its history.
     api.append(partners[0], "contact_made", WHEN, channel="phone", direction="inbound")
     timeline = api.read(f"/v1/partners/{partners[0]}/timeline", limit=100)["events"]
-    assert len(timeline) == 16
+    assert len(timeline) == 9
     assert group_writer.events_held <= 30
 
 
