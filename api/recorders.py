@@ -57,7 +57,7 @@ from domain.serialization import (
     DisclosedStoredEvent,
     PersonalStoredEvent,
 )
-from projections.pgschema import SchemaOnce
+from projections.pgschema import SchemaOnce, table_exists
 
 __all__ = [
     "API_TABLES",
@@ -201,6 +201,9 @@ class _ApiTables:
     def _snapshots_table(self) -> str:
         raise NotImplementedError
 
+    def _has_snapshot_table(self, c: Any) -> bool:
+        raise NotImplementedError
+
     def _insert_snapshot_rows(self, c: Any, stored: Sequence[StoredEvent]) -> None:
         raise NotImplementedError
 
@@ -220,8 +223,8 @@ class _ApiTables:
     def _drop_snapshots(self, c: Any, erasure: Erasure) -> None:
         """Delete every snapshot of the partners whose subjects ``erasure`` shreds (a subject
         is a partner's id, or ``<partner id>/<person key>`` for a contact person)."""
-        if self.snapshots is None:
-            return
+        if not self._has_snapshot_table(c):
+            return  # (made by the first Partnerships on this ledger: none was ever taken)
         streams = sorted({subject.split("/")[0] for subject in erasure.subject_ids})
         c.executemany(
             f"DELETE FROM {self._snapshots_table()} WHERE originator_id = {self.vault.mark}",
@@ -622,6 +625,12 @@ class LedgerSQLiteRecorder(_ApiTables, SQLiteApplicationRecorder):
     def _snapshots_table(self) -> str:
         return SQLITE_SNAPSHOTS
 
+    def _has_snapshot_table(self, c: Any) -> bool:
+        c.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_SNAPSHOTS,)
+        )
+        return c.fetchone() is not None
+
     def _insert_snapshot_rows(self, c: Any, stored: Sequence[StoredEvent]) -> None:
         self.snapshot_recorder()._insert_events(c, stored)
 
@@ -666,7 +675,11 @@ class LedgerPostgresRecorder(_ApiTables, SchemaOnce, PostgresApplicationRecorder
         return self.snapshots  # type: ignore[no-any-return]
 
     def _snapshots_table(self) -> str:
-        return f'"{self.datastore.schema}".{self.snapshot_recorder().events_table_name}'
+        table = self.events_table_name.removesuffix("_events") + "_snapshots"
+        return f'"{self.datastore.schema}".{table}'
+
+    def _has_snapshot_table(self, c: Any) -> bool:
+        return table_exists(c, self._snapshots_table())
 
     def _insert_snapshot_rows(self, c: Any, stored: Sequence[StoredEvent]) -> None:
         self.snapshot_recorder()._insert_stored_events(c, stored)

@@ -77,7 +77,7 @@ def _postgres_tables(ledger: Partnerships, view: LedgerView) -> list[str]:
         recorder.vault.rows,
         f'"{schema}".{recorder.events_table_name}',
         *(f'"{views.datastore.schema}".{views.prefix}{name}' for name in _VIEW_TABLES),
-        *([recorder._snapshots_table()] if recorder.snapshots is not None else []),
+        recorder._snapshots_table(),
     ]
 
 
