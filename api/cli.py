@@ -506,7 +506,8 @@ def backup_command(
     if settings.store != "sqlite":
         typer.echo(
             "error: on PostgreSQL back up with pg_dump: "
-            'pg_dump --format=custom --file=FILE "$PLEDGER_DATABASE_URL" '
+            "pg_dump --format=custom --exclude-table-data='*.pledger_snapshots' "
+            '--file=FILE "$PLEDGER_DATABASE_URL" '
             "(restore with pg_restore --dbname=NEW_DATABASE_URL FILE), "
             "or copy to a SQLite file with pledger copy --to FILE.db",
             err=True,

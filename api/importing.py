@@ -1158,7 +1158,7 @@ def _apply_event(
             partners.add(partner, command.number)
         else:
             old_name = partner.name
-            partner.execute(_keep_other_preferences(data, partner), stamp)
+            partners.ledger.execute(partner, _keep_other_preferences(data, partner), stamp)
             partners.renamed(partner, old_name)
     except LedgerError as refused:
         column_of = {"name": "partner"} if partner is None else {}

@@ -9,6 +9,12 @@ transaction as the events: a failed copy leaves the target as empty as it was.
 ``pledger backup`` copies a SQLite ledger with SQLite's online backup API
 (``sqlite3.Connection.backup``), which gives a consistent snapshot of the database while
 servers keep writing to it. PostgreSQL has ``pg_dump`` for that (see README).
+
+Partners' snapshots (issue 17 item 6: each holds a partner's name and contacts in clear) go
+with neither: a copy does not copy them, and a backup deletes them from its file before it is
+renamed into place (with ``secure_delete``, so that their bytes are zeros), so that a backup
+keeps personal values only encrypted under their subjects' keys, which an erasure destroys.
+They are retaken on the next write to each partner (``domain.application``).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
-from api.recorders import LedgerPostgresRecorder, LedgerSQLiteRecorder
+from api.recorders import SQLITE_SNAPSHOTS, LedgerPostgresRecorder, LedgerSQLiteRecorder
 from domain.application import Partnerships
 
 __all__ = ["PAGE_SIZE", "TargetNotEmpty", "backup_sqlite", "copy_ledger"]
@@ -42,7 +48,7 @@ def copy_ledger(
 ) -> int:
     """Copy every event of ``source`` (up to its last position when the copy starts) and the
     tables beside its log into ``target``, in one transaction of the target; returns how many
-    events were copied.
+    events were copied. Partners' snapshots are not copied: the target retakes them.
 
     The tables beside the log are read first: an Idempotency-Key's row is recorded with its
     events, so every row read then names an event the copy includes. Raises
@@ -100,6 +106,17 @@ def _hex(stream_id: UUID | str) -> str:
     return stream_id.hex if isinstance(stream_id, UUID) else UUID(stream_id).hex
 
 
+def _drop_snapshots(copy: sqlite3.Connection) -> None:
+    """Delete the partners' snapshots from a backup, their bytes overwritten with zeros."""
+    tables = copy.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_SNAPSHOTS,)
+    ).fetchall()
+    if tables:
+        copy.execute("PRAGMA secure_delete = ON")
+        copy.execute(f"DELETE FROM {SQLITE_SNAPSHOTS}")
+        copy.commit()
+
+
 def backup_sqlite(
     source: Path, target: Path, *, advance: Callable[[int, int], None] = lambda _d, _t: None
 ) -> None:
@@ -123,6 +140,7 @@ def backup_sqlite(
                 pages=BACKUP_PAGES,
                 progress=lambda _status, left, total: advance(total - left, total),
             )
+            _drop_snapshots(copy)
             copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
         os.replace(part.name, target)
     except BaseException:

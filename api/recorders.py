@@ -23,6 +23,12 @@ Two small tables live in the event log's own database, outside the log:
 Reading events back (``select_events``, ``select_notifications``), the recorders add each
 event's disclosed personal values, so that the mapper and the read side see them.
 
+Partners' snapshots (issue 17 item 6) live in the library's snapshot table beside the log
+(``stored_snapshots`` on SQLite, ``pledger_snapshots`` on PostgreSQL), made by
+:meth:`snapshot_recorder`. A save given ``snapshots`` inserts them in the events' transaction
+and deletes the older snapshots of those streams; an erasure deletes every snapshot of the
+partner erased, in its transaction (a snapshot holds the partner's name and contacts in clear).
+
 They extend eventsourcing's SQLite and PostgreSQL application recorders through the
 library's APPLICATION_RECORDER_TOPIC setting; the log's own tables are untouched.
 """
@@ -41,8 +47,8 @@ from eventsourcing.persistence import (
     ProgrammingError,
     StoredEvent,
 )
-from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecorder, SQLiteCursor
 from psycopg.errors import LockNotAvailable
 from psycopg.sql import SQL
 
@@ -53,7 +59,7 @@ from domain.serialization import (
     DisclosedStoredEvent,
     PersonalStoredEvent,
 )
-from projections.pgschema import SchemaOnce
+from projections.pgschema import SchemaOnce, table_exists
 
 __all__ = [
     "API_TABLES",
@@ -69,6 +75,7 @@ __all__ = [
 ]
 
 SQLITE_TOPIC = "api.recorders:LedgerSQLiteRecorder"
+SQLITE_SNAPSHOTS = "stored_snapshots"  # the library's name for the snapshot table
 COPY_ABOVE = 1000  # a PostgreSQL save of more events than this goes by COPY, not one INSERT
 CONNECTION_ATTEMPTS = 5  # a PostgreSQL save whose connection failed is tried again this often
 CONNECTION_RETRY_SECONDS = 0.2
@@ -199,9 +206,59 @@ class _ApiTables:
     prefix = ""
     vault: Vault
     events_table_name: str
+    # The snapshot table's recorder, once snapshot_recorder() made it.
+    snapshots: Any = None
 
     def _q(self, statement: str) -> str:
         return statement.replace("{p}", self.prefix)
+
+    # ---- partners' snapshots (issue 17 item 6) ---------------------------------------------
+
+    def _snapshots_table(self) -> str:
+        raise NotImplementedError
+
+    def _has_snapshot_table(self, c: Any) -> bool:
+        raise NotImplementedError
+
+    def _insert_snapshot_rows(self, c: Any, stored: Sequence[StoredEvent]) -> None:
+        raise NotImplementedError
+
+    def _keep_snapshots(self, c: Any, stored: Sequence[StoredEvent] | None) -> None:
+        """Insert ``stored`` snapshots and delete the older ones of their streams (same
+        transaction as the events)."""
+        if not stored:
+            return
+        mark = self.vault.mark
+        c.executemany(
+            f"DELETE FROM {self._snapshots_table()} "
+            f"WHERE originator_id = {mark} AND originator_version < {mark}",
+            [(self._stream_key(str(s.originator_id)), s.originator_version) for s in stored],
+        )
+        self._insert_snapshot_rows(c, stored)
+
+    def _drop_snapshots(self, c: Any, erasure: Erasure) -> None:
+        """Delete every snapshot of the partners whose subjects ``erasure`` shreds (a subject
+        is a partner's id, or ``<partner id>/<person key>`` for a contact person)."""
+        if not self._has_snapshot_table(c):
+            return  # (made by the first Partnerships on this ledger: none was ever taken)
+        streams = sorted({subject.split("/")[0] for subject in erasure.subject_ids})
+        c.executemany(
+            f"DELETE FROM {self._snapshots_table()} WHERE originator_id = {self.vault.mark}",
+            [(self._stream_key(stream),) for stream in streams],
+        )
+
+    def count_snapshots(self, stream_id: UUID | None = None) -> int:
+        """How many snapshots are stored (of one stream, or of all)."""
+        with self.datastore.transaction(commit=False) as c:
+            if stream_id is None:
+                c.execute(f"SELECT COUNT(*) AS n FROM {self._snapshots_table()}")
+            else:
+                c.execute(
+                    f"SELECT COUNT(*) AS n FROM {self._snapshots_table()} "
+                    f"WHERE originator_id = {self.vault.mark}",
+                    (self._stream_key(str(stream_id)),),
+                )
+            return int(c.fetchone()["n"])
 
     def _stream_key(self, stream_id: str) -> Any:
         """A stream id as the log's table keeps it (SQLite: 32 hex digits)."""
@@ -235,6 +292,7 @@ class _ApiTables:
         transaction as the ``personal_data_erased`` event)."""
         if erasure is None:
             return
+        self._drop_snapshots(c, erasure)
         for subject_id in erasure.subject_ids:
             for statement in self.vault.shred_statements():
                 c.execute(statement, (subject_id,))
@@ -657,6 +715,25 @@ class LedgerSQLiteRecorder(_ApiTables, SQLiteApplicationRecorder):
     def _stream_key(self, stream_id: str) -> str:
         return UUID(stream_id).hex
 
+    def snapshot_recorder(self) -> SQLiteAggregateRecorder:
+        """The library's recorder of the snapshot table, in this ledger's database."""
+        if self.snapshots is None:
+            self.snapshots = SQLiteAggregateRecorder(self.datastore, SQLITE_SNAPSHOTS)
+            self.snapshots.create_table()
+        return self.snapshots  # type: ignore[no-any-return]
+
+    def _snapshots_table(self) -> str:
+        return SQLITE_SNAPSHOTS
+
+    def _has_snapshot_table(self, c: Any) -> bool:
+        c.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_SNAPSHOTS,)
+        )
+        return c.fetchone() is not None
+
+    def _insert_snapshot_rows(self, c: Any, stored: Sequence[StoredEvent]) -> None:
+        self.snapshot_recorder()._insert_events(c, stored)
+
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
@@ -664,6 +741,7 @@ class LedgerSQLiteRecorder(_ApiTables, SQLiteApplicationRecorder):
         self._note_rows(c, kwargs.get("import_rows"))
         self._seal_personal(c, stored_events)
         positions = super()._insert_events(c, stored_events, **kwargs)
+        self._keep_snapshots(c, kwargs.get("snapshots"))
         if kwargs.get("erasure") is not None:
             # Overwrite the shredded rows' bytes with zeros as they are deleted (the scrub's
             # VACUUM then rewrites the file); https://sqlite.org/pragma.html#pragma_secure_delete
@@ -686,6 +764,25 @@ class LedgerPostgresRecorder(_ApiTables, SchemaOnce, PostgresApplicationRecorder
 
     def _events_table(self) -> str:
         return f'"{self.datastore.schema}".{self.events_table_name}'
+
+    def snapshot_recorder(self) -> PostgresAggregateRecorder:
+        """The library's recorder of the snapshot table (``pledger_snapshots``), its schema
+        made under the schema lock as the log's is (projections.pgschema)."""
+        if self.snapshots is None:
+            table = self.events_table_name.removesuffix("_events") + "_snapshots"
+            self.snapshots = PostgresSnapshotRecorder(self.datastore, events_table_name=table)
+            self.snapshots.create_table()
+        return self.snapshots  # type: ignore[no-any-return]
+
+    def _snapshots_table(self) -> str:
+        table = self.events_table_name.removesuffix("_events") + "_snapshots"
+        return f'"{self.datastore.schema}".{table}'
+
+    def _has_snapshot_table(self, c: Any) -> bool:
+        return table_exists(c, self._snapshots_table())
+
+    def _insert_snapshot_rows(self, c: Any, stored: Sequence[StoredEvent]) -> None:
+        self.snapshot_recorder()._insert_stored_events(c, stored)
 
     def _q(self, statement: str) -> str:
         return statement.replace("{p}", self.prefix).replace("?", "%s")
@@ -718,6 +815,7 @@ class LedgerPostgresRecorder(_ApiTables, SchemaOnce, PostgresApplicationRecorder
                     kwargs.get("requests"),
                     kwargs.get("import_rows"),
                     kwargs.get("erasure"),
+                    kwargs.get("snapshots"),
                 )
             except OperationalError as error:
                 if isinstance(error.__cause__, LockNotAvailable):
@@ -741,15 +839,19 @@ class LedgerPostgresRecorder(_ApiTables, SchemaOnce, PostgresApplicationRecorder
         marks: Sequence[RequestMark] | None,
         import_rows: Sequence[ImportedRow] | None = None,
         erasure: Erasure | None = None,
+        snapshots: Sequence[StoredEvent] | None = None,
     ) -> list[int]:
         with self.datastore.transaction(commit=True) as curs:
             self._mark(curs, stored_events, marks)
             self._note_rows(curs, import_rows)
             self._seal_personal(curs, stored_events)
             if len(stored_events) > COPY_ABOVE:
-                return self._copy_stored_events(curs, stored_events)
+                copied = self._copy_stored_events(curs, stored_events)
+                self._keep_snapshots(curs, snapshots)
+                return copied
             self._insert_stored_events(curs, stored_events)  # takes the table lock, then inserts
             positions = list(self._fetch_ids_after_insert_events(curs, stored_events) or ())
+            self._keep_snapshots(curs, snapshots)
             self._shred(curs, erasure)
             return positions
 
@@ -793,3 +895,8 @@ class LedgerPostgresRecorder(_ApiTables, SchemaOnce, PostgresApplicationRecorder
             msg = f"COPY recorded {found} over {span} positions; expected {expected}"
             raise ProgrammingError(msg)  # rolls the whole save back
         return list(range(first["notification_id"], last["notification_id"] + 1))
+
+
+class PostgresSnapshotRecorder(SchemaOnce, PostgresAggregateRecorder):
+    """The library's recorder of a PostgreSQL snapshot table, its schema made once whoever
+    starts first (projections.pgschema)."""

@@ -11,8 +11,9 @@ folded the partner again with placeholders), each store is compacted:
   of the pages, emptied to zero bytes). https://sqlite.org/pragma.html#pragma_secure_delete
 
 * PostgreSQL: ``VACUUM (FULL)`` of the personal-data tables, of the views' tables that held
-  names and descriptions, and of the log's table when format 1 events were overwritten: each
-  table and its indexes are written to new files and the old ones removed.
+  names and descriptions, of the partners' snapshots (the erasure deleted the partner's), and
+  of the log's table when format 1 events were overwritten: each table and its indexes are
+  written to new files and the old ones removed.
   https://www.postgresql.org/docs/current/sql-vacuum.html
 
 Limits, stated in the README: PostgreSQL's write-ahead log segments (and any WAL archive or
@@ -76,6 +77,7 @@ def _postgres_tables(ledger: Partnerships, view: LedgerView) -> list[str]:
         recorder.vault.rows,
         f'"{schema}".{recorder.events_table_name}',
         *(f'"{views.datastore.schema}".{views.prefix}{name}' for name in _VIEW_TABLES),
+        recorder._snapshots_table(),
     ]
 
 

@@ -110,7 +110,7 @@ class LedgerService:
             stream_id=partner_id,
             load=lambda: ledger.get_partner(partner_id),
             kind=Partner,
-            command=lambda partner: partner.execute(data, stamp),
+            command=lambda partner: ledger.execute(partner, data, stamp),
             expected_version=ask.expected_version,
         )
         return await self._write(job, ask, f"append_event:{partner_id}")

@@ -88,8 +88,9 @@ class ViewsBehindHeader:
 
 MAX_BATCH = 64
 CACHE_SIZE = 2000
-# The cache is bounded by what it holds, not only by how many aggregates: an aggregate keeps
-# every event it has had (a retraction refolds them), ~1.2 kB each (issue 17 item 6).
+# The cache is bounded by what its aggregates hold, not only by how many there are (issue 17
+# item 6): a cached partner is compact (its state, not its events), and ``held()`` counts the
+# records, references and ids that state keeps (a few tens of bytes each).
 CACHE_EVENTS = 50_000
 # After a shared save conflicted (another process wrote to a cached stream), the writer looks
 # for other processes' events on its cached streams before each batch, for this long.
@@ -241,7 +242,7 @@ class GroupWriter:
             batch = [job for job in batch if not job.solo]
             for job in solo:
                 if job.stream_id is not None:
-                    self._cache.pop(job.stream_id, None)
+                    self._forget(job.stream_id)
             with self.keeper.lock:
                 self._one_by_one(solo)
         if time.monotonic() < self._shared_until:
@@ -342,12 +343,16 @@ class GroupWriter:
         return aggregate
 
     def _remember(self, aggregate: ChainedAggregate) -> None:
-        """Keep ``aggregate`` (most recently used last); evict the least recently used while
-        the cache holds more than CACHE_SIZE aggregates or CACHE_EVENTS events."""
+        """Keep ``aggregate`` (most recently used last), compact (a partner registered here,
+        or given its entries for a retraction, lets them go: they are in the log); evict the
+        least recently used while the cache holds more than CACHE_SIZE aggregates or
+        CACHE_EVENTS items (``ChainedAggregate.held``)."""
         self._forget(aggregate.id)
+        aggregate.forget_history()
+        held = aggregate.held()
         self._cache[aggregate.id] = aggregate
-        self._held[aggregate.id] = aggregate.version
-        self.events_held += aggregate.version
+        self._held[aggregate.id] = held
+        self.events_held += held
         while len(self._cache) > 1 and (
             len(self._cache) > CACHE_SIZE or self.events_held > CACHE_EVENTS
         ):

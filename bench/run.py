@@ -735,6 +735,34 @@ def personal_crypto_us(rounds: int = 20_000) -> tuple[float, float]:
     return written, (time.perf_counter() - started) / rounds * 1e6
 
 
+def writer_memory(directory: Path, partners: int, history: int, appends: int) -> dict[str, Any]:
+    """The write side's memory and cold writes (issue 17 item 6): bench/writer_memory.py, in a
+    process of its own (its memory is what is measured), on a SQLite ledger of its own of
+    ``partners`` x ``history`` events. Returns its figures (see that file): the writer's
+    ``writer_cold_write_ms`` (per write, wall), ``writer_cold_write_cpu_ms``,
+    ``writer_cold_write_mb``, ``writer_cold_events_read`` (per write) and
+    ``writer_mb_per_1000_appends`` (tracemalloc, MB)."""
+    out = directory / "writer_memory.json"
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "writer_memory.py"),
+            "--partners",
+            str(partners),
+            "--history",
+            str(history),
+            "--appends",
+            str(appends),
+            "--json",
+            str(out),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    found: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return found
+
+
 def tree_rss_kb(pid: int) -> int:
     """Resident memory of a process and all its descendants now, in KB (Linux /proc; 0
     elsewhere). Pages the processes share are counted in each: an upper bound."""
@@ -781,6 +809,12 @@ def main() -> None:
         type=int,
         default=2000,
         help="appends timed with and without personal-data commitments and encryption",
+    )
+    parser.add_argument(
+        "--writer-history",
+        type=int,
+        default=1000,
+        help="events of each of the 60 partners the writer's memory is measured on (0: skip)",
     )
     args = parser.parse_args()
     if args.projection_process and args.store != "postgres":
@@ -920,6 +954,18 @@ def main() -> None:
         written, read = personal_crypto_us()
         figures["personal_seal_encrypt_us"] = round(written, 1)
         figures["personal_decrypt_us"] = round(read, 1)
+
+    if args.writer_history:
+        print(f"The writer's memory and cold writes: 60 partners x {args.writer_history} events")
+        found = writer_memory(directory, 60, args.writer_history, 3000)
+        for key in (
+            "writer_cold_write_ms",
+            "writer_cold_write_cpu_ms",
+            "writer_cold_write_mb",
+            "writer_cold_events_read",
+            "writer_mb_per_1000_appends",
+        ):
+            figures[key] = found[key]
 
     targets = {
         "append_http_ratio": (">=", 0.5),

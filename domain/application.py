@@ -1,4 +1,17 @@
-"""The write side's use cases: load an aggregate, run a command, save, return plain data."""
+"""The write side's use cases: load an aggregate, run a command, save, return plain data.
+
+Snapshots (issue 17 item 6). A partner is loaded from its latest snapshot and the events after
+it (the library's snapshot store and repository), compact: it keeps its state, not its events
+(``domain.partner``). A save stores a partner's snapshot in the same transaction as its events
+(the recorder's ``snapshots`` keyword) when ``SNAPSHOT_EVERY`` events or more were recorded
+since the snapshot it was loaded from, or when it records a retraction, and the recorder keeps
+only the latest snapshot of each stream. Why not the library's ``snapshotting_intervals``: it
+snapshots after the save, in a transaction of its own (a second commit, and a window in which
+an erasure could commit between the events and a snapshot holding the erased values), and only
+at multiples of the interval, so that partners recorded before snapshots existed, or copied,
+would wait for their next multiple. Snapshots are not events: no hash, digest, view or export
+reads them; erasure deletes the partner's (``api.recorders``).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +21,12 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Mapper, Notification
+from eventsourcing.persistence import EventStore, IntegrityError, Mapper, Notification
 from eventsourcing.utils import resolve_topic
 
 from domain.chained import ChainedAggregate, Stamp
@@ -28,7 +41,7 @@ from domain.errors import (
     ValidationFailed,
     VersionConflict,
 )
-from domain.partner import Partner
+from domain.partner import HistoryNeeded, Partner
 from domain.personal import (
     CONTENT_ERASED,
     PERSONAL,
@@ -38,7 +51,7 @@ from domain.personal import (
     placeholder,
     subject_of_field,
 )
-from domain.serialization import TypedMapper, data_model_of
+from domain.serialization import TypedMapper, UnreadableSnapshot, data_model_of
 from domain.values import (
     CoalitionFormed,
     CommitmentMade,
@@ -52,12 +65,22 @@ from domain.values import (
     ProfileUpdated,
 )
 
-__all__ = ["CONTENTION_SECONDS", "Partnerships", "Recorded", "SaveOptions", "recorded_from"]
+__all__ = [
+    "CONTENTION_SECONDS",
+    "SNAPSHOT_EVERY",
+    "Partnerships",
+    "Recorded",
+    "SaveOptions",
+    "recorded_from",
+]
 
 # How long a write without expected_version keeps trying again when other writers win the
 # race for its stream, and the most it waits (times the attempt, at random) between tries.
 CONTENTION_SECONDS = 10.0
 RETRY_JITTER_SECONDS = 0.002
+# A partner's snapshot is stored with a save once this many events were recorded since the one
+# it was loaded from: a load then reads one snapshot and fewer events than this.
+SNAPSHOT_EVERY = 100
 TAggregate = TypeVar("TAggregate", bound=ChainedAggregate)
 
 
@@ -87,9 +110,46 @@ class Partnerships(Application[UUID]):
     """The ledger's write side: partners and coalitions, each a hash-chained event stream."""
 
     name = "pledger"
+    is_snapshotting_enabled = True
 
     def construct_mapper(self) -> Mapper[UUID]:
         return TypedMapper()
+
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        """The library's snapshot store, on the recorder's snapshot table when the recorder
+        offers one (``api.recorders``: it also writes and deletes snapshots in its own
+        transactions), else on the factory's."""
+        make = getattr(self.recorder, "snapshot_recorder", None)
+        if make is None:
+            return super().construct_snapshot_store()
+        return EventStore(mapper=self.mapper, recorder=make())
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        """The library's save, with the snapshots due (see the module's notes) stored in the
+        same transaction as the events. Returns the library's recordings; raises what it
+        raises (IntegrityError when a version or a key is already on record)."""
+        due = [
+            obj
+            for obj in objs
+            if isinstance(obj, Partner)
+            and obj.pending_events
+            and (
+                obj.version - obj.snapshot_version >= SNAPSHOT_EVERY
+                or any(isinstance(e, Partner.EntryRetracted) for e in obj.pending_events)
+            )
+        ]
+        if not due or self.snapshots is None:
+            return super().save(*objs, **kwargs)
+        snapshots = [Partner.Snapshot.take(partner) for partner in due]
+        if hasattr(self.recorder, "snapshot_recorder"):
+            kwargs["snapshots"] = [self.mapper.to_stored_event(s) for s in snapshots]
+            recordings = super().save(*objs, **kwargs)
+        else:  # a recorder of the library's own: the snapshots follow the events
+            recordings = super().save(*objs, **kwargs)
+            self.snapshots.put(snapshots)
+        for partner in due:
+            partner.snapshot_version = partner.version
+        return recordings
 
     # ---- partners -----------------------------------------------------------------------
 
@@ -116,13 +176,29 @@ class Partnerships(Application[UUID]):
         self.check_references(partner_id, data)
         return self._change(
             lambda: self.get_partner(partner_id),
-            lambda partner: partner.execute(data, stamp),
+            lambda partner: self.execute(partner, data, stamp),
             expected_version,
             with_save,
         )
 
-    def get_partner(self, partner_id: UUID, version: int | None = None) -> Partner:
-        return self._get(Partner, partner_id, version, PartnerNotFound)
+    def execute(self, partner: Partner, data: EventData, stamp: Stamp) -> None:
+        """Run one command on a partner (``Partner.execute``: raises its refusals), first giving
+        it its recorded entries when the command needs them (a retraction of a compact
+        partner: ``HistoryNeeded``). Every caller that runs commands on a loaded partner goes
+        through here."""
+        try:
+            partner.execute(data, stamp)
+        except HistoryNeeded as needed:
+            partner.take_history(self._recorded(partner.id, needed.upto))
+            partner.execute(data, stamp)
+
+    def get_partner(
+        self, partner_id: UUID, version: int | None = None, *, with_history: bool = False
+    ) -> Partner:
+        """The partner as recorded (at ``version``, or now): compact, loaded from its latest
+        snapshot and the events after it; ``with_history`` reads every event and keeps them
+        (``Partner.entries``). Raises PartnerNotFound (404)."""
+        return self._get(Partner, partner_id, version, PartnerNotFound, with_history=with_history)
 
     def partner_exists(self, partner_id: UUID) -> bool:
         """Whether a partner (not a coalition, not nothing) is on record under this id."""
@@ -300,16 +376,40 @@ class Partnerships(Application[UUID]):
         aggregate_id: UUID,
         version: int | None,
         not_found: Callable[[UUID], LedgerError],
+        *,
+        with_history: bool = False,
     ) -> TAggregate:
+        """Load from the latest snapshot (the library's repository) and the events after it;
+        from every event when asked ``with_history``, when a retraction follows the snapshot
+        (its refold needs the entries) or when the snapshot cannot be read."""
         try:
-            aggregate: object = self.repository.get(
-                aggregate_id, version=version, projector_func=_fold
-            )
+            if with_history:
+                aggregate: object = self._replay(aggregate_id, version)
+            else:
+                try:
+                    aggregate = self.repository.get(
+                        aggregate_id, version=version, projector_func=_fold
+                    )
+                except (HistoryNeeded, UnreadableSnapshot):
+                    aggregate = self._replay(aggregate_id, version)
         except AggregateNotFoundError:
             raise not_found(aggregate_id) from None
         if not isinstance(aggregate, kind):
             raise not_found(aggregate_id)
+        if not with_history:
+            aggregate.forget_history()
         return aggregate
+
+    def _replay(self, aggregate_id: UUID, version: int | None) -> object:
+        """The aggregate folded from every one of its events (up to ``version``)."""
+        aggregate = _fold(None, self.events.get(aggregate_id, lte=version))
+        if aggregate is None:
+            raise AggregateNotFoundError(aggregate_id)
+        return aggregate
+
+    def _recorded(self, partner_id: UUID, upto: int) -> list[Partner.Event]:
+        """A partner's recorded events, versions 1 to ``upto``."""
+        return [cast(Partner.Event, e) for e in self.events.get(partner_id, lte=upto)]
 
     def _check_referrer(self, referred_by: UUID | None) -> None:
         if referred_by is not None and not self.partner_exists(referred_by):
@@ -384,9 +484,15 @@ class Partnerships(Application[UUID]):
         raise Busy(msg)
 
     def _caught_up(self, aggregate: TAggregate) -> TAggregate:
-        """``aggregate`` with the events recorded on its stream after its version applied."""
-        newer = self.repository.event_store.get(aggregate.id, gt=aggregate.version)
-        caught_up: TAggregate = _fold(aggregate, newer)
+        """``aggregate`` with the events recorded on its stream after its version applied
+        (a compact partner given its entries first when one of them is a retraction)."""
+        newer = list(self.events.get(aggregate.id, gt=aggregate.version))
+        try:
+            caught_up: TAggregate = _fold(aggregate, newer)
+        except HistoryNeeded as needed:
+            assert isinstance(aggregate, Partner)
+            aggregate.take_history(self._recorded(aggregate.id, needed.upto))
+            caught_up = _fold(aggregate, [e for e in newer if e.originator_version > needed.upto])
         return caught_up
 
 

@@ -154,3 +154,12 @@ class ChainedAggregate(Aggregate):
     def known_people(self) -> dict[str, str]:
         """``{name: person key}`` of the contact people on record (none here)."""
         return {}
+
+    def forget_history(self) -> None:
+        """Drop what the state keeps of past events beyond the state itself (a partner's
+        entries, domain.partner); nothing here."""
+
+    def held(self) -> int:
+        """Roughly how many items (kept events, records, ids) this aggregate holds in memory:
+        what a cache of aggregates is bounded by."""
+        return 1

@@ -54,6 +54,10 @@ class Coalition(ChainedAggregate):
         self.members: set[UUID] = set()
         self.changed_at: dict[UUID, datetime] = {}  # each member's last join or leave
 
+    def held(self) -> int:
+        """Its members and their last changes (a coalition keeps no events)."""
+        return 1 + len(self.members) + len(self.changed_at)
+
     @classmethod
     def form(cls, data: CoalitionFormed, stamp: Stamp, stream_id: UUID | None = None) -> Coalition:
         check_not_future(stamp)

@@ -3,16 +3,28 @@
 Command methods (verbs) check the rules of SPEC §2 and then record an event; each event's
 ``evolve`` only changes state. A retraction re-folds the partner from its events, leaving the
 retracted one out, so the state always equals the fold of the entries that still count.
+
+The rules read only a compact state: the fold itself, plus a small index of what the rules
+need from entries that no longer count (the ids ever used, which versions are retractions).
+A partner built event by event keeps its entries too (``entries``), for the refold. A partner
+loaded from the log is compact (``keeps_history`` False, no entries: issue 17 item 6, its memory
+no longer grows with its history, and it can be stored as a :class:`Partner.Snapshot`); a retraction
+on it raises :class:`HistoryNeeded` before anything changes, and the caller gives it its
+recorded entries (:meth:`Partner.take_history`) and runs the command again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, cast
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Snapshot as LibrarySnapshot
+from pydantic import AfterValidator
+from typing_extensions import TypedDict  # pydantic reads a TypedDict of typing only on 3.12+
 
 from domain import values
 from domain.chained import ChainedAggregate, Stamp
@@ -58,7 +70,14 @@ from domain.values import (
     TrustRepaired,
 )
 
-__all__ = ["DEFAULT_CADENCE_DAYS", "FUTURE_TOLERANCE", "CommitmentRecord", "Partner"]
+__all__ = [
+    "DEFAULT_CADENCE_DAYS",
+    "FUTURE_TOLERANCE",
+    "CommitmentRecord",
+    "HistoryNeeded",
+    "Partner",
+    "PartnerState",
+]
 
 DEFAULT_CADENCE_DAYS = 30
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -93,12 +112,28 @@ def _money(amount: Any, currency: str | None, *, required: bool) -> Any:
     return normalize_amount(amount, currency)
 
 
+class HistoryNeeded(Exception):
+    """A compact partner (loaded from the log, holding no entries) was asked to refold: a
+    retraction. Nothing changed; read its recorded events up to version ``upto`` (those after
+    are its pending events), give them to :meth:`Partner.take_history` and try again. Not a
+    refusal: it never reaches a caller of the application."""
+
+    def __init__(self, upto: int) -> None:
+        super().__init__(f"the partner's entries up to version {upto} are needed")
+        self.upto = upto
+
+
+# An instant of the state as it was folded: aware, in UTC (as the events' times are), also when
+# read back from a snapshot (pydantic would give its own UTC tzinfo).
+Instant = Annotated[datetime, AfterValidator(lambda moment: moment.astimezone(UTC))]
+
+
 @dataclass
 class CommitmentRecord:
     commitment_id: str
     owed_by: Side
     made_version: int
-    made_at: datetime
+    made_at: Instant
     due_on: date
     closed: Literal["fulfilled", "cancelled"] | None = None
     dependents: list[int] = field(default_factory=list)
@@ -108,7 +143,7 @@ class CommitmentRecord:
 class BreachRecord:
     breach_id: str
     recorded_version: int
-    occurred_at: datetime
+    occurred_at: Instant
     repaired: bool = False
     dependents: list[int] = field(default_factory=list)
 
@@ -118,9 +153,12 @@ class Partner(ChainedAggregate):
 
     class Event(ChainedAggregate.Event):
         def apply(self, aggregate: Any) -> None:
-            # Every entry is kept, so that a retraction can re-fold the ones that still count.
-            aggregate.entries[self.originator_version] = self
+            partner: Partner = aggregate
+            partner.note(self)
             super().apply(aggregate)
+
+        def index(self, partner: Partner) -> None:
+            """Note what the rules need of this entry even once it no longer counts."""
 
     class Registered(Aggregate.Created, Event):
         data: PartnerRegistered
@@ -161,6 +199,10 @@ class Partner(ChainedAggregate):
 
     class CommitmentMade(Event):
         data: CommitmentMade
+
+        def index(self, partner: Partner) -> None:
+            assert self.data.commitment_id is not None
+            partner.ids_at[self.originator_version] = ("commitment", self.data.commitment_id)
 
         def evolve(self, aggregate: Any) -> None:
             d = self.data
@@ -204,6 +246,10 @@ class Partner(ChainedAggregate):
     class FeedbackReceived(Event):
         data: FeedbackReceived
 
+        def index(self, partner: Partner) -> None:
+            assert self.data.feedback_id is not None
+            partner.ids_at[self.originator_version] = ("feedback", self.data.feedback_id)
+
         def evolve(self, aggregate: Any) -> None:
             assert self.data.feedback_id is not None
             aggregate.feedback[self.data.feedback_id] = [self.originator_version]
@@ -217,6 +263,10 @@ class Partner(ChainedAggregate):
 
     class TrustBreachRecorded(Event):
         data: TrustBreachRecorded
+
+        def index(self, partner: Partner) -> None:
+            assert self.data.breach_id is not None
+            partner.ids_at[self.originator_version] = ("breach", self.data.breach_id)
 
         def evolve(self, aggregate: Any) -> None:
             assert self.data.breach_id is not None
@@ -258,14 +308,46 @@ class Partner(ChainedAggregate):
     class EntryRetracted(Event):
         data: EntryRetracted
 
+        def index(self, partner: Partner) -> None:
+            partner.retractions.add(self.originator_version)
+
         def evolve(self, aggregate: Any) -> None:
             aggregate.retracted.add(self.data.version)
             aggregate.refold()
 
+    class Snapshot(LibrarySnapshot):
+        """The library's snapshot of a partner (its compact state, :class:`PartnerState`): a
+        write loads the latest one and the events after it, rather than the whole stream."""
+
+        @classmethod
+        def take(cls, aggregate: Any) -> Partner.Snapshot:
+            snapshot: Partner.Snapshot = super().take(aggregate)
+            # The entries stay in the log; the version it was loaded from is the snapshot's own.
+            for name in ("entries", "keeps_history", "snapshot_version"):
+                snapshot.state.pop(name, None)
+            return snapshot
+
+        def mutate(self, _: None) -> Partner:
+            partner = super().mutate(None)
+            assert isinstance(partner, Partner)
+            partner.entries, partner.keeps_history = {}, False
+            partner.snapshot_version = self.originator_version
+            return partner
+
     def __init__(self) -> None:
         super().__init__()
+        # Every entry, so that a retraction can re-fold the ones that still count; none once
+        # the partner is compact (forget_history).
         self.entries: dict[int, Partner.Event] = {}
+        self.keeps_history = True
         self.retracted: set[int] = set()
+        # Kept across refolds, for the rules: the version of each entry that used an id (an id
+        # is never used twice within a partner), and the versions of the retractions.
+        self.ids_at: dict[int, tuple[str, str]] = {}
+        self.retractions: set[int] = set()
+        # The version of the snapshot this partner was loaded from (0: none), for the
+        # application's snapshot policy.
+        self.snapshot_version = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -328,8 +410,47 @@ class Partner(ChainedAggregate):
 
     # ---- folding ------------------------------------------------------------------------
 
+    def note(self, entry: Partner.Event) -> None:
+        """Keep ``entry`` (when entries are kept) and index it, before it changes the state.
+        Raises HistoryNeeded, changing nothing, for a retraction on a compact partner."""
+        if self.keeps_history:
+            self.entries[entry.originator_version] = entry
+        elif isinstance(entry, Partner.EntryRetracted):
+            raise HistoryNeeded(self.version - len(self.pending_events))
+        entry.index(self)
+
+    def forget_history(self) -> None:
+        """Keep only the compact state: the entries stay in the log (see the module's notes)."""
+        self.entries, self.keeps_history = {}, False
+
+    def held(self) -> int:
+        """Kept entries, and the records, references and ids of the compact state."""
+        return (
+            1
+            + len(self.entries)
+            + sum(1 + len(c.dependents) for c in self.commitments.values())
+            + sum(1 + len(b.dependents) for b in self.breaches.values())
+            + sum(len(refs) for refs in self.feedback.values())
+            + len(self.ids_at)
+            + len(self.retracted)
+            + len(self.retractions)
+            + len(self.contacts.people)
+        )
+
+    def take_history(self, recorded: Iterable[Partner.Event]) -> None:
+        """Keep the entries again: ``recorded`` are the events read from the log up to the
+        version :class:`HistoryNeeded` named; the pending events are the rest. Raises
+        ValueError when they are not every version from 1 to the partner's."""
+        entries = {event.originator_version: event for event in recorded}
+        entries.update({e.originator_version: cast(Partner.Event, e) for e in self.pending_events})
+        if sorted(entries) != list(range(1, self.version + 1)):
+            msg = f"the history given is not versions 1 to {self.version} of partner {self.id}"
+            raise ValueError(msg)
+        self.entries, self.keeps_history = entries, True
+
     def refold(self) -> None:
         """Recompute the state from every entry that still counts."""
+        assert self.keeps_history, "note() asks for the history first"
         self._reset()
         for version in sorted(self.entries):
             entry = self.entries[version]
@@ -436,7 +557,7 @@ class Partner(ChainedAggregate):
 
     def receive_feedback(self, data: values.FeedbackReceived, stamp: Stamp) -> None:
         feedback_id = data.feedback_id or str(uuid4())
-        if feedback_id in self._all_ids(Partner.FeedbackReceived, "feedback_id"):
+        if feedback_id in self._all_ids("feedback"):
             raise DuplicateId(f"feedback_id {feedback_id} is already used for this partner.")
         data = data.model_copy(update={"feedback_id": feedback_id})
         self._record(Partner.FeedbackReceived, data, stamp)
@@ -448,7 +569,7 @@ class Partner(ChainedAggregate):
 
     def record_breach(self, data: values.TrustBreachRecorded, stamp: Stamp) -> None:
         breach_id = data.breach_id or str(uuid4())
-        if breach_id in self._all_ids(Partner.TrustBreachRecorded, "breach_id"):
+        if breach_id in self._all_ids("breach"):
             raise DuplicateId(f"breach_id {breach_id} is already used for this partner.")
         self._record(
             Partner.TrustBreachRecorded, data.model_copy(update={"breach_id": breach_id}), stamp
@@ -475,26 +596,28 @@ class Partner(ChainedAggregate):
         self._record(Partner.AgreementSigned, data, stamp)
 
     def retract_entry(self, data: values.EntryRetracted, stamp: Stamp) -> None:
-        target = self.entries.get(data.version)
-        if target is None:
-            raise InvalidRetraction(f"This partner has no event with version {data.version}.")
-        if isinstance(target, Partner.EntryRetracted):
+        version = data.version
+        if not 1 <= version <= self.version:
+            raise InvalidRetraction(f"This partner has no event with version {version}.")
+        if version in self.retractions:
             raise InvalidRetraction(
                 "A retraction cannot be retracted; record the entry again instead."
             )
-        if isinstance(target, Partner.Registered):
+        if version == 1:  # a partner's first event is its registration
             raise InvalidRetraction(
                 "A registration cannot be retracted; correct it with profile_updated instead."
             )
-        if data.version in self.retracted:
-            raise AlreadyRetracted(f"Version {data.version} has already been retracted.")
-        dependents = self._dependents_of(target)
+        if version in self.retracted:
+            raise AlreadyRetracted(f"Version {version} has already been retracted.")
+        dependents = self._dependents_of(version)
         if dependents:
             later = ", ".join(str(v) for v in dependents)
             raise StillReferenced(
-                f"Version {data.version} is referred to by later entries (versions {later}); "
+                f"Version {version} is referred to by later entries (versions {later}); "
                 "retract those first."
             )
+        if not self.keeps_history:
+            raise HistoryNeeded(self.version - len(self.pending_events))
         self._record(Partner.EntryRetracted, data, stamp)
 
     def erase_personal_data(self, data: values.PersonalDataErased, stamp: Stamp) -> None:
@@ -505,16 +628,12 @@ class Partner(ChainedAggregate):
 
     # ---- helpers ------------------------------------------------------------------------
 
-    def _all_ids(self, event_class: type[Partner.Event], attribute: str) -> set[str]:
+    def _all_ids(self, kind: str) -> set[str]:
         """Ids used by any entry, retracted or not: an id is never reused within a partner."""
-        return {
-            getattr(entry.data, attribute)
-            for entry in self.entries.values()
-            if isinstance(entry, event_class)
-        }
+        return {key for used, key in self.ids_at.values() if used == kind}
 
     def _all_commitment_ids(self) -> set[str]:
-        return self._all_ids(Partner.CommitmentMade, "commitment_id")
+        return self._all_ids("commitment")
 
     def _known_commitment(self, commitment_id: str | None, field_name: str) -> None:
         if commitment_id is not None and commitment_id not in self.commitments:
@@ -534,18 +653,17 @@ class Partner(ChainedAggregate):
             raise ValidationFailed([Problem("occurred_at", "is before the commitment was made")])
         return record
 
-    def _dependents_of(self, target: Partner.Event) -> list[int]:
-        if isinstance(target, Partner.CommitmentMade):
-            assert target.data.commitment_id is not None
-            record = self.commitments.get(target.data.commitment_id)
+    def _dependents_of(self, version: int) -> list[int]:
+        """The versions of the entries that still count and refer to the entry ``version``."""
+        kind, key = self.ids_at.get(version, ("", ""))
+        if kind == "commitment":
+            record = self.commitments.get(key)
             return record.dependents if record else []
-        if isinstance(target, Partner.TrustBreachRecorded):
-            assert target.data.breach_id is not None
-            breach = self.breaches.get(target.data.breach_id)
+        if kind == "breach":
+            breach = self.breaches.get(key)
             return breach.dependents if breach else []
-        if isinstance(target, Partner.FeedbackReceived):
-            assert target.data.feedback_id is not None
-            return self.feedback.get(target.data.feedback_id, [])[1:]
+        if kind == "feedback":
+            return self.feedback.get(key, [])[1:]
         return []
 
 
@@ -568,3 +686,34 @@ _COMMANDS: dict[type[EventData], Any] = {
     AgreementSigned: Partner.sign_agreement,
     EntryRetracted: Partner.retract_entry,
 }
+
+
+class PartnerState(TypedDict):
+    """A partner's compact state, as its snapshot holds it (every attribute but the library's
+    id, version and pending events, ``entries`` and ``snapshot_version``). A new attribute of
+    :class:`Partner` goes here too: the snapshot mapper refuses a state with other keys. A
+    change to one that snapshots already hold needs ``Partner.class_version`` and an upcast,
+    or the snapshots deleted (they are retaken)."""
+
+    _created_on: Instant
+    _modified_on: Instant
+    last_hash: str
+    retracted: set[int]
+    ids_at: dict[int, tuple[str, str]]
+    retractions: set[int]
+    name: str
+    kind: PartnerKind
+    roles: tuple[str, ...]
+    communities: tuple[str, ...]
+    region: str | None
+    referred_by: UUID | None
+    preferences: Preferences
+    contacts: Contacts
+    person_keys: tuple[str, ...]
+    registered_at: Instant | None
+    stage: Stage
+    cadence_days: int
+    commitments: dict[str, CommitmentRecord]
+    breaches: dict[str, BreachRecord]
+    feedback: dict[str, list[int]]
+    erased: bool

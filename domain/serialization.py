@@ -14,13 +14,18 @@ erased. A format 1 state overwritten by an erasure carries ``"content_erased": t
 Reading it back, the event class's annotation of ``data`` says which payload model restores
 the types (Decimal, date, UUID, enums, tuples); times come back as aware UTC datetimes.
 ``class_version`` and ``upcast_vN_vN+1`` static methods on an event class upgrade old states.
+
+A partner's snapshot (the library's snapshot store, issue 17 item 6) is stored by the same
+mapper as ``{"timestamp": "...Z", "topic": "domain.partner:Partner", "state": {...}}``, its
+state written and read by pydantic from :class:`domain.partner.PartnerState`. It is not an
+event: it is in no hash, in no digest, and no reader of the log sees it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, get_type_hints
+from typing import Any, cast, get_type_hints
 from uuid import UUID
 
 import orjson
@@ -33,14 +38,19 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.utils import get_topic, resolve_topic
+from pydantic import TypeAdapter
 
 from domain.chained import ChainedAggregate
 from domain.coalition import Coalition
 from domain.errors import DamagedEvent
 from domain.hashing import format_instant, parse_instant
-from domain.partner import Partner
+from domain.partner import Partner, PartnerState
 from domain.personal import Disclosed, disclose, stored_seal
 from domain.values import FROM_STORE, EventData
+
+_SNAPSHOT_TOPIC = get_topic(Partner.Snapshot)
+_SNAPSHOT_STATE: TypeAdapter[PartnerState] = TypeAdapter(PartnerState)
+_STATE_KEYS = frozenset(PartnerState.__annotations__)
 
 __all__ = [
     "DATA_MODELS",
@@ -50,6 +60,7 @@ __all__ = [
     "PersonalStoredEvent",
     "TypedMapper",
     "UndecodableEvent",
+    "UnreadableSnapshot",
     "data_model_of",
     "public_event",
     "stream_type_of",
@@ -91,6 +102,11 @@ def _resolve(topic: str) -> type[ChainedAggregate.Event]:
     cls: type[ChainedAggregate.Event] = resolve_topic(topic)
     assert issubclass(cls, ChainedAggregate.Event), topic
     return cls
+
+
+class UnreadableSnapshot(MapperDeserialisationError):
+    """A stored snapshot does not decode (written for an older state, say): the application
+    loads the partner from its events instead."""
 
 
 class UndecodableEvent(MapperDeserialisationError, DamagedEvent):
@@ -145,6 +161,8 @@ class TypedMapper(Mapper[UUID]):
         super().__init__(transcoder=JSONTranscoder())
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        if isinstance(domain_event, Partner.Snapshot):
+            return _stored_snapshot(domain_event)
         event: ChainedAggregate.Event = domain_event
         state: dict[str, Any] = {
             "occurred_at": format_instant(event.occurred_at),
@@ -173,6 +191,8 @@ class TypedMapper(Mapper[UUID]):
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        if stored_event.topic == _SNAPSHOT_TOPIC:
+            return _snapshot_of(stored_event)
         try:
             cls = _resolve(stored_event.topic)
             state = orjson.loads(stored_event.state)
@@ -214,6 +234,42 @@ class TypedMapper(Mapper[UUID]):
         event = object.__new__(cls)
         object.__setattr__(event, "__dict__", fields)
         return event
+
+
+def _stored_snapshot(snapshot: Partner.Snapshot) -> StoredEvent:
+    if set(snapshot.state) != _STATE_KEYS:
+        odd = sorted(set(snapshot.state) ^ _STATE_KEYS)
+        msg = f"a partner's state has {odd}, unlike PartnerState"
+        raise ValueError(msg)
+    document = {
+        "timestamp": format_instant(snapshot.timestamp),
+        "topic": snapshot.topic,
+        "state": _SNAPSHOT_STATE.dump_python(cast(PartnerState, snapshot.state), mode="json"),
+    }
+    return StoredEvent(
+        originator_id=snapshot.originator_id,
+        originator_version=snapshot.originator_version,
+        topic=_SNAPSHOT_TOPIC,
+        state=orjson.dumps(document),
+    )
+
+
+def _snapshot_of(stored: StoredEvent) -> Partner.Snapshot:
+    try:
+        document = orjson.loads(stored.state)
+        state = _SNAPSHOT_STATE.validate_python(document["state"], context=FROM_STORE)
+        return Partner.Snapshot(
+            originator_id=stored.originator_id
+            if isinstance(stored.originator_id, UUID)
+            else UUID(stored.originator_id),
+            originator_version=stored.originator_version,
+            timestamp=parse_instant(document["timestamp"]),
+            topic=document["topic"],
+            state=dict(state),
+        )
+    except Exception as error:
+        msg = f"snapshot of {stored.originator_id} at version {stored.originator_version}: {error}"
+        raise UnreadableSnapshot(msg) from error
 
 
 def public_event(event: ChainedAggregate.Event, position: int) -> dict[str, Any]:

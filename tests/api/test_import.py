@@ -332,7 +332,7 @@ def test_a_later_row_fulfils_a_commitment_an_earlier_row_made(
 
     assert result.exit_code == 0, result.output
     assert "Recorded 4 events for 1 partners from events.csv." in result.stdout
-    partner = ledger.get_partner(maria)
+    partner = ledger.get_partner(maria, with_history=True)
     commitment = partner.commitments["C-2026-001"]
     assert (commitment.owed_by, commitment.due_on, commitment.closed) == (
         Side.US,

@@ -292,10 +292,10 @@ def retractable(partner: Partner) -> list[int]:
     already retracted, and nothing still counting that refers to it."""
     return [
         version
-        for version, entry in sorted(partner.entries.items())
-        if not isinstance(entry, Partner.Registered | Partner.EntryRetracted)
+        for version in range(2, partner.version + 1)
+        if version not in partner.retractions
         and version not in partner.retracted
-        and not partner._dependents_of(entry)
+        and not partner._dependents_of(version)
     ]
 
 
