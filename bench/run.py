@@ -727,6 +727,14 @@ def main() -> None:
         default=2000,
         help="appends timed with and without personal-data commitments and encryption",
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the built ledger's directory (printed)"
+    )
+    parser.add_argument(
+        "--rebuild-only",
+        action="store_true",
+        help="stop after the rebuild's figures (with --keep: a ledger to profile rebuilds on)",
+    )
     args = parser.parse_args()
     if args.projection_process and args.store != "postgres":
         parser.error("--projection-process needs --store postgres")
@@ -765,6 +773,10 @@ def main() -> None:
     if figures["rebuild_seconds"]:
         share = figures["tree_rebuild_seconds"] / figures["rebuild_seconds"]
         figures["tree_rebuild_share"] = round(share, 3)
+    if args.rebuild_only:
+        report(figures, args.json)
+        finish(directory, keep=args.keep)
+        return
 
     print("Serving over HTTP")
     server = Server(settings, directory, args.workers, projection_process=args.projection_process)
@@ -869,6 +881,20 @@ def main() -> None:
         figures["personal_seal_encrypt_us"] = round(written, 1)
         figures["personal_decrypt_us"] = round(read, 1)
 
+    report(figures, args.json)
+    finish(directory, keep=args.keep)
+
+
+def finish(directory: Path, *, keep: bool) -> None:
+    """Remove the bench's directory, or say where it is kept."""
+    if keep:
+        print(f"kept the ledger in {directory}")
+    else:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def report(figures: dict[str, Any], json_path: Path | None) -> None:
+    """Print the figures against their targets; write them to ``json_path`` if given."""
     targets = {
         "append_http_ratio": (">=", 0.5),
         "append_http_p99_ms": ("<=", 50),
@@ -908,10 +934,9 @@ def main() -> None:
         limit = latency_targets[key]
         verdict = "met" if value <= limit else "MISSED"
         print(f"{'p95 ' + key + ' (ms)':<36}{value:>14}  <= {limit}  {verdict}")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
-    shutil.rmtree(directory, ignore_errors=True)
+    if json_path:
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"\nwrote {json_path}")
 
 
 if __name__ == "__main__":
