@@ -50,7 +50,6 @@ from projections.logtable import LogTable, OpenLog
 from projections.rows import (
     DigestChain,
     Totals,
-    TreeRow,
     coalition_row,
     commitment_rows,
     count_commitments,
@@ -76,7 +75,7 @@ class ViewRows:
     coalitions: list[Sequence[Any]] = field(default_factory=list)
     totals: Totals = field(default_factory=Counter)
     heads: list[Sequence[Any]] = field(default_factory=list)  # stream_heads rows
-    tree: list[TreeRow] = field(default_factory=list)  # merkle_nodes rows (the digest's pass)
+    tree: Sequence[Sequence[Any]] = field(default_factory=list)  # merkle_nodes rows (digest pass)
 
 
 def fold_streams(
@@ -204,7 +203,8 @@ class LogFold:
                 self.chain = DigestChain(digest, events, position, checkpoints)
                 continue
             if "tree" in message:
-                yield ViewRows(0, tree=[tuple(row) for row in message["tree"]])
+                # As they arrive (lists): both stores write any sequence as a row.
+                yield ViewRows(0, tree=message["tree"])
                 continue
             events, partners, commitments, coalitions, totals, heads = message["rows"]
             yield ViewRows(
