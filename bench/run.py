@@ -113,6 +113,18 @@ def build_ledger(settings: Settings, partners: int, per_partner: int) -> dict[st
     }
 
 
+def kept_ledger(settings: Settings) -> dict[str, Any]:
+    """What the rebuild's figures need of a ledger built before (``--ledger``): its events,
+    and its partners' ids."""
+    services = open_services(settings)
+    try:
+        rows = services.view.select("SELECT partner_id FROM {p}partners")
+        events = services.ledger.last_position()
+    finally:
+        services.close()
+    return {"events": events, "partners": [row["partner_id"] for row in rows]}
+
+
 # ---- floors -------------------------------------------------------------------------------
 
 
@@ -577,7 +589,9 @@ def tree_costs(settings: Settings, directory: Path, page: int = 500) -> dict[str
         chain.extend(hashes[start : start + page])
         rows.append(chain.take_tree())
     with_tree = time.perf_counter() - started
-    scratch = sqlite3.connect(directory / "tree-scratch.db")
+    scratch_path = directory / "tree-scratch.db"
+    scratch_path.unlink(missing_ok=True)  # a kept ledger's directory (--keep) has one
+    scratch = sqlite3.connect(scratch_path)
     scratch.execute(
         "CREATE TABLE merkle_nodes (level INTEGER NOT NULL, idx BIGINT NOT NULL, hash TEXT NOT "
         "NULL, position BIGINT, PRIMARY KEY (level, idx))"
@@ -735,12 +749,21 @@ def main() -> None:
         action="store_true",
         help="stop after the rebuild's figures (with --keep: a ledger to profile rebuilds on)",
     )
+    parser.add_argument(
+        "--ledger",
+        type=Path,
+        default=None,
+        help="a directory kept by --keep: measure its rebuild again, building nothing "
+        "(implies --rebuild-only and --keep)",
+    )
     args = parser.parse_args()
+    if args.ledger:
+        args.rebuild_only = args.keep = True
     if args.projection_process and args.store != "postgres":
         parser.error("--projection-process needs --store postgres")
     partners = args.partners or (1000 if args.quick else 10_000)
 
-    directory = Path(tempfile.mkdtemp(prefix="pledger-bench-"))
+    directory = args.ledger or Path(tempfile.mkdtemp(prefix="pledger-bench-"))
     if args.store == "postgres":
         url = os.environ.get("PLEDGER_DATABASE_URL")
         if not url:
@@ -748,8 +771,12 @@ def main() -> None:
         settings = Settings(db_path=directory / "unused.db", database_url=url)
     else:
         settings = Settings(db_path=directory / "pledger.db")
-    print(f"Building {partners:,} partners x ~{args.events} events in {directory}")
-    built = build_ledger(settings, partners, args.events)
+    if args.ledger:
+        built = kept_ledger(settings)
+        partners = len(built["partners"])
+    else:
+        print(f"Building {partners:,} partners x ~{args.events} events in {directory}")
+        built = build_ledger(settings, partners, args.events)
 
     figures: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
