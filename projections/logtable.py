@@ -25,7 +25,7 @@ import orjson
 
 from domain.errors import DamagedEvent
 from domain.hashing import parse_instant
-from domain.personal import Disclosed, Vault, decrypt_rows, disclose, event_pairs
+from domain.personal import Disclosed, Vault, decrypt_rows, disclose
 from projections.folds import Entry
 
 __all__ = [
@@ -280,7 +280,7 @@ class OpenLog:
         for start in range(0, len(pairs), 400):
             chunk = pairs[start : start + 400]
             statement = vault.events_statement(len(chunk))
-            found.update(decrypt_rows(self._rows(statement, event_pairs(chunk))))
+            found.update(decrypt_rows(self._rows(statement, vault.event_params(chunk))))
         return found
 
     def hash_pages(self, upto: int, limit: int) -> Iterator[list[tuple[int, str]]]:
