@@ -151,8 +151,10 @@ class LogTable:
         recorded up to a position: a walk along the primary key from a (stream, version)."""
         mark, cast = ("%s", "::uuid") if self.postgres else ("?", "")
         below = f"AND originator_id < {mark}{cast} " if bounded else ""
+        # PostgreSQL: the id as text, not a UUID object a row (psycopg's Python loader).
+        stream_id = "originator_id::text" if self.postgres else "originator_id"
         return (
-            f"SELECT {self.position}, originator_id, originator_version, topic, state "
+            f"SELECT {self.position}, {stream_id}, originator_version, topic, state "
             f"FROM {self.name} "
             f"WHERE (originator_id, originator_version) > ({mark}{cast}, {mark}) {below}"
             f"AND {self.position} <= {mark} "
