@@ -53,7 +53,7 @@ from psycopg.errors import LockNotAvailable
 from psycopg.sql import SQL
 
 from domain.errors import Busy
-from domain.personal import Disclosed, Erasure, Vault, decrypt_rows, encrypt, event_pairs, new_key
+from domain.personal import Disclosed, Erasure, Vault, decrypt_rows, encrypt, new_key
 from domain.serialization import (
     DisclosedNotification,
     DisclosedStoredEvent,
@@ -328,7 +328,7 @@ class _ApiTables:
             for start in range(0, len(pairs), 400):
                 chunk = pairs[start : start + 400]
                 statement = self.vault.events_statement(len(chunk))
-                found.update(self._disclosed(c, statement, event_pairs(chunk)))
+                found.update(self._disclosed(c, statement, self.vault.event_params(chunk)))
         return found
 
     def disclosed_of_streams(self, stream_ids: Sequence[str]) -> dict[Any, Disclosed]:

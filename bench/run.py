@@ -113,6 +113,18 @@ def build_ledger(settings: Settings, partners: int, per_partner: int) -> dict[st
     }
 
 
+def kept_ledger(settings: Settings) -> dict[str, Any]:
+    """What the rebuild's figures need of a ledger built before (``--ledger``): its events,
+    and its partners' ids."""
+    services = open_services(settings)
+    try:
+        rows = services.view.select("SELECT partner_id FROM {p}partners")
+        events = services.ledger.last_position()
+    finally:
+        services.close()
+    return {"events": events, "partners": [row["partner_id"] for row in rows]}
+
+
 # ---- floors -------------------------------------------------------------------------------
 
 
@@ -632,7 +644,9 @@ def tree_costs(settings: Settings, directory: Path, page: int = 500) -> dict[str
         chain.extend(hashes[start : start + page])
         rows.append(chain.take_tree())
     with_tree = time.perf_counter() - started
-    scratch = sqlite3.connect(directory / "tree-scratch.db")
+    scratch_path = directory / "tree-scratch.db"
+    scratch_path.unlink(missing_ok=True)  # a kept ledger's directory (--keep) has one
+    scratch = sqlite3.connect(scratch_path)
     scratch.execute(
         "CREATE TABLE merkle_nodes (level INTEGER NOT NULL, idx BIGINT NOT NULL, hash TEXT NOT "
         "NULL, position BIGINT, PRIMARY KEY (level, idx))"
@@ -816,12 +830,29 @@ def main() -> None:
         default=1000,
         help="events of each of the 60 partners the writer's memory is measured on (0: skip)",
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the built ledger's directory (printed)"
+    )
+    parser.add_argument(
+        "--rebuild-only",
+        action="store_true",
+        help="stop after the rebuild's figures (with --keep: a ledger to profile rebuilds on)",
+    )
+    parser.add_argument(
+        "--ledger",
+        type=Path,
+        default=None,
+        help="a directory kept by --keep: measure its rebuild again, building nothing "
+        "(implies --rebuild-only and --keep)",
+    )
     args = parser.parse_args()
+    if args.ledger:
+        args.rebuild_only = args.keep = True
     if args.projection_process and args.store != "postgres":
         parser.error("--projection-process needs --store postgres")
     partners = args.partners or (1000 if args.quick else 10_000)
 
-    directory = Path(tempfile.mkdtemp(prefix="pledger-bench-"))
+    directory = args.ledger or Path(tempfile.mkdtemp(prefix="pledger-bench-"))
     if args.store == "postgres":
         url = os.environ.get("PLEDGER_DATABASE_URL")
         if not url:
@@ -829,8 +860,12 @@ def main() -> None:
         settings = Settings(db_path=directory / "unused.db", database_url=url)
     else:
         settings = Settings(db_path=directory / "pledger.db")
-    print(f"Building {partners:,} partners x ~{args.events} events in {directory}")
-    built = build_ledger(settings, partners, args.events)
+    if args.ledger:
+        built = kept_ledger(settings)
+        partners = len(built["partners"])
+    else:
+        print(f"Building {partners:,} partners x ~{args.events} events in {directory}")
+        built = build_ledger(settings, partners, args.events)
 
     figures: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
@@ -854,6 +889,10 @@ def main() -> None:
     if figures["rebuild_seconds"]:
         share = figures["tree_rebuild_seconds"] / figures["rebuild_seconds"]
         figures["tree_rebuild_share"] = round(share, 3)
+    if args.rebuild_only:
+        report(figures, args.json)
+        finish(directory, keep=args.keep)
+        return
 
     print("Serving over HTTP")
     server = Server(settings, directory, args.workers, projection_process=args.projection_process)
@@ -967,6 +1006,20 @@ def main() -> None:
         ):
             figures[key] = found[key]
 
+    report(figures, args.json)
+    finish(directory, keep=args.keep)
+
+
+def finish(directory: Path, *, keep: bool) -> None:
+    """Remove the bench's directory, or say where it is kept."""
+    if keep:
+        print(f"kept the ledger in {directory}")
+    else:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def report(figures: dict[str, Any], json_path: Path | None) -> None:
+    """Print the figures against their targets; write them to ``json_path`` if given."""
     targets = {
         "append_http_ratio": (">=", 0.5),
         "append_http_p99_ms": ("<=", 50),
@@ -1008,10 +1061,9 @@ def main() -> None:
         limit = latency_targets[key]
         verdict = "met" if value <= limit else "MISSED"
         print(f"{'p95 ' + key + ' (ms)':<36}{value:>14}  <= {limit}  {verdict}")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
-    shutil.rmtree(directory, ignore_errors=True)
+    if json_path:
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"\nwrote {json_path}")
 
 
 if __name__ == "__main__":

@@ -236,6 +236,25 @@ class MerkleAppender:
         self.size += 1
         return made
 
+    def extend(self, event_hashes: Sequence[str]) -> list[tuple[int, int, bytes]]:
+        """``append(event_leaf_hash(h))`` for each event hash in turn, in one loop (a rebuild
+        appends every event: the calls were half its time); returns every node completed."""
+        sha256 = hashlib.sha256
+        frontier, size = self.frontier, self.size
+        made: list[tuple[int, int, bytes]] = []
+        for event_hash in event_hashes:
+            root = sha256(b"\x00" + event_hash.encode("ascii", "backslashreplace")).digest()
+            index, level = size, 0
+            made.append((0, index, root))
+            while index & 1:
+                root = sha256(b"\x01" + frontier.pop() + root).digest()
+                index, level = index >> 1, level + 1
+                made.append((level, index, root))
+            frontier.append(root)
+            size += 1
+        self.size = size
+        return made
+
     def root(self) -> bytes:
         """The current tree head (RFC 9162 MTH of every leaf so far)."""
         if not self.frontier:

@@ -381,12 +381,31 @@ class Vault:
         )
 
     def events_statement(self, count: int) -> str:
-        """The disclosed rows of ``count`` events (parameters: stream id, version, ...)."""
-        pairs = ", ".join([f"({self.mark}, {self.mark})"] * count)
+        """The disclosed rows of ``count`` events (parameters: :meth:`event_params`).
+
+        A join from the wanted events, which each store plans as a primary-key lookup an
+        event: ``(id, version) IN (VALUES ...)`` was planned as a scan of the whole table for
+        every statement (SQLite, and PostgreSQL with a hash join), which made reading a log's
+        personal values quadratic in its size: most of a rebuild's time."""
+        if self.postgres:
+            wanted = "unnest(%s::text[], %s::int[])"
+        else:
+            wanted = f"(VALUES {', '.join(['(?, ?)'] * count)})"
         return (
-            self._SELECT.format(rows=self.rows, keys=self.keys)
-            + f"WHERE (d.originator_id, d.originator_version) IN (VALUES {pairs})"
+            f"WITH w (originator_id, originator_version) AS (SELECT * FROM {wanted}) "
+            "SELECT d.originator_id, d.originator_version, d.subject_id, d.nonce, d.sealed, "
+            f"k.key FROM w JOIN {self.rows} d ON d.originator_id = w.originator_id "
+            "AND d.originator_version = w.originator_version "
+            f"JOIN {self.keys} k ON k.subject_id = d.subject_id"
         )
+
+    def event_params(self, pairs: Sequence[tuple[str, int]]) -> list[Any]:
+        """The parameters of :meth:`events_statement` for these (stream id, version): on
+        SQLite each pair's two values in turn, on PostgreSQL an array of ids and one of
+        versions."""
+        if self.postgres:
+            return [[stream_id for stream_id, _ in pairs], [version for _, version in pairs]]
+        return [item for pair in pairs for item in pair]
 
     def subject_statement(self) -> str:
         """Every disclosed row of one subject (the subject access request, GDPR Art. 15)."""
@@ -411,8 +430,3 @@ def decrypt_rows(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, int], Disclos
             continue
         found.setdefault((stream_id, version), {}).update(values)
     return dict(found)
-
-
-def event_pairs(pairs: Sequence[tuple[str, int]]) -> list[Any]:
-    """The parameters of :meth:`Vault.events_statement` for these (stream id, version)."""
-    return [item for pair in pairs for item in pair]

@@ -25,7 +25,7 @@ from eventsourcing.utils import get_topic
 
 from domain.chained import ChainedAggregate
 from domain.hashing import format_instant, parse_instant
-from domain.personal import Disclosed, Vault, decrypt_rows, event_pairs
+from domain.personal import Disclosed, Vault, decrypt_rows
 from domain.serialization import EVENT_CLASSES, stream_type_of
 from projections.folds import Entry
 from projections.logtable import LogTable, decode_entry, stream_id_text
@@ -248,7 +248,7 @@ class LogReader:
             chunk = pairs[start : start + 400]
             assert vault is not None
             statement = vault.events_statement(len(chunk))
-            found.update(self._vault_rows(statement, event_pairs(chunk)))
+            found.update(self._vault_rows(statement, vault.event_params(chunk)))
         return found
 
     def _vault_rows(self, statement: str, params: Sequence[Any]) -> dict[Any, Disclosed]:

@@ -50,7 +50,6 @@ from projections.logtable import LogTable, OpenLog
 from projections.rows import (
     DigestChain,
     Totals,
-    TreeRow,
     coalition_row,
     commitment_rows,
     count_commitments,
@@ -76,7 +75,7 @@ class ViewRows:
     coalitions: list[Sequence[Any]] = field(default_factory=list)
     totals: Totals = field(default_factory=Counter)
     heads: list[Sequence[Any]] = field(default_factory=list)  # stream_heads rows
-    tree: list[TreeRow] = field(default_factory=list)  # merkle_nodes rows (the digest's pass)
+    tree: Sequence[Sequence[Any]] = field(default_factory=list)  # merkle_nodes rows (digest pass)
 
 
 def fold_streams(
@@ -204,7 +203,8 @@ class LogFold:
                 self.chain = DigestChain(digest, events, position, checkpoints)
                 continue
             if "tree" in message:
-                yield ViewRows(0, tree=[tuple(row) for row in message["tree"]])
+                # As they arrive (lists): both stores write any sequence as a row.
+                yield ViewRows(0, tree=message["tree"])
                 continue
             events, partners, commitments, coalitions, totals, heads = message["rows"]
             yield ViewRows(
@@ -331,6 +331,27 @@ def main() -> None:
     # Ctrl-C reaches the whole process group: the rebuild stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     job = orjson.loads(sys.stdin.buffer.read())
+    profile_to = os.environ.get("PLEDGER_REBUILD_PROFILE")  # for profiling the rebuild only
+    if not profile_to:
+        _send(job)
+        return
+    import cProfile
+    import time
+
+    # "cpu": say the worker's CPU time on stderr; a directory: also write a cProfile there.
+    kind = "digest" if job["streams"] is None else f"fold-{job['streams'][0] or 0}"
+    started = time.process_time()
+    if profile_to == "cpu":
+        _send(job)
+    else:
+        profiler = cProfile.Profile(time.process_time)
+        profiler.runcall(_send, job)
+        profiler.dump_stats(Path(profile_to) / f"worker-{kind}-{os.getpid()}.prof")
+    seconds = time.process_time() - started
+    print(f"rebuild worker {kind}: {seconds:.3f} s of CPU", file=sys.stderr)
+
+
+def _send(job: dict[str, Any]) -> None:
     for message in _run(job):
         _write_all(sys.stdout.fileno(), orjson.dumps(message) + b"\n")
 

@@ -14,6 +14,7 @@ from domain.merkle import (
     EMPTY_ROOT,
     MerkleAppender,
     consistency_proof,
+    event_leaf_hash,
     inclusion_proof,
     leaf_hash,
     needed_nodes,
@@ -56,6 +57,23 @@ def test_stored_nodes_are_ct_node_hashes() -> None:
     nodes = _stored(LEAVES)
     for level, row in enumerate(VECTORS["node_hashes"]):
         assert [nodes[(level, i)].hex() for i in range(len(row))] == row
+
+
+@pytest.mark.parametrize("before", [0, 1, 5, 8])
+def test_extending_by_event_hashes_makes_the_nodes_appending_makes(before: int) -> None:
+    """The rebuild's one loop (``extend``) against ``append`` a leaf at a time, from a tree of
+    ``before`` leaves, in pages of uneven sizes."""
+    hashes = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(before + 70)]
+    one, many = MerkleAppender(), MerkleAppender()
+    for event_hash in hashes[:before]:
+        one.append(event_leaf_hash(event_hash))
+        many.append(event_leaf_hash(event_hash))
+    appended = [node for h in hashes[before:] for node in one.append(event_leaf_hash(h))]
+    extended = []
+    for start in range(before, len(hashes), 13):
+        extended.extend(many.extend(hashes[start : start + 13]))
+    assert extended == appended
+    assert (many.size, many.frontier, many.root()) == (one.size, one.frontier, one.root())
 
 
 @pytest.mark.parametrize("size", range(9))
