@@ -102,7 +102,12 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-async def get_steward(who: PrincipalDep) -> Principal:
+async def get_steward(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    # The principal is looked up here rather than through PrincipalDep: every write passes
+    # this dependency, and each level of dependencies costs FastAPI a resolution per request.
+    who = await get_principal(await get_services(request), authorization)
     if who.role != "steward":
         raise Forbidden("Only a steward token can record events.")
     return who
