@@ -263,13 +263,12 @@ async def register_partner(
     tags=["partners"],
 )
 async def append_event(
-    partner_id: str,
-    body: Annotated[EventBody, Body()],
-    request: Request,
-    services: ServicesDep,
-    who: StewardDep,
+    partner_id: str, body: Annotated[EventBody, Body()], request: Request, who: StewardDep
 ) -> Response:
     """Append one event to a partner's history."""
+    # The services from the request itself, not ServicesDep: the busiest route skips a level
+    # of FastAPI's dependency resolution (see get_steward).
+    services = await get_services(request)
     pid = parse_uuid(partner_id, PartnerNotFound)
     data = _payload(DATA_MODELS[body.type], body)
     recorded = await services.service.record_event(pid, data, _ask(who, request, body))
