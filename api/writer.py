@@ -270,6 +270,9 @@ class GroupWriter:
             job = self._queue.get()
             if job is None:
                 return
+            # Let the event loop's thread finish the requests it is reading (they join this
+            # batch) before the queue is drained: it holds the GIL until it waits for more.
+            time.sleep(0)
             batch = [job]
             while len(batch) < MAX_BATCH:
                 try:
