@@ -14,6 +14,8 @@ read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -126,11 +128,53 @@ class WriteJob:
     solo: bool = False
     version_made: int = 0
     future: Future[Recorded] = field(default_factory=Future)
+    # Set by GroupWriter.record: the awaiting request's event loop and its own future, which
+    # the writer settles once per batch and loop (one wake-up of the loop, not one per job).
+    answer: tuple[asyncio.AbstractEventLoop, asyncio.Future[Recorded]] | None = None
 
     def options(self) -> SaveOptions | None:
         if self.mark is None:
             return None
         return SaveOptions({"requests": [self.mark]}, self.on_conflict)
+
+
+def _settle(jobs: list[WriteJob]) -> None:
+    """In the event loop: give each waiting request its job's outcome."""
+    for job in jobs:
+        assert job.answer is not None
+        answer = job.answer[1]
+        if answer.done():  # cancelled: the shield has let the request go
+            continue
+        error = job.future.exception()
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(job.future.result())
+
+
+def _answer(batch: list[WriteJob]) -> None:
+    """Hand a written batch's outcomes to the requests awaiting them: one call into each event
+    loop for the whole batch. A job not settled yet (never expected) is answered when it is."""
+    waiting: dict[asyncio.AbstractEventLoop, list[WriteJob]] = {}
+    for job in batch:
+        if job.answer is None:
+            continue
+        if not job.future.done():
+            job.future.add_done_callback(functools.partial(_answer_one, job))
+            continue
+        waiting.setdefault(job.answer[0], []).append(job)
+    for loop, jobs in waiting.items():
+        _call_in(loop, jobs)
+
+
+def _answer_one(job: WriteJob, _: Future[Recorded]) -> None:
+    assert job.answer is not None
+    _call_in(job.answer[0], [job])
+
+
+def _call_in(loop: asyncio.AbstractEventLoop, jobs: list[WriteJob]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+        loop.call_soon_threadsafe(_settle, jobs)
 
 
 class GroupWriter:
@@ -189,9 +233,12 @@ class GroupWriter:
         if self._thread is None:
             recorded = await run_in_threadpool(job.alone, job.options())
         else:
+            loop = asyncio.get_running_loop()
+            answer: asyncio.Future[Recorded] = loop.create_future()
+            job.answer = (loop, answer)
             self._queue.put(job)
             # Shielded: a request that goes away must not cancel what the writer will finish.
-            recorded = await asyncio.shield(asyncio.wrap_future(job.future))
+            recorded = await asyncio.shield(answer)
         # Committed from here on: nothing below may turn the answer into a failure.
         try:
             await self._views_show(recorded.position)
@@ -224,6 +271,9 @@ class GroupWriter:
             job = self._queue.get()
             if job is None:
                 return
+            # Let the event loop's thread finish the requests it is reading (they join this
+            # batch) before the queue is drained: it holds the GIL until it waits for more.
+            time.sleep(0)
             batch = [job]
             while len(batch) < MAX_BATCH:
                 try:
@@ -234,7 +284,10 @@ class GroupWriter:
                     self._queue.put(None)  # stop after this batch
                     break
                 batch.append(more)
-            self._write(batch)
+            try:
+                self._write(batch)
+            finally:
+                _answer(batch)
 
     def _write(self, batch: list[WriteJob]) -> None:
         solo = [job for job in batch if job.solo]

@@ -388,8 +388,34 @@ class RawHttp:
 CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
 
 
-def append_over_http(server: Target, partners: list[str], seconds: float) -> tuple[float, float]:
-    """8 clients, each recording contacts on 100 partners of its own, for ``seconds``."""
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, seconds) used so far by process ``pid`` and its children (the
+    worker processes of ``pledger serve --workers N``); 0.0 where there is no /proc."""
+    total = 0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(child) for child in children.read_text().split()]
+    for one in pids:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK") if total else 0.0
+
+
+def append_over_http(
+    server: Target,
+    partners: list[str],
+    seconds: float,
+    cpu_us: list[float] | None = None,
+    pid: int | None = None,
+) -> tuple[float, float]:
+    """8 clients, each recording contacts on 100 partners of its own, for ``seconds``. With
+    ``pid`` (the server's process), appends the server's CPU time per timed request, in µs
+    (warm-up excluded), to ``cpu_us``: a figure the machine's other load moves less than the
+    rate."""
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -434,10 +460,13 @@ def append_over_http(server: Target, partners: list[str], seconds: float) -> tup
     for thread in threads:
         thread.start()
     ready.wait()
+    cpu_before = process_cpu_seconds(pid) if pid is not None else 0.0
     started = time.perf_counter()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    if pid is not None and cpu_us is not None and latencies:
+        cpu_us.append((process_cpu_seconds(pid) - cpu_before) / len(latencies) * 1e6)
     if errors:
         msg = f"{len(errors)} appends failed, e.g. HTTP {errors[0]}"
         raise RuntimeError(msg)
@@ -899,9 +928,12 @@ def main() -> None:
     try:
         figures["audit_verify_run_ms"] = startup_verification(server)
         partner_ids = built["partners"]
+        append_cpu: list[float] = []
         figures["append_http_eps"], p99 = append_over_http(
-            server, partner_ids[100:], args.append_seconds
+            server, partner_ids[100:], args.append_seconds, append_cpu, server.process.pid
         )
+        if append_cpu:
+            figures["append_server_cpu_us"] = round(append_cpu[0])
         figures["append_http_eps"] = round(figures["append_http_eps"])
         figures["append_http_p99_ms"] = round(p99, 1)
         if args.store == "sqlite":
@@ -967,10 +999,19 @@ def main() -> None:
     print("Serving the framework floor (bench/floor_app.py) to the same clients")
     floor_server = FloorServer(directory)
     try:
-        floor_eps, _ = append_over_http(floor_server, partner_ids[100:], args.append_seconds)
+        floor_cpu: list[float] = []
+        floor_eps, _ = append_over_http(
+            floor_server,
+            partner_ids[100:],
+            args.append_seconds,
+            floor_cpu,
+            floor_server.process.pid,
+        )
     finally:
         floor_server.stop()
     figures["floor_framework_eps"] = round(floor_eps)
+    if floor_cpu:
+        figures["floor_framework_cpu_us"] = round(floor_cpu[0])
     figures["append_framework_ratio"] = round(figures["append_http_eps"] / floor_eps, 3)
 
     if args.import_rows:

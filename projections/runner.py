@@ -229,10 +229,14 @@ class ViewKeeper:
         follows = all(b.position == a.position + 1 for a, b in itertools.pairwise(entries))
         try:
             with self.lock:
-                if follows and self.view.processed_position() == entries[0].position - 1:
+                # One views transaction reads where they stand and, right before these events,
+                # takes them; anywhere else (or on a race), catch up from the log.
+                taken = 0
+                if follows:
                     with contextlib.suppress(IntegrityError):  # another process took them first
-                        self.view.process_entries(entries)
-                    self._announce(self.view.processed_position())
+                        taken = self.view.process_entries(entries, following=True)
+                if taken:
+                    self._announce(entries[-1].position)
                     return
             self.catch_up()
         except Exception as error:

@@ -264,11 +264,13 @@ class LedgerView(TrackingRecorder):
         """Reflect typed events (with their positions, in order) and track the last."""
         return self.process_entries([entry_of_event(event, position) for event, position in items])
 
-    def process_entries(self, entries: Sequence[Entry]) -> int:
+    def process_entries(self, entries: Sequence[Entry], *, following: bool = False) -> int:
         """Reflect entries (in position order) and track the last, in one transaction.
 
         Entries at or below the tracked position are skipped, so redelivery changes nothing.
-        Returns how many were applied.
+        With ``following`` (a writer's own events, consecutive, taken from memory), they are
+        taken only when the views stand right before the first of them, read in the same
+        transaction; otherwise nothing changes. Returns how many were applied.
         """
         if not entries:
             return 0
@@ -277,6 +279,8 @@ class LedgerView(TrackingRecorder):
             with self.datastore.transaction(commit=True) as c:
                 self._lock_views(c)
                 done = self._tracked(c)
+                if following and done != entries[0].position - 1:
+                    return 0  # another process wrote in between, or took them
                 fresh = [e for e in entries if e.position > done]
                 if fresh and self._skips_after(done, fresh[0].position):
                     # The views went back (a rebuild started over) after the page was read.

@@ -80,7 +80,7 @@ def test_an_event_the_views_cannot_take_is_named_by_healthz_and_writes_are_still
 ) -> None:
     services = api.app.state.services
 
-    def refuse(view: Any, entries: Any) -> int:
+    def refuse(view: Any, entries: Any, **_: Any) -> int:
         raise RuntimeError("the views' table is read-only")
 
     # On the class: on PostgreSQL the library's runner holds a view object of its own.

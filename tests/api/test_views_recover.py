@@ -44,7 +44,7 @@ def test_the_views_report_a_failure_once_and_recover_without_a_restart(
     attempts = 0
     lock = threading.Lock()
 
-    def refuse(view: Any, entries: Any) -> int:
+    def refuse(view: Any, entries: Any, **_: Any) -> int:
         nonlocal attempts
         with lock:
             attempts += 1
