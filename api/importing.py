@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import cache, lru_cache
 from datetime import UTC, date, datetime, tzinfo
 from enum import StrEnum
 from pathlib import Path
@@ -285,6 +286,8 @@ def parse_table(text: str, *, source: str = "the file") -> Table:
         for number, record in enumerate(records, start=2):
             cells: dict[str, str] = {}
             for index, cell in enumerate(record):
+                if not cell:
+                    continue  # most cells of a wide file are empty: nothing to check or keep
                 # Trimmed, but never of a control character (str.strip() takes U+001C-U+001F
                 # and U+0085 for spaces): the field's own check must see it and refuse it.
                 value = cell if control_problem(cell) is not None else cell.strip()
@@ -428,6 +431,7 @@ def validate_payload(
     return built
 
 
+@cache  # asked for every cell of every row; a model's fields never change
 def _is_date(model: type[BaseModel], name: str) -> bool:
     """Whether ``name`` is a date field of ``model`` (``due_on``, ``ends_on``)."""
     info = model.model_fields.get(name)
@@ -487,14 +491,24 @@ def _cell_value(model: type[BaseModel], name: str, text: str) -> Any:
     Everything else (dates, decimals, ids, enums) pydantic parses from the text itself, so an
     amount goes from the cell's characters straight to ``Decimal``, never through a float.
     """
+    kind = _cell_kind(model, name)
+    if kind == "list":
+        return _list_cell(text)
+    if kind == "int" and _INTEGER.fullmatch(text):
+        return int(text)  # integer fields are strict: a cell's text would not do
+    return text  # not a field of this type (validation names the column), or text
+
+
+@cache  # asked for every cell of every row; a model's fields never change
+def _cell_kind(model: type[BaseModel], name: str) -> str:
+    """How a cell of field ``name`` is read: "list", "int", or "text" (also for a column
+    that is not a field of ``model``)."""
     info = model.model_fields.get(name)
     if info is None:
-        return text  # not a field of this type: validation names the column
+        return "text"
     if _is_list(info.annotation):
-        return _list_cell(text)
-    if info.annotation is int and _INTEGER.fullmatch(text):
-        return int(text)  # integer fields are strict: a cell's text would not do
-    return text
+        return "list"
+    return "int" if info.annotation is int else "text"
 
 
 def _is_list(annotation: Any) -> bool:
@@ -863,13 +877,17 @@ def row_fingerprint(file_kind: str, partner: str, data: EventData, occurred_at: 
     the cell was blank and the import's own time stood in)."""
     document = {
         "file": file_kind,
-        "partner": search_key(partner),
+        "partner": _partner_key(partner),
         "type": data.TYPE,
         "data": data.model_dump(mode="json"),
         "occurred_at": occurred_at,
     }
     return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
+
+# The search key of a partner cell, which a file repeats on many rows (its cost is in
+# Unicode normalization); bounded so that a server's web imports keep little.
+_partner_key = lru_cache(maxsize=4096)(search_key)
 
 _Command = TypeVar("_Command", "PartnerRow", "EventRow")
 

@@ -144,11 +144,12 @@ class ChainedAggregate(Aggregate):
         )
 
     def _record(self, event_class: type[Any], data: EventData, stamp: Stamp) -> None:
+        # The people on record matter only to a payload that names contact people (seal keeps
+        # their person keys); looking them up for every other event would cost each write.
+        known = self.known_people() if "contacts" in data.PERSONAL_FIELDS else None
         self.trigger_event(
             event_class,
-            **self._sealed(
-                self.id, self.version + 1, data, stamp, self.last_hash, self.known_people()
-            ),
+            **self._sealed(self.id, self.version + 1, data, stamp, self.last_hash, known),
         )
 
     def known_people(self) -> dict[str, str]:
