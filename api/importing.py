@@ -104,6 +104,7 @@ M = TypeVar("M", bound=BaseModel)
 LIST_SEPARATOR = ";"
 # Below this many rows an import is over before a bar would be worth drawing.
 PROGRESS_MIN_ROWS = 300
+MOMENTS_KEPT = 10_000  # distinct occurred_at texts a file's reading remembers
 
 PREFERENCE_FIELDS: tuple[str, ...] = tuple(Preferences.model_fields)
 # The columns that fill a partner's ``contacts``: list cells for emails and phones; contact
@@ -354,10 +355,17 @@ class FileDates:
 
     zone: tzinfo = UTC
     order: DateOrder | None = None
+    # The moments read so far by text: a file writes the same time (or day) on many rows.
+    _moments: dict[str, datetime] = field(default_factory=dict, compare=False, repr=False)
 
     def moment(self, text: str) -> datetime:
         """Raises ValueError (AmbiguousDate naming ``--date-order``) in plain words."""
-        return read_moment(text, self.zone, date_order=self.order, in_file=True)
+        found = self._moments.get(text)
+        if found is None:
+            found = read_moment(text, self.zone, date_order=self.order, in_file=True)
+            if len(self._moments) < MOMENTS_KEPT:
+                self._moments[text] = found
+        return found
 
     def day(self, text: str) -> date:
         return read_day(text, date_order=self.order, in_file=True)
@@ -692,6 +700,15 @@ class _UnresolvedPartner(Exception):
     pass
 
 
+@lru_cache(maxsize=4096)  # a file names the same partners on many rows
+def _id_in(reference: str) -> UUID | None:
+    """The partner id a partner cell holds, or None when it holds a name."""
+    try:
+        return UUID(reference)
+    except ValueError:
+        return None
+
+
 @dataclass
 class _Partners:
     """The partners an import touches: each loaded from the ledger at most once, plus new ones."""
@@ -742,11 +759,8 @@ class _Partners:
     def resolve(self, reference: str) -> Partner:
         """The partner a cell names: by id, or by a name that exactly one partner has (case,
         accents and Unicode normal form ignored); an unknown name gets the closest ones."""
-        try:
-            partner_id = UUID(reference)
-        except ValueError:
-            pass
-        else:
+        partner_id = _id_in(reference)
+        if partner_id is not None:
             try:
                 return self.get(partner_id)
             except PartnerNotFound as missing:
