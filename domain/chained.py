@@ -65,10 +65,18 @@ class ChainedAggregate(Aggregate):
             """The data as hashed and stored: as shown, or with the ``personal`` commitments.
 
             A new event keeps the dict it was hashed over (``_hashed``, see
-            ``ChainedAggregate._keep_hashed``), so that storing it and answering with it do
-            not dump its payload again; a copy is returned, which the caller may change."""
+            ``ChainedAggregate._keep_hashed``) until it is stored (:meth:`stored_data`), so
+            that storing it does not dump its payload again; a copy is returned, which the
+            caller may change."""
             kept: dict[str, Any] | None = self.__dict__.get(_HASHED)
             return dict(kept) if kept is not None else self._hashed_afresh()
+
+        def stored_data(self) -> dict[str, Any]:
+            """The data as hashed, for storing the event: as :meth:`hashed_data`, but the
+            event gives up the dict it kept, so that an event held in memory after it was
+            stored (an aggregate's entries, a writer's cache) costs no more than before."""
+            kept: dict[str, Any] | None = self.__dict__.pop(_HASHED, None)
+            return kept if kept is not None else self._hashed_afresh()
 
         def _hashed_afresh(self) -> dict[str, Any]:
             data = self.data.model_dump(mode="json")
