@@ -343,11 +343,15 @@ def test_instants_are_written_as_rfc_3339_utc_and_read_back(moment: datetime) ->
     assert parse_instant(text) == moment
 
 
-def test_a_recorded_partner_event_survives_the_store() -> None:
-    partner = Partner.register(
+def eastside() -> Partner:
+    return Partner.register(
         PartnerRegistered.model_validate({"name": "Eastside", "kind": "organization"}),
         Stamp(occurred_at=datetime(2024, 3, 10, tzinfo=UTC), recorded_by="cli:amara"),
     )
+
+
+def test_a_recorded_partner_event_survives_the_store() -> None:
+    partner = eastside()
     partner.execute(
         CommitmentMade.model_validate(
             {
@@ -374,10 +378,7 @@ def test_a_recorded_partner_event_survives_the_store() -> None:
 
 
 def test_a_new_event_is_stored_with_the_data_it_was_hashed_over_and_then_lets_it_go() -> None:
-    partner = Partner.register(
-        PartnerRegistered.model_validate({"name": "Eastside", "kind": "organization"}),
-        Stamp(occurred_at=datetime(2024, 3, 10, tzinfo=UTC), recorded_by="cli:amara"),
-    )
+    partner = eastside()
     partner.execute(
         ContactMade.model_validate(
             {"channel": "phone", "direction": "inbound", "summary": "Spoke with Rosa"}
