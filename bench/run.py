@@ -730,6 +730,23 @@ def import_events(settings: Settings, directory: Path, partner_ids: list[str], r
     return time.perf_counter() - started
 
 
+def children_cpu_seconds() -> float:
+    """User and system CPU seconds of this process's finished subprocesses so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def import_cpu_figures(rows: int, cpu_seconds: float) -> dict[str, float]:
+    """The import's own CPU time (user + system of the `pledger import` subprocess) and the
+    rows a second it would reach with a core to itself: on a shared machine the wall time
+    also counts the time spent waiting for a core."""
+    return {
+        "import_cpu_seconds": round(cpu_seconds, 1),
+        "import_cpu_us_per_row": round(cpu_seconds / rows * 1e6, 1),
+        "import_cpu_eps": round(rows / cpu_seconds),
+    }
+
+
 def personal_append_us(directory: Path, appends: int) -> tuple[float, float]:
     """Microseconds per append, through the write side on its own SQLite file, of a
     ``contact_made`` with a summary: stored as format 1 (the summary hashed as it is) and as
@@ -1016,7 +1033,9 @@ def main() -> None:
 
     if args.import_rows:
         print(f"Importing {args.import_rows:,} events from a CSV file")
+        cpu_before = children_cpu_seconds()
         seconds = import_events(settings, directory, built["partners"], args.import_rows)
+        figures.update(import_cpu_figures(args.import_rows, children_cpu_seconds() - cpu_before))
         figures["import_rows"] = args.import_rows
         figures["import_seconds"] = round(seconds, 1)
         figures["import_rows_per_s"] = round(args.import_rows / seconds)

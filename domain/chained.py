@@ -16,6 +16,7 @@ from domain.values import EventData
 __all__ = ["ChainedAggregate", "Stamp"]
 
 TData = TypeVar("TData", bound=EventData)
+_HASHED = "_hashed"  # beside the event's fields in ``_sealed``: the data as hashed
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,27 @@ class ChainedAggregate(Aggregate):
             values (or their placeholders) after the others, as read back from the store, so
             that an answer is the same bytes however the event was read."""
             if self.seal is None:
-                return self.data.model_dump(mode="json")
+                return self.hashed_data()  # format 1: hashed as shown
             return disclose(self.hashed_data(), self.seal.disclosed, str(self.originator_id))
 
         def hashed_data(self) -> dict[str, Any]:
-            """The data as hashed and stored: as shown, or with the ``personal`` commitments."""
+            """The data as hashed and stored: as shown, or with the ``personal`` commitments.
+
+            A new event keeps the dict it was hashed over (``_hashed``, see
+            ``ChainedAggregate._keep_hashed``) until it is stored (:meth:`stored_data`), so
+            that storing it does not dump its payload again; a copy is returned, which the
+            caller may change."""
+            kept: dict[str, Any] | None = self.__dict__.get(_HASHED)
+            return dict(kept) if kept is not None else self._hashed_afresh()
+
+        def stored_data(self) -> dict[str, Any]:
+            """The data as hashed, for storing the event: as :meth:`hashed_data`, but the
+            event gives up the dict it kept, so that an event held in memory after it was
+            stored (an aggregate's entries, a writer's cache) costs no more than before."""
+            kept: dict[str, Any] | None = self.__dict__.pop(_HASHED, None)
+            return kept if kept is not None else self._hashed_afresh()
+
+        def _hashed_afresh(self) -> dict[str, Any]:
             data = self.data.model_dump(mode="json")
             return data if self.seal is None else self.seal.hashed(data)
 
@@ -75,7 +92,8 @@ class ChainedAggregate(Aggregate):
             return self.timestamp
 
         def compute_hash(self) -> str:
-            """This event's hash recomputed from its content (verification compares it)."""
+            """This event's hash recomputed from its content (verification compares it), never
+            from the data kept from when it was hashed."""
             return event_hash(
                 stream_id=self.originator_id,
                 version=self.originator_version,
@@ -83,7 +101,7 @@ class ChainedAggregate(Aggregate):
                 occurred_at=self.occurred_at,
                 recorded_at=self.timestamp,
                 recorded_by=self.recorded_by,
-                data=self.hashed_data(),
+                data=self._hashed_afresh(),
                 prev_hash=self.prev_hash,
             )
 
@@ -108,7 +126,8 @@ class ChainedAggregate(Aggregate):
         known: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """The keyword arguments of a new event, hash included (``known``: the person keys of
-        the contact people on record, domain.personal.seal)."""
+        the contact people on record, domain.personal.seal), and under ``_HASHED`` the data
+        as hashed, which is not one of them (see ``_keep_hashed``)."""
         recorded_at = datetime.now(UTC)
         occurred_at = stamp.occurred_at.astimezone(UTC)
         shown = data.model_dump(mode="json")
@@ -117,6 +136,7 @@ class ChainedAggregate(Aggregate):
             if ChainedAggregate.SEAL_PERSONAL_DATA
             else None
         )
+        hashed = shown if sealed is None else sealed.hashed(shown)
         digest = event_hash(
             stream_id=stream_id,
             version=version,
@@ -124,7 +144,7 @@ class ChainedAggregate(Aggregate):
             occurred_at=occurred_at,
             recorded_at=recorded_at,
             recorded_by=stamp.recorded_by,
-            data=shown if sealed is None else sealed.hashed(shown),
+            data=hashed,
             prev_hash=prev_hash,
         )
         return {
@@ -135,21 +155,30 @@ class ChainedAggregate(Aggregate):
             "hash": digest,
             "data": data,
             "seal": sealed,
+            _HASHED: hashed,
         }
 
     @classmethod
     def _start(cls, event_class: type[Any], stream_id: UUID, data: EventData, stamp: Stamp) -> Self:
-        return cls._create(
-            event_class, id=stream_id, **cls._sealed(stream_id, 1, data, stamp, GENESIS)
-        )
+        fields = cls._sealed(stream_id, 1, data, stamp, GENESIS)
+        hashed = fields.pop(_HASHED)
+        aggregate = cls._create(event_class, id=stream_id, **fields)
+        aggregate._keep_hashed(hashed)
+        return aggregate
 
     def _record(self, event_class: type[Any], data: EventData, stamp: Stamp) -> None:
-        self.trigger_event(
-            event_class,
-            **self._sealed(
-                self.id, self.version + 1, data, stamp, self.last_hash, self.known_people()
-            ),
-        )
+        # The people on record matter only to a payload that names contact people (seal keeps
+        # their person keys); looking them up for every other event would cost each write.
+        known = self.known_people() if "contacts" in data.PERSONAL_FIELDS else None
+        fields = self._sealed(self.id, self.version + 1, data, stamp, self.last_hash, known)
+        hashed = fields.pop(_HASHED)
+        self.trigger_event(event_class, **fields)
+        self._keep_hashed(hashed)
+
+    def _keep_hashed(self, hashed: dict[str, Any]) -> None:
+        """Keep on the event just recorded the data it was hashed over (not one of its fields:
+        it is what ``hashed_data`` would compute again)."""
+        self._pending_events[-1].__dict__["_hashed"] = hashed
 
     def known_people(self) -> dict[str, str]:
         """``{name: person key}`` of the contact people on record (none here)."""

@@ -31,7 +31,8 @@ def format_instant(moment: datetime) -> str:
         raise ValueError(msg)
     # isoformat, not strftime: strftime("%Y") writes years before 1000 with fewer than four
     # digits, which fromisoformat() cannot read back (the stream would no longer load).
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # In UTC, isoformat always ends in "+00:00": cut, rather than build a naive copy first.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_instant(text: str) -> datetime:

@@ -170,7 +170,7 @@ class TypedMapper(Mapper[UUID]):
             "recorded_by": event.recorded_by,
             "prev_hash": event.prev_hash,
             "hash": event.hash,
-            "data": event.hashed_data(),
+            "data": event.stored_data(),
         }
         class_version = getattr(type(event), "class_version", 1)
         if class_version > 1:

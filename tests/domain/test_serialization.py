@@ -343,11 +343,15 @@ def test_instants_are_written_as_rfc_3339_utc_and_read_back(moment: datetime) ->
     assert parse_instant(text) == moment
 
 
-def test_a_recorded_partner_event_survives_the_store() -> None:
-    partner = Partner.register(
+def eastside() -> Partner:
+    return Partner.register(
         PartnerRegistered.model_validate({"name": "Eastside", "kind": "organization"}),
         Stamp(occurred_at=datetime(2024, 3, 10, tzinfo=UTC), recorded_by="cli:amara"),
     )
+
+
+def test_a_recorded_partner_event_survives_the_store() -> None:
+    partner = eastside()
     partner.execute(
         CommitmentMade.model_validate(
             {
@@ -371,6 +375,28 @@ def test_a_recorded_partner_event_survives_the_store() -> None:
     assert isinstance(restored.data, CommitmentMade)
     assert restored.data.amount == Decimal("10.50")
     assert restored.data.due_on == date(2024, 4, 1)
+
+
+def test_a_new_event_is_stored_with_the_data_it_was_hashed_over_and_then_lets_it_go() -> None:
+    partner = eastside()
+    partner.execute(
+        ContactMade.model_validate(
+            {"channel": "phone", "direction": "inbound", "summary": "Spoke with Rosa"}
+        ),
+        Stamp(occurred_at=datetime(2024, 3, 11, tzinfo=UTC), recorded_by="cli:amara"),
+    )
+    mapper = TypedMapper()
+
+    for event in partner.collect_events():
+        assert isinstance(event, ChainedAggregate.Event)
+        kept = event.hashed_data()
+        kept["changed by the caller"] = True  # a copy: the event's own is untouched
+        stored = mapper.to_stored_event(event)
+
+        assert orjson.loads(stored.state)["data"] == event.hashed_data()
+        assert "_hashed" not in vars(event)  # given up once stored
+        assert event.compute_hash() == event.hash
+        assert mapper.to_domain_event(stored).compute_hash() == event.hash
 
 
 # ---- stored content that no longer decodes ------------------------------------------------
