@@ -462,3 +462,36 @@ def test_an_altered_personal_row_reads_as_not_held_and_verify_names_it(
     assert [(p["position"], p["problem"][:40]) for p in verified["problems"]] == [
         (contact["position"], "personal values missing or unreadable, a")
     ]
+
+
+def test_no_answer_kept_from_before_an_erasure_shows_the_erased_name(api: Api) -> None:
+    """The read side keeps decoded snapshots, healths and sorted lists per position; none of
+    them may answer with an erased name afterwards, even asked again at a position from
+    before the erasure (where the partner is still on record, as a placeholder)."""
+    name = "Wilhelmina Okonkwo-Sørensen"
+    person = api.register(name, kind="individual")
+    other = api.register("Riverbend Food Bank")
+    api.append(person, "contact_made", "2025-02-01T10:00:00Z", channel="phone",
+               direction="inbound")  # fmt: skip
+    before = api.log()[-1]["position"]
+    asks = [
+        ("/v1/partners", {"sort": sort, "position": before, "as_of": as_of})
+        for sort in ("health", "name", "last_touch")
+        for as_of in (None, "2025-03-01")
+    ] + [
+        (f"/v1/partners/{person}", {"position": before}),
+        (f"/v1/partners/{person}/health", {"position": before}),
+        (f"/v1/partners/{other}/timeline", {"position": before}),
+    ]
+
+    def shown() -> list[str]:
+        return [
+            api.get(path, **{k: v for k, v in params.items() if v is not None}).text
+            for path, params in asks
+        ]
+
+    assert all(name in text for text in shown()[:6])  # kept by the read side's caches now
+    _erase(api, person)
+
+    for text in shown():
+        assert name not in text
