@@ -97,6 +97,7 @@ API_TABLES = (
 # it read; the copy is verified on its own (`pledger copy` verifies both sides, and a server
 # started on the copy verifies it again).
 VERIFICATION_TABLE = "api_verification"
+_RELEASE_CLAIM = "DELETE FROM {p}api_verification WHERE name = 'running' AND run_id = ?"
 _TABLES = [
     """CREATE TABLE IF NOT EXISTS {p}api_requests (
         key_hash TEXT PRIMARY KEY,
@@ -477,6 +478,11 @@ class _ApiTables:
             c.execute(self._q(statement), tuple(params))
             return c.fetchone()
 
+    def _commit(self, statement: str, params: Sequence[Any]) -> None:
+        """Run one writing statement in a transaction of its own."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(self._q(statement), tuple(params))
+
     def find_request(self, key_hash: str) -> StoredRequest | None:
         row = self._one(
             "SELECT fingerprint, route, stream_id, version FROM {p}api_requests WHERE key_hash = ?",
@@ -546,14 +552,11 @@ class _ApiTables:
 
     def _set_life(self, token_hash: str, column: str, value: str | None) -> None:
         # ``column`` is one of this module's own names, never input.
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                self._q(
-                    f"INSERT INTO {{p}}api_token_terms (token_hash, {column}) VALUES (?, ?) "
-                    f"ON CONFLICT (token_hash) DO UPDATE SET {column} = excluded.{column}"
-                ),
-                (token_hash, value),
-            )
+        self._commit(
+            f"INSERT INTO {{p}}api_token_terms (token_hash, {column}) VALUES (?, ?) "
+            f"ON CONFLICT (token_hash) DO UPDATE SET {column} = excluded.{column}",
+            (token_hash, value),
+        )
 
     def revoke_token(self, token_hash: str, at: str) -> None:
         self._set_life(token_hash, "revoked_at", at)
@@ -565,21 +568,15 @@ class _ApiTables:
         self._set_life(token_hash, "feed_hash", feed_hash)
 
     def open_session(self, session_id: str, token_hash: str, at: str) -> None:
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                self._q(
-                    "INSERT INTO {p}api_sessions (session_id, token_hash, created_at) "
-                    "VALUES (?, ?, ?)"
-                ),
-                (session_id, token_hash, at),
-            )
+        self._commit(
+            "INSERT INTO {p}api_sessions (session_id, token_hash, created_at) VALUES (?, ?, ?)",
+            (session_id, token_hash, at),
+        )
 
     def end_session(self, session_id: str, at: str) -> None:
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                self._q("UPDATE {p}api_sessions SET ended_at = ? WHERE session_id = ?"),
-                (at, session_id),
-            )
+        self._commit(
+            "UPDATE {p}api_sessions SET ended_at = ? WHERE session_id = ?", (at, session_id)
+        )
 
     def session_token(self, session_id: str) -> str | None:
         """The token hash of a session still open, or None (unknown or ended)."""
@@ -604,16 +601,25 @@ class _ApiTables:
         return str(row["value"])
 
     def set_state(self, name: str, value: str) -> None:
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                self._q(
-                    "INSERT INTO {p}api_state (name, value) VALUES (?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
-                ),
-                (name, value),
-            )
+        self._commit(
+            "INSERT INTO {p}api_state (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
 
     # ---- verification runs (api.verifying) ------------------------------------------------
+
+    @staticmethod
+    def _verification_row(name: str, unless: str) -> str:
+        """Write the ``name`` row (``run_id``, ``started_at``, ``touched_at``, ``value``),
+        replacing the one there only where ``unless`` (a condition on it) holds."""
+        return (
+            "INSERT INTO {p}api_verification (name, run_id, started_at, touched_at, value) "
+            f"VALUES ('{name}', ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "run_id = excluded.run_id, started_at = excluded.started_at, "
+            "touched_at = excluded.touched_at, value = excluded.value "
+            f"WHERE {{p}}api_verification.{unless}"
+        )
 
     def claim_verification(self, run_id: str, at: str, stale_before: str, progress: str) -> bool:
         """Claim the ledger's one verification run for ``run_id`` (times as
@@ -622,14 +628,7 @@ class _ApiTables:
         died). Atomic on both stores (one upsert; PostgreSQL locks the row it conflicts on)."""
         with self.datastore.transaction(commit=True) as c:
             c.execute(
-                self._q(
-                    "INSERT INTO {p}api_verification "
-                    "(name, run_id, started_at, touched_at, value) "
-                    "VALUES ('running', ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                    "run_id = excluded.run_id, started_at = excluded.started_at, "
-                    "touched_at = excluded.touched_at, value = excluded.value "
-                    "WHERE {p}api_verification.touched_at < ?"
-                ),
+                self._q(self._verification_row("running", "touched_at < ?")),
                 (run_id, at, at, progress, stale_before),
             )
             c.execute(self._q("SELECT run_id FROM {p}api_verification WHERE name = 'running'"), ())
@@ -638,22 +637,15 @@ class _ApiTables:
 
     def touch_verification(self, run_id: str, at: str, progress: str) -> None:
         """The running ``run_id``'s sign of life, with its progress (JSON)."""
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                self._q(
-                    "UPDATE {p}api_verification SET touched_at = ?, value = ? "
-                    "WHERE name = 'running' AND run_id = ?"
-                ),
-                (at, progress, run_id),
-            )
+        self._commit(
+            "UPDATE {p}api_verification SET touched_at = ?, value = ? "
+            "WHERE name = 'running' AND run_id = ?",
+            (at, progress, run_id),
+        )
 
     def release_verification(self, run_id: str) -> None:
         """Give up ``run_id``'s claim (a run stopped before it finished)."""
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                self._q("DELETE FROM {p}api_verification WHERE name = 'running' AND run_id = ?"),
-                (run_id,),
-            )
+        self._commit(_RELEASE_CLAIM, (run_id,))
 
     def record_verification(
         self, run_id: str, started_at: str, finished_at: str, result: str
@@ -662,20 +654,10 @@ class _ApiTables:
         later has finished already; and end ``run_id``'s claim, in one transaction."""
         with self.datastore.transaction(commit=True) as c:
             c.execute(
-                self._q(
-                    "INSERT INTO {p}api_verification "
-                    "(name, run_id, started_at, touched_at, value) "
-                    "VALUES ('latest', ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                    "run_id = excluded.run_id, started_at = excluded.started_at, "
-                    "touched_at = excluded.touched_at, value = excluded.value "
-                    "WHERE {p}api_verification.started_at <= excluded.started_at"
-                ),
+                self._q(self._verification_row("latest", "started_at <= excluded.started_at")),
                 (run_id, started_at, finished_at, result),
             )
-            c.execute(
-                self._q("DELETE FROM {p}api_verification WHERE name = 'running' AND run_id = ?"),
-                (run_id,),
-            )
+            c.execute(self._q(_RELEASE_CLAIM), (run_id,))
             # Before this table, the last result was kept in api_state (which `pledger copy`
             # moves to another store, where it would speak of a store it never read).
             c.execute(self._q("DELETE FROM {p}api_state WHERE name = 'last_verification'"), ())

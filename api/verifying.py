@@ -53,7 +53,7 @@ from typing import Any, Protocol
 import orjson
 
 from api.settings import Settings
-from domain.hashing import format_instant
+from domain.hashing import format_instant, parse_instant
 
 __all__ = [
     "CLAIM_STALE_SECONDS",
@@ -102,10 +102,6 @@ Verify = Callable[..., object]
 def now_text() -> str:
     """Now, as every stored time is written (RFC 3339 UTC, six fraction digits: sorts as text)."""
     return format_instant(datetime.now(UTC))
-
-
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True)
@@ -275,7 +271,7 @@ class Verifications:
             asked = self._asked_at
         if asked is not None and latest["started_at"] < asked:
             return True
-        finished = _instant(latest["verified_at"])
+        finished = parse_instant(latest["verified_at"])
         now = datetime.now(UTC)
         if now < finished + IDLE_FACTOR * timedelta(milliseconds=latest["duration_ms"]):
             return False

@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import bisect
 import calendar
+import functools
+import operator
 import sys
 import threading
 from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -1185,7 +1187,9 @@ class _PastList:
         self.read_at = read_at  # erasures recorded up to here are in what was read
         self.erased = False
         self._lock = threading.Lock()
-        ordered = sorted(((_name_order(s.name, s.partner_id), s) for s in snaps), key=_first)
+        ordered = sorted(
+            ((_name_order(s.name, s.partner_id), s) for s in snaps), key=operator.itemgetter(0)
+        )
         self.by_name = [key for key, _ in ordered]
         self.snaps = [snap for _, snap in ordered]
         self.profiles = [_profile(snap) for snap in self.snaps]
@@ -1228,6 +1232,9 @@ class _PastList:
             found = self._healths[i] = health_of(self.snaps[i], self.as_of)
         return found
 
+    def _score(self, i: int) -> int:
+        return self._health(i).score
+
     def _order(self, sort: str) -> tuple[list[tuple[Any, ...]], list[int]]:
         """The keys of ``sort`` in ascending order, and which partner each is."""
         found = self._orders.get(sort)
@@ -1237,13 +1244,15 @@ class _PastList:
         if sort == "name":
             found = (self.by_name, list(range(count)))
         else:
-            if sort == "health":
-                keys = [(-self._health(i).score, *self.by_name[i]) for i in range(count)]
-            else:
-                keys = [
-                    (self.profiles[i]["last_touch_at"] or "", *self.by_name[i])
-                    for i in range(count)
-                ]
+            keys = [
+                _ranked_by(
+                    sort,
+                    self.by_name[i],
+                    self.profiles[i]["last_touch_at"],
+                    functools.partial(self._score, i),
+                )
+                for i in range(count)
+            ]
             ranked = sorted(range(count), key=keys.__getitem__)
             found = ([keys[i] for i in ranked], ranked)
         self._orders[sort] = found
@@ -1301,10 +1310,6 @@ class _PastList:
                 _encode_cursor(at, kind, keys[chosen[-1]]) if more and chosen else None
             ),
         }
-
-
-def _first(pair: tuple[Any, Any]) -> Any:
-    return pair[0]
 
 
 def _valid(row: Any, at: At) -> bool:
@@ -1407,12 +1412,24 @@ def _timeline_item(entry: Entry) -> dict[str, Any]:
 
 
 def _sort_key(row: dict[str, Any], sort: str) -> tuple[Any, ...]:
-    by_name = _name_order(row["name"], row["id"])
+    return _ranked_by(
+        sort,
+        _name_order(row["name"], row["id"]),
+        row["last_touch_at"],
+        lambda: int(row["health"]["score"]),
+    )
+
+
+def _ranked_by(
+    sort: str, by_name: tuple[Any, ...], last_touch_at: str | None, score: Callable[[], int]
+) -> tuple[Any, ...]:
+    """A partner's key in a list sorted by ``sort`` (ascending: strongest first for health,
+    longest without a two-way touch first for last_touch), ties in name order; ``score`` is
+    called only for ``health``. One rule for every list and cursor (kept lists included)."""
     if sort == "health":
-        return (-row["health"]["score"], *by_name)
+        return (-score(), *by_name)
     if sort == "last_touch":
-        # Longest without a two-way touch first: they need attention.
-        return (row["last_touch_at"] or "", *by_name)
+        return (last_touch_at or "", *by_name)
     return by_name
 
 

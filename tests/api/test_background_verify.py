@@ -67,7 +67,7 @@ def test_readers_get_the_latest_run_with_its_time_and_whether_the_log_grew_since
     }
     assert body["ok"] is True
     assert (body["position"], body["log_position"], body["current"]) == (1, 2, False)
-    assert body["duration_ms"] >= 0
+    assert isinstance(body["duration_ms"], int)  # its shape; how long is the bench's concern
     assert body["run_by"].startswith("pledger serve")
     # A steward's fresh run covers the new event.
     again = api.verified()

@@ -12,10 +12,7 @@ recorded later leaves no erased name in a list kept before it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -23,7 +20,7 @@ from uuid import UUID
 import pytest
 
 from api.settings import Settings
-from api.wiring import Services, open_services
+from api.wiring import Services
 from domain.chained import Stamp
 from domain.dates import start_of_day
 from domain.errors import Conflict, InvalidCommand, PartnerNotFound
@@ -31,6 +28,7 @@ from domain.serialization import DATA_MODELS
 from domain.values import ErasureReason, PartnerRegistered, search_key
 from projections.folds import health_of
 from projections.queries import At, _fold, _profile, _sort_key, end_of_day
+from tests.projections.test_time_zone import opened
 
 ZONE = "America/Los_Angeles"
 STEWARD = "steward:past-lists"
@@ -38,16 +36,6 @@ START = datetime(2025, 1, 1, 17, tzinfo=UTC)
 NAMES = ["Valley Promotoras", "Youth Arts Collective", "Río Verde Youth", "Casa Norte", "Ålands"]
 SORTS = (("health", None), ("name", None), ("last_touch", None), ("health", "asc"))
 FILTERS: tuple[dict[str, Any], ...] = ({}, {"q": "youth"}, {"stage": "partnership"}, {"q": "zzz"})
-
-
-@contextmanager
-def opened(settings: Settings) -> Iterator[Services]:
-    services = open_services(dataclasses.replace(settings, time_zone=ZONE))
-    try:
-        services.keeper.catch_up()
-        yield services
-    finally:
-        services.close()
 
 
 class History:
@@ -198,7 +186,7 @@ def check(services: Services, at: At) -> dict[tuple[Any, ...], list[Any]]:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_past_lists_equal_the_full_fold(settings: Settings, seed: int) -> None:
     rng = random.Random(seed)
-    with opened(settings) as services:
+    with opened(settings, ZONE) as services:
         history = History(services, rng)
         for _ in range(40):
             history.step()
@@ -217,7 +205,7 @@ def test_past_lists_equal_the_full_fold(settings: Settings, seed: int) -> None:
 
 
 def test_a_list_kept_before_an_erasure_shows_no_erased_name(settings: Settings) -> None:
-    with opened(settings) as services:
+    with opened(settings, ZONE) as services:
         history = History(services, random.Random(7))
         for _ in range(20):
             history.step()
